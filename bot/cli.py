@@ -1,0 +1,223 @@
+"""The `kpibot` command line. Imports are lazy so that every command starts quickly."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from bot.settings import Settings
+    from storage.ingest import IngestReport
+
+PROGRESS_MIN_BYTES = 1_000_000  # files smaller than this are ingested without a progress bar
+SHOWN_REJECTIONS = 20
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """kpibot: customer-success KPIs, digests and detractor alerts in Slack."""
+    from pydantic import ValidationError
+
+    from bot.settings import load_settings
+
+    try:
+        ctx.obj = load_settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    from storage.db import make_engine, make_session_factory
+    from storage.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Apply the database migrations (serve does this on start too)."""
+    with _database(settings):
+        click.echo(f"database is up to date ({_safe_url(settings.database_url)})")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("--batch-size", default=1_000, show_default=True, help="Events per transaction.")
+@click.pass_obj
+def ingest(settings: Settings, files: tuple[str, ...], batch_size: int) -> None:
+    """Ingest native events from JSON Lines FILES ('-' reads standard input).
+
+    Exits with status 1 when any event was rejected; rejected events are kept in the event log.
+    """
+    from storage.ingest import IngestReport, ingest_in_batches, read_json_lines
+
+    total = IngestReport()
+    with _database(settings) as factory:
+        for name in files:
+            with _open_lines(name) as (lines, size), _progress(name, size) as advance:
+                report = ingest_in_batches(
+                    factory,
+                    read_json_lines(_count_bytes(lines, advance)),
+                    config=settings.ingest_config,
+                    batch_size=batch_size,
+                )
+            click.echo(f"{name}: {_summary(report)}")
+            _show_rejections(report)
+            total.add(report)
+    if len(files) > 1:
+        click.echo(f"total: {_summary(total)}")
+    if total.rejected:
+        sys.exit(1)
+
+
+@contextmanager
+def _open_lines(name: str) -> Iterator[tuple[Any, int | None]]:
+    if name == "-":
+        yield sys.stdin, None
+        return
+    from pathlib import Path
+
+    path = Path(name)
+    if not path.is_file():
+        raise click.ClickException(f"no such file: {name}")
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        yield handle, path.stat().st_size
+
+
+@contextmanager
+def _progress(label: str, size: int | None) -> Iterator[Any]:
+    if size is None or size < PROGRESS_MIN_BYTES:
+        yield lambda _n: None
+        return
+    with click.progressbar(length=size, label=f"ingesting {label}", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _count_bytes(lines: Any, advance: Any) -> Iterator[str]:
+    for line in lines:
+        advance(len(line.encode("utf-8")))
+        yield line
+
+
+def _summary(report: IngestReport) -> str:
+    return (
+        f"{report.applied} applied, {report.duplicate} duplicate, "
+        f"{report.ignored} ignored, {report.rejected} rejected"
+    )
+
+
+def _show_rejections(report: IngestReport) -> None:
+    for rejection in report.rejections[:SHOWN_REJECTIONS]:
+        who = f" ({rejection.event_id})" if rejection.event_id else ""
+        click.echo(f"  rejected event #{rejection.index + 1}{who}: {rejection.reason}", err=True)
+    if len(report.rejections) > SHOWN_REJECTIONS:
+        more = len(report.rejections) - SHOWN_REJECTIONS
+        click.echo(f"  … and {more} more (kpibot webhooks list shows them all)", err=True)
+
+
+@main.command()
+@click.pass_obj
+def rebuild(settings: Settings) -> None:
+    """Recompute every derived table from the event log (after changing currency or time zone)."""
+    from sqlalchemy import func, select
+
+    from storage.db import session_scope
+    from storage.rebuild import rebuild as rebuild_store
+    from storage.tables import EventLog
+
+    with _database(settings) as factory:
+        with session_scope(factory) as session:
+            size = session.scalar(
+                select(func.count()).select_from(EventLog).where(EventLog.status == "applied")
+            )
+        with click.progressbar(length=size or 0, label="rebuilding", file=sys.stderr) as bar:
+            count = rebuild_store(factory, config=settings.ingest_config, progress=bar.update)
+    click.echo(f"rebuilt the derived tables from {count} events")
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("seed")
+@click.option("--accounts", default=200, show_default=True, help="How many customer accounts.")
+@click.option("--years", default=3, show_default=True, help="Years of history.")
+@click.option("--seed", default=42, show_default=True, help="Random seed: same seed, same data.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of history [today].")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the store already has events.")
+@click.pass_obj
+def demo_seed(
+    settings: Settings, accounts: int, years: int, seed: int, until: Any, if_empty: bool
+) -> None:
+    """Generate a realistic SaaS history and ingest it like webhooks would."""
+    from sqlalchemy import exists, select
+    from storage.demo import generate_demo_events
+
+    from storage.db import session_scope
+    from storage.ingest import ingest_in_batches
+    from storage.tables import EventLog
+
+    last_day = until.date() if until else date.today()
+    with _database(settings) as factory:
+        if if_empty:
+            with session_scope(factory) as session:
+                if session.scalar(select(exists().where(EventLog.id.is_not(None)))):  # type: ignore[union-attr]
+                    click.echo("the store already has events: demo data not added")
+                    return
+        events = generate_demo_events(
+            accounts=accounts, years=years, seed=seed, until=last_day, currency=settings.currency
+        )
+        with click.progressbar(
+            events, label=f"seeding {accounts} accounts × {years} years", file=sys.stderr
+        ) as stream:
+            report = ingest_in_batches(
+                factory, stream, config=settings.ingest_config, batch_size=2_000
+            )
+    click.echo(f"demo data: {_summary(report)}")
+    _show_rejections(report)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run kpibot (today: migrate and report the store; the web server is not built yet)."""
+    from bot.status import store_status
+
+    with _database(settings) as factory:
+        status = store_status(factory, settings)
+    click.echo(status)
+    click.echo(
+        "\nNot yet built: the web server (webhooks, Slack, /healthz) that would listen on "
+        f"http://{host}:{port}, the scheduler and alert delivery. Until then kpibot works from the "
+        "command line: `kpibot ingest`, `kpibot demo seed`, `kpibot rebuild`."
+    )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,521 @@
+"""Apply validated native events to the derived tables, by each event's own time.
+
+Every write is idempotent and order-independent: entities keep the newest state by event time
+(`upsert_newer`), subscription versions are kept whole and each touched account's MRR movements are
+re-derived from all its versions. Everything that could refuse an event (a missing exchange rate) is
+checked before anything is written, so a refused event leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from storage.fx import FxBook, MissingRate
+from storage.mrr import VersionPoint, derive_movements, subscription_mrr
+from storage.schemas import (
+    AccountUpserted,
+    CostRecorded,
+    FxRateData,
+    InvoicePaid,
+    NativeEvent,
+    RenewalUpdated,
+    SubscriptionUpdated,
+    SurveyResponded,
+    UsageRecorded,
+)
+from storage.tables import (
+    Account,
+    AccountDomain,
+    Contact,
+    Cost,
+    FxRate,
+    Invoice,
+    MrrMovement,
+    Renewal,
+    Subscription,
+    SubscriptionVersion,
+    SurveyResponse,
+    UsageDay,
+)
+from storage.upsert import insert_ignoring_conflicts, newest_by_key, upsert_newer
+
+IN_CHUNK = 500  # ids per IN (...) list
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What ingestion needs to know: the reporting currency and the time zone of `day` columns."""
+
+    reporting_currency: str = "USD"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Applicable:
+    """A valid event with the id of its row in the event log."""
+
+    log_id: int
+    event: NativeEvent
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    """Yield consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class Applier:
+    """Applies one batch of events inside the caller's transaction."""
+
+    session: Session
+    config: IngestConfig
+    refused: dict[int, str] = field(default_factory=dict)  # log id → reason
+    _accounts_to_derive: set[str] = field(default_factory=set)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.config.timezone)
+
+    @cached_property
+    def fx(self) -> FxBook:
+        return FxBook.load(self.session, self.config.reporting_currency)
+
+    def local_day(self, instant: datetime) -> date:
+        """Return the reporting time zone's date of `instant`."""
+        return instant.astimezone(self.zone).date()
+
+    def apply(self, items: Sequence[Applicable]) -> dict[int, str]:
+        """Apply `items` (rates first, then by event time); return the refused ones' reasons."""
+        by_type: dict[str, list[Applicable]] = defaultdict(list)
+        for item in sorted(items, key=lambda i: i.event.occurred_at):
+            by_type[item.event.type].append(item)
+        self._fx_rates(by_type.pop("fx.rate", []))
+        self._accounts(by_type.pop("account.upserted", []))
+        self._subscriptions(by_type.pop("subscription.updated", []))
+        self._invoices(by_type.pop("invoice.paid", []))
+        self._responses(by_type.pop("survey.responded", []))
+        self._usage(by_type.pop("usage.recorded", []))
+        self._renewals(by_type.pop("renewal.updated", []))
+        self._costs(by_type.pop("cost.recorded", []))
+        if by_type:
+            raise AssertionError(f"no applier for {sorted(by_type)}")
+        self.derive_movements(sorted(self._accounts_to_derive))
+        return self.refused
+
+    def _convertible(self, item: Applicable, currency: str, day: date) -> bool:
+        try:
+            self.fx.rate(currency, day)
+        except MissingRate as missing:
+            self.refused[item.log_id] = str(missing)
+            return False
+        return True
+
+    def _fx_rates(self, items: list[Applicable]) -> None:
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, FxRateData)
+            rows.append({"base": data.base, "quote": data.quote, "on": data.on, "rate": data.rate})
+        rows = newest_by_key(rows, key=("base", "quote", "on"), version="on")
+        upsert_newer(self.session, FxRate, rows, key=("base", "quote", "on"))
+        for row in rows:
+            if self.fx.add(row["base"], row["quote"], row["on"], row["rate"]):
+                foreign = (
+                    row["quote"] if row["base"] == self.config.reporting_currency else row["base"]
+                )
+                self._reconvert_from(foreign, row["on"])
+
+    def _reconvert_from(self, currency: str, on: date) -> None:
+        """Re-derive amounts in `currency` dated from `on`, which a new rate may change."""
+        since = datetime.combine(on, datetime.min.time(), self.zone)
+        self._accounts_to_derive.update(
+            self.session.scalars(
+                select(SubscriptionVersion.account_id)
+                .where(SubscriptionVersion.currency == currency)
+                .where(SubscriptionVersion.effective_at >= since)  # type: ignore[operator]
+                .distinct()
+            )
+        )
+        for invoice in self.session.scalars(
+            select(Invoice).where(Invoice.currency == currency, Invoice.day >= on)  # type: ignore[operator]
+        ):
+            invoice.amount_reporting = self.fx.convert(invoice.amount, currency, invoice.day)
+        for cost in self.session.scalars(
+            select(Cost).where(Cost.currency == currency, Cost.period_start >= on)  # type: ignore[operator]
+        ):
+            cost.amount_reporting = self.fx.convert(cost.amount, currency, cost.period_start)
+        for renewal in self.session.scalars(
+            select(Renewal).where(Renewal.currency == currency, Renewal.due_on >= on)  # type: ignore[operator]
+        ):
+            renewal.amount_reporting = self.fx.convert(renewal.amount, currency, renewal.due_on)
+            if renewal.renewed_amount is not None:
+                renewal.renewed_amount_reporting = self.fx.convert(
+                    renewal.renewed_amount, currency, renewal.due_on
+                )
+        self.session.flush()
+
+    def _accounts(self, items: list[Applicable]) -> None:
+        rows, details = [], {}
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, AccountUpserted)
+            rows.append(
+                {
+                    "account_id": data.account_id,
+                    "name": data.name or data.account_id,
+                    "owner_email": data.owner_email,
+                    "segment": data.segment,
+                    "plan": data.plan,
+                    "currency": data.currency,
+                    "domains": sorted(set(data.domains)),
+                    "attributes": data.attributes,
+                    "updated_at": item.event.occurred_at,
+                }
+            )
+            details[(data.account_id, item.event.occurred_at)] = data
+        rows = newest_by_key(rows, key=("account_id",), version="updated_at")
+        won = upsert_newer(
+            self.session,
+            Account,
+            rows,
+            key=("account_id",),
+            version="updated_at",
+            returning=("account_id", "updated_at"),
+        )
+        winners = [details[(account_id, updated_at)] for account_id, updated_at in won]
+        ids = [data.account_id for data in winners]
+        for part in chunks(ids):
+            self.session.execute(delete(Contact).where(Contact.account_id.in_(part)))  # type: ignore[attr-defined]
+            self.session.execute(delete(AccountDomain).where(AccountDomain.account_id.in_(part)))  # type: ignore[attr-defined]
+        contacts = {
+            (data.account_id, contact.email): {
+                "account_id": data.account_id,
+                "email": contact.email,
+                "name": contact.name,
+                "phone": contact.phone,
+            }
+            for data in winners
+            for contact in data.contacts
+        }
+        insert_ignoring_conflicts(self.session, Contact, list(contacts.values()))
+        domains = {d: data.account_id for data in winners for d in data.domains}
+        upsert_newer(
+            self.session,
+            AccountDomain,
+            [{"domain": d, "account_id": a} for d, a in domains.items()],
+            key=("domain",),
+        )
+
+    def _subscriptions(self, items: list[Applicable]) -> None:
+        versions = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, SubscriptionUpdated)
+            day = self.local_day(item.event.occurred_at)
+            if not self._convertible(item, data.currency, day):
+                continue
+            mrr = subscription_mrr(
+                status=data.status,
+                amount=data.amount,
+                quantity=data.quantity,
+                interval=data.interval,
+                interval_count=data.interval_count,
+                discount_percent=data.discount_percent,
+                discount_amount=data.discount_amount,
+            )
+            versions.append(
+                {
+                    "subscription_id": data.subscription_id,
+                    "account_id": data.account_id,
+                    "effective_at": item.event.occurred_at,
+                    "event_log_id": item.log_id,
+                    "status": data.status,
+                    "amount": data.amount,
+                    "currency": data.currency,
+                    "interval": data.interval,
+                    "interval_count": data.interval_count,
+                    "quantity": data.quantity,
+                    "discount_percent": data.discount_percent,
+                    "discount_amount": data.discount_amount,
+                    "mrr": mrr,
+                }
+            )
+            self._accounts_to_derive.add(data.account_id)
+        insert_ignoring_conflicts(self.session, SubscriptionVersion, versions)
+        current = [
+            {
+                "subscription_id": v["subscription_id"],
+                "account_id": v["account_id"],
+                "status": v["status"],
+                "amount": v["amount"],
+                "currency": v["currency"],
+                "interval": v["interval"],
+                "interval_count": v["interval_count"],
+                "quantity": v["quantity"],
+                "mrr": v["mrr"],
+                "updated_at": v["effective_at"],
+            }
+            for v in versions
+        ]
+        current = newest_by_key(current, key=("subscription_id",), version="updated_at")
+        upsert_newer(
+            self.session, Subscription, current, key=("subscription_id",), version="updated_at"
+        )
+
+    def _invoices(self, items: list[Applicable]) -> None:
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, InvoicePaid)
+            day = self.local_day(item.event.occurred_at)
+            if not self._convertible(item, data.currency, day):
+                continue
+            rows.append(
+                {
+                    "invoice_id": data.invoice_id,
+                    "account_id": data.account_id,
+                    "paid_at": item.event.occurred_at,
+                    "day": day,
+                    "amount": data.amount,
+                    "currency": data.currency,
+                    "amount_reporting": self.fx.convert(data.amount, data.currency, day),
+                }
+            )
+        rows = newest_by_key(rows, key=("invoice_id",), version="paid_at")
+        upsert_newer(self.session, Invoice, rows, key=("invoice_id",), version="paid_at")
+
+    def _responses(self, items: list[Applicable]) -> None:
+        answers = [item.event.data for item in items]
+        emails = sorted(
+            {
+                a.respondent_email
+                for a in answers
+                if isinstance(a, SurveyResponded) and a.respondent_email
+            }
+        )
+        by_email: dict[str, str] = {}
+        by_domain: dict[str, str] = {}
+        for part in chunks(emails):
+            for email, account_id in self.session.execute(
+                select(Contact.email, Contact.account_id).where(Contact.email.in_(part))  # type: ignore[attr-defined]
+            ):
+                by_email.setdefault(email, account_id)
+        domains = sorted({e.rpartition("@")[2] for e in emails})
+        for part in chunks(domains):
+            for domain, account_id in self.session.execute(
+                select(AccountDomain.domain, AccountDomain.account_id).where(
+                    AccountDomain.domain.in_(part)  # type: ignore[attr-defined]
+                )
+            ):
+                by_domain[domain] = account_id
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, SurveyResponded)
+            account_id, attribution = data.account_id, "account_id"
+            if account_id is None:
+                email = data.respondent_email or ""
+                account_id, attribution = by_email.get(email), "contact"
+                if account_id is None:
+                    account_id, attribution = by_domain.get(email.rpartition("@")[2]), "domain"
+                if account_id is None:
+                    attribution = "none"
+            low, high = data.scale
+            rows.append(
+                {
+                    "response_id": data.response_id,
+                    "account_id": account_id,
+                    "attribution": attribution,
+                    "respondent_email": data.respondent_email,
+                    "respondent_name": data.respondent_name,
+                    "kind": data.kind,
+                    "score": data.score,
+                    "scale_min": low,
+                    "scale_max": high,
+                    "comment": data.comment,
+                    "source": data.source,
+                    "responded_at": item.event.occurred_at,
+                    "day": self.local_day(item.event.occurred_at),
+                }
+            )
+        rows = newest_by_key(rows, key=("response_id",), version="responded_at")
+        upsert_newer(
+            self.session, SurveyResponse, rows, key=("response_id",), version="responded_at"
+        )
+
+    def _usage(self, items: list[Applicable]) -> None:
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, UsageRecorded)
+            users = sorted(set(data.user_ids))
+            rows.append(
+                {
+                    "account_id": data.account_id,
+                    "day": data.day,
+                    "active_users": len(users),
+                    "user_ids": users,
+                    "recorded_at": item.event.occurred_at,
+                }
+            )
+        rows = newest_by_key(rows, key=("account_id", "day"), version="recorded_at")
+        upsert_newer(self.session, UsageDay, rows, key=("account_id", "day"), version="recorded_at")
+
+    def _renewals(self, items: list[Applicable]) -> None:
+        currencies = self._account_currencies(
+            [i.event.data.account_id for i in items if isinstance(i.event.data, RenewalUpdated)]
+        )
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, RenewalUpdated)
+            currency = (
+                data.currency or currencies.get(data.account_id) or self.config.reporting_currency
+            )
+            if not self._convertible(item, currency, data.due_on):
+                continue
+            renewed = data.renewed_amount
+            if renewed is None and data.outcome == "renewed":
+                renewed = data.amount
+            rows.append(
+                {
+                    "contract_id": data.contract_id,
+                    "account_id": data.account_id,
+                    "due_on": data.due_on,
+                    "amount": data.amount,
+                    "currency": currency,
+                    "amount_reporting": self.fx.convert(data.amount, currency, data.due_on),
+                    "outcome": data.outcome,
+                    "renewed_amount": renewed,
+                    "renewed_amount_reporting": None
+                    if renewed is None
+                    else self.fx.convert(renewed, currency, data.due_on),
+                    "updated_at": item.event.occurred_at,
+                }
+            )
+        rows = newest_by_key(rows, key=("contract_id",), version="updated_at")
+        upsert_newer(self.session, Renewal, rows, key=("contract_id",), version="updated_at")
+
+    def _account_currencies(self, account_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for part in chunks(sorted(set(account_ids))):
+            for account_id, currency in self.session.execute(
+                select(Account.account_id, Account.currency).where(Account.account_id.in_(part))  # type: ignore[attr-defined]
+            ):
+                if currency:
+                    found[account_id] = currency
+        return found
+
+    def _costs(self, items: list[Applicable]) -> None:
+        rows = []
+        for item in items:
+            data = item.event.data
+            assert isinstance(data, CostRecorded)
+            if not self._convertible(item, data.currency, data.period_start):
+                continue
+            rows.append(
+                {
+                    "cost_id": data.cost_id,
+                    "period_start": data.period_start,
+                    "period_end": data.period_end,
+                    "amount": data.amount,
+                    "currency": data.currency,
+                    "amount_reporting": self.fx.convert(
+                        data.amount, data.currency, data.period_start
+                    ),
+                    "category": data.category,
+                    "updated_at": item.event.occurred_at,
+                }
+            )
+        rows = newest_by_key(rows, key=("cost_id",), version="updated_at")
+        upsert_newer(self.session, Cost, rows, key=("cost_id",), version="updated_at")
+
+    def derive_movements(self, account_ids: Sequence[str]) -> None:
+        """Re-derive the MRR movements of `account_ids` from all their subscription versions."""
+        for part in chunks(account_ids):
+            self._lock_accounts(part)
+            points: dict[str, list[VersionPoint]] = defaultdict(list)
+            for account_id, subscription_id, effective_at, currency, mrr in self.session.execute(
+                select(
+                    SubscriptionVersion.account_id,
+                    SubscriptionVersion.subscription_id,
+                    SubscriptionVersion.effective_at,
+                    SubscriptionVersion.currency,
+                    SubscriptionVersion.mrr,
+                )
+                .where(SubscriptionVersion.account_id.in_(part))  # type: ignore[attr-defined]
+                .order_by(SubscriptionVersion.effective_at, SubscriptionVersion.id)  # type: ignore[arg-type]
+            ):
+                points[account_id].append(
+                    VersionPoint(subscription_id, effective_at, currency, mrr)
+                )
+            stored: dict[tuple[str, date], MrrMovement] = {
+                (m.account_id, m.day): m
+                for m in self.session.scalars(
+                    select(MrrMovement).where(MrrMovement.account_id.in_(part))  # type: ignore[attr-defined]
+                )
+            }
+            fresh: dict[tuple[str, date], dict[str, Any]] = {}
+            for account_id in part:
+                for movement in derive_movements(
+                    points.get(account_id, []), local_day=self.local_day, convert=self.fx.convert
+                ):
+                    fresh[(account_id, movement.day)] = {
+                        "account_id": account_id,
+                        "day": movement.day,
+                        "occurred_at": movement.occurred_at,
+                        "kind": movement.kind,
+                        "amount": movement.amount,
+                        "mrr_before": movement.mrr_before,
+                        "mrr_after": movement.mrr_after,
+                    }
+            stale = [
+                row.id
+                for key, row in stored.items()
+                if key not in fresh or not _same_movement(row, fresh[key])
+            ]
+            for ids in chunks(stale):
+                self.session.execute(delete(MrrMovement).where(MrrMovement.id.in_(ids)))  # type: ignore[union-attr]
+            added = [
+                row
+                for key, row in fresh.items()
+                if key not in stored or not _same_movement(stored[key], row)
+            ]
+            insert_ignoring_conflicts(self.session, MrrMovement, added)
+
+    def _lock_accounts(self, account_ids: Sequence[str]) -> None:
+        """On PostgreSQL, serialise concurrent derivations of the same account until commit.
+
+        Two transactions adding versions to one account would otherwise each derive movements
+        without seeing the other's version. SQLite needs nothing: its writers are serialised.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        for key in sorted(_lock_key(account_id) for account_id in account_ids):
+            self.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _lock_key(account_id: str) -> int:
+    digest = hashlib.blake2b(f"kpibot.account:{account_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _same_movement(stored: MrrMovement, fresh: dict[str, Any]) -> bool:
+    return (
+        stored.kind == fresh["kind"]
+        and stored.amount == fresh["amount"]
+        and stored.mrr_before == fresh["mrr_before"]
+        and stored.mrr_after == fresh["mrr_after"]
+        and stored.occurred_at == fresh["occurred_at"]
+    )

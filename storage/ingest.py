@@ -1,0 +1,246 @@
+"""The one ingestion service: every source (webhook, JSON Lines file, CSV import, demo) goes here.
+
+`ingest_events` logs each event in the event log, drops the ones already seen for their source, and
+applies the rest in the caller's transaction: the batch is committed whole or not at all, and within
+it each event is either applied completely or rejected with its reason, never half-applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.apply import Applicable, Applier, IngestConfig, chunks
+from storage.db import session_scope
+from storage.schemas import EventRejected, NativeEvent, parse_event
+from storage.tables import EventLog
+from storage.upsert import insert_ignoring_conflicts
+
+NATIVE_SOURCE = "kpibot"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """An input that is not JSON at all (a bad line in a JSON Lines file)."""
+
+    raw: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the event at `index` of a batch was not applied."""
+
+    index: int
+    event_id: str | None
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """Counts of what happened to each event of one or more batches."""
+
+    applied: int = 0
+    duplicate: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Return how many events were received."""
+        return self.applied + self.duplicate + self.ignored + self.rejected
+
+    def add(self, other: IngestReport, *, offset: int = 0) -> None:
+        """Add `other`'s counts; its rejection indexes are shifted by `offset`."""
+        self.applied += other.applied
+        self.duplicate += other.duplicate
+        self.ignored += other.ignored
+        self.rejected += other.rejected
+        self.rejections.extend(
+            Rejection(r.index + offset, r.event_id, r.reason) for r in other.rejections
+        )
+
+
+@dataclass
+class _Received:
+    index: int
+    body: str
+    event: NativeEvent | None = None
+    event_id: str | None = None
+    reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.reason is not None:
+            return "rejected"
+        return "ignored" if self.event is not None and self.event.data is None else "applied"
+
+
+def _receive(index: int, item: Any) -> _Received:
+    if isinstance(item, Malformed):
+        return _Received(index, item.raw, reason=item.reason)
+    body = json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        event = parse_event(item)
+    except EventRejected as rejected:
+        return _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
+    return _Received(index, body, event=event, event_id=event.event_id)
+
+
+def ingest_events(
+    session: Session,
+    items: list[Any],
+    *,
+    config: IngestConfig,
+    source: str = NATIVE_SOURCE,
+    received_at: datetime | None = None,
+) -> IngestReport:
+    """Log, de-duplicate and apply decoded JSON events in the caller's transaction."""
+    received_at = received_at or datetime.now(UTC)
+    report = IngestReport()
+    received: list[_Received] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        entry = _receive(index, item)
+        if entry.event_id is not None:
+            if entry.event_id in seen:
+                report.duplicate += 1
+                continue
+            seen.add(entry.event_id)
+        received.append(entry)
+
+    log_ids = _log(session, received, source=source, received_at=received_at)
+    retried = _take_over_rejected(
+        session, [e for e in received if e.event_id not in log_ids], source, received_at
+    )
+    log_ids.update(retried)
+
+    applicable: list[Applicable] = []
+    for entry in received:
+        if entry.event_id is not None and entry.event_id not in log_ids:
+            report.duplicate += 1
+        elif entry.status == "rejected":
+            report.rejected += 1
+            report.rejections.append(Rejection(entry.index, entry.event_id, entry.reason or ""))
+        elif entry.status == "ignored":
+            report.ignored += 1
+        else:
+            assert entry.event is not None and entry.event_id is not None
+            applicable.append(Applicable(log_ids[entry.event_id], entry.event))
+
+    refused = Applier(session, config).apply(applicable)
+    by_log_id = {item.log_id: item for item in applicable}
+    for log_id, reason in refused.items():
+        session.execute(
+            update(EventLog).where(EventLog.id == log_id).values(status="rejected", reason=reason)  # type: ignore[arg-type]
+        )
+        entry = next(e for e in received if e.event_id == by_log_id[log_id].event.event_id)
+        report.rejected += 1
+        report.rejections.append(Rejection(entry.index, entry.event_id, reason))
+    report.applied += len(applicable) - len(refused)
+    report.rejections.sort(key=lambda r: r.index)
+    return report
+
+
+def _log_row(entry: _Received, source: str, received_at: datetime) -> dict[str, Any]:
+    event = entry.event
+    return {
+        "source": source,
+        "event_id": entry.event_id,
+        "type": event.type if event else None,
+        "occurred_at": event.occurred_at if event else None,
+        "received_at": received_at,
+        "body": entry.body,
+        "status": entry.status,
+        "reason": entry.reason,
+    }
+
+
+def _log(
+    session: Session, received: list[_Received], *, source: str, received_at: datetime
+) -> dict[str, int]:
+    """Insert the event log rows; return the log id of each event id that was new."""
+    rows = [_log_row(entry, source, received_at) for entry in received]
+    inserted = insert_ignoring_conflicts(session, EventLog, rows, returning=("id", "event_id"))
+    return {event_id: log_id for log_id, event_id in inserted if event_id is not None}
+
+
+def _take_over_rejected(
+    session: Session, conflicts: list[_Received], source: str, received_at: datetime
+) -> dict[str, int]:
+    """Let a resent event replace an earlier rejected delivery of the same id (after a fix)."""
+    by_id = {e.event_id: e for e in conflicts if e.event_id is not None}
+    retried: dict[str, int] = {}
+    for part in chunks(sorted(by_id)):
+        for log_id, event_id in session.execute(
+            select(EventLog.id, EventLog.event_id).where(
+                EventLog.source == source,
+                EventLog.event_id.in_(part),  # type: ignore[union-attr]
+                EventLog.status == "rejected",
+            )
+        ):
+            entry = by_id[event_id]
+            values = _log_row(entry, source, received_at)
+            session.execute(update(EventLog).where(EventLog.id == log_id).values(**values))  # type: ignore[arg-type]
+            retried[event_id] = log_id
+    return retried
+
+
+def ingest_in_batches(
+    factory: sessionmaker[Session],
+    items: Iterable[Any],
+    *,
+    config: IngestConfig,
+    source: str = NATIVE_SOURCE,
+    batch_size: int = 1_000,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest a stream of events in batches, one transaction each; rejection indexes are global."""
+    report = IngestReport()
+    offset = 0
+    for batch in batched(items, batch_size):
+        with session_scope(factory) as session:
+            part = ingest_events(session, list(batch), config=config, source=source)
+        report.add(part, offset=offset)
+        offset += len(batch)
+        if progress:
+            progress(len(batch))
+    return report
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Yield lists of `size` consecutive items (the last may be shorter)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def read_json_lines(lines: Iterable[str]) -> Iterator[Any]:
+    """Decode JSON Lines: one event per line (or a {"events": [...]} batch); blank lines skipped.
+
+    A line that is not JSON becomes a `Malformed` item, so it is logged and reported, not lost.
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            yield Malformed(line.rstrip("\n"), f"line {number} is not JSON: {error}")
+            continue
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("events"), list)
+            and "type" not in value
+        ):
+            yield from value["events"]
+        else:
+            yield value

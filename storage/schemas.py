@@ -1,0 +1,262 @@
+"""The native event format (SPEC.md, "Native events"): envelopes and the data of each type.
+
+`parse_event` turns one decoded JSON value into a `NativeEvent`, or raises `EventRejected` whose
+reason names the field path ("data.amount: must be at least 0"). Unknown fields are ignored so that
+senders can add to their payloads; unknown event types are valid envelopes that kpibot ignores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real subscription
+
+
+class EventRejected(ValueError):
+    """An event kpibot cannot store; `reason` says what to fix, with the field path."""
+
+    def __init__(self, reason: str, *, event_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event_id = event_id
+
+
+@cache
+def known_currencies() -> frozenset[str]:
+    """Return the ISO 4217 codes kpibot accepts."""
+    from babel.numbers import list_currencies
+
+    return frozenset(list_currencies())
+
+
+def _currency(code: str) -> str:
+    code = code.upper()
+    if code not in known_currencies():
+        raise ValueError(f"unknown currency {code!r} (use an ISO 4217 code such as USD or EUR)")
+    return code
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _email(text: str) -> str:
+    text = text.strip().lower()
+    local, _, domain = text.rpartition("@")
+    if not local or "." not in domain or " " in text:
+        raise ValueError(f"{text!r} is not an email address")
+    return text
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(max_length=255)]
+Currency = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+Domain = Annotated[str, StringConstraints(min_length=3, max_length=255), AfterValidator(_lower)]
+Amount = Annotated[
+    Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=24, decimal_places=10, allow_inf_nan=False)
+]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ContactData(_Data):
+    email: Email
+    name: Name | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class AccountUpserted(_Data):
+    account_id: Id
+    name: Name | None = None
+    owner_email: Email | None = None
+    segment: Annotated[str, StringConstraints(max_length=64)] | None = None
+    plan: Annotated[str, StringConstraints(max_length=64)] | None = None
+    currency: Currency | None = None
+    domains: Annotated[list[Domain], Field(max_length=100)] = []
+    contacts: Annotated[list[ContactData], Field(max_length=1000)] = []
+    attributes: Annotated[dict[str, Any], Field(max_length=100)] = {}
+
+
+class SubscriptionUpdated(_Data):
+    account_id: Id
+    subscription_id: Id
+    status: Literal["active", "trialing", "past_due", "paused", "canceled"]
+    amount: Amount
+    currency: Currency
+    interval: Literal["day", "week", "month", "quarter", "year"] = "month"
+    interval_count: Annotated[int, Field(ge=1, le=1000, strict=True)] = 1
+    quantity: Annotated[int, Field(ge=0, le=10_000_000, strict=True)] = 1
+    discount_percent: Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    discount_amount: Amount | None = None
+
+    @model_validator(mode="after")
+    def _one_discount(self) -> SubscriptionUpdated:
+        if self.discount_percent is not None and self.discount_amount is not None:
+            raise ValueError("give discount_percent or discount_amount, not both")
+        return self
+
+
+class InvoicePaid(_Data):
+    account_id: Id
+    invoice_id: Id
+    amount: Amount
+    currency: Currency
+
+
+class SurveyResponded(_Data):
+    response_id: Id
+    account_id: Id | None = None
+    respondent_email: Email | None = None
+    respondent_name: Name | None = None
+    kind: Literal["nps", "csat"]
+    score: Annotated[int, Field(strict=True)]
+    scale_min: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
+    scale_max: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    source: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _score_on_scale(self) -> SurveyResponded:
+        low, high = self.scale
+        if low >= high:
+            raise ValueError(f"scale_min ({low}) must be below scale_max ({high})")
+        if not low <= self.score <= high:
+            raise ValueError(f"score {self.score} is outside the scale {low}..{high}")
+        return self
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """The answer's scale, defaulting to 0-10 for NPS and 1-5 for CSAT."""
+        default = (0, 10) if self.kind == "nps" else (1, 5)
+        low = default[0] if self.scale_min is None else self.scale_min
+        high = default[1] if self.scale_max is None else self.scale_max
+        return low, high
+
+
+class UsageRecorded(_Data):
+    account_id: Id
+    day: date
+    user_ids: Annotated[list[Id], Field(max_length=100_000)]
+
+
+class RenewalUpdated(_Data):
+    contract_id: Id
+    account_id: Id
+    due_on: date
+    amount: Amount
+    currency: Currency | None = None
+    outcome: Literal["pending", "renewed", "churned"]
+    renewed_amount: Amount | None = None
+
+
+class CostRecorded(_Data):
+    cost_id: Id
+    period_start: date
+    period_end: date
+    amount: Amount
+    currency: Currency
+    category: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CostRecorded:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        return self
+
+
+class FxRateData(_Data):
+    base: Currency
+    quote: Currency
+    rate: Annotated[Decimal, Field(gt=0, le=Decimal(10**9), max_digits=30, decimal_places=12)]
+    on: date
+
+    @model_validator(mode="after")
+    def _two_currencies(self) -> FxRateData:
+        if self.base == self.quote:
+            raise ValueError("base and quote are the same currency")
+        return self
+
+
+DATA_MODELS: dict[str, type[_Data]] = {
+    "account.upserted": AccountUpserted,
+    "subscription.updated": SubscriptionUpdated,
+    "invoice.paid": InvoicePaid,
+    "survey.responded": SurveyResponded,
+    "usage.recorded": UsageRecorded,
+    "renewal.updated": RenewalUpdated,
+    "cost.recorded": CostRecorded,
+    "fx.rate": FxRateData,
+}
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Id
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    occurred_at: AwareDatetime
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NativeEvent:
+    """A valid event: `data` is None when kpibot does not use this type (it is then ignored)."""
+
+    event_id: str
+    type: str
+    occurred_at: datetime
+    data: _Data | None
+
+
+def parse_event(value: Any) -> NativeEvent:
+    """Validate one decoded JSON value as a native event, or raise `EventRejected`."""
+    if not isinstance(value, dict):
+        raise EventRejected(f"an event must be a JSON object, not {type(value).__name__}")
+    raw_id = value.get("id")
+    event_id = (
+        raw_id.strip() if isinstance(raw_id, str) and 0 < len(raw_id.strip()) <= 255 else None
+    )
+    try:
+        envelope = _Envelope.model_validate(value)
+    except ValidationError as error:
+        raise EventRejected(describe(error), event_id=event_id) from None
+    model = DATA_MODELS.get(envelope.type)
+    if model is None:
+        return NativeEvent(envelope.id, envelope.type, envelope.occurred_at, None)
+    try:
+        data = model.model_validate(envelope.data)
+    except ValidationError as error:
+        raise EventRejected(describe(error, prefix="data"), event_id=event_id) from None
+    return NativeEvent(envelope.id, envelope.type, envelope.occurred_at, data)
+
+
+def describe(error: ValidationError, *, prefix: str = "") -> str:
+    """Return a pydantic error as '; '-joined 'field.path: message' parts."""
+    parts = []
+    for item in error.errors(include_url=False):
+        path = prefix
+        for key in item["loc"]:
+            path = (
+                f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+            )
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{path}: {message}" if path else message)
+    return "; ".join(parts)

@@ -1,0 +1,48 @@
+"""What the store holds: counts for `kpibot serve`'s start-up report and `/healthz`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.tables import Account, EventLog, MrrMovement, SurveyResponse
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Event log counts by status, main table sizes, and MRR as of the latest movement."""
+
+    events_by_status: dict[str, int]
+    accounts: int
+    responses: int
+    customers: int
+    mrr: Decimal
+    latest_event_at: datetime | None
+
+
+def store_stats(session: Session) -> StoreStats:
+    """Count what the store holds."""
+    by_status = {
+        status: count
+        for status, count in session.execute(
+            select(EventLog.status, func.count()).group_by(EventLog.status)
+        )
+    }
+    kinds = dict(
+        session.execute(select(MrrMovement.kind, func.count()).group_by(MrrMovement.kind)).all()
+    )
+    mrr = session.scalar(select(func.sum(MrrMovement.mrr_after) - func.sum(MrrMovement.mrr_before)))
+    return StoreStats(
+        events_by_status=by_status,
+        accounts=session.scalar(select(func.count()).select_from(Account)) or 0,
+        responses=session.scalar(select(func.count()).select_from(SurveyResponse)) or 0,
+        customers=kinds.get("new", 0) + kinds.get("reactivation", 0) - kinds.get("churn", 0),
+        mrr=Decimal(mrr or 0) / 100 if isinstance(mrr, int) else Decimal(mrr or 0),
+        latest_event_at=session.scalar(
+            select(func.max(EventLog.occurred_at)).where(EventLog.status == "applied")
+        ),
+    )

@@ -1,0 +1,245 @@
+"""The SQL store: the event log (source of truth) and the tables derived from it.
+
+Everything but `EventLog` can be rebuilt from the log (`kpibot rebuild`). Money columns are exact
+(`Money`, hundredths in a BIGINT); instants are aware UTC (`UTCDateTime`); `day` columns are local
+dates in the reporting time zone the ingestion was configured with.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import DecimalText, Money, UTCDateTime
+
+
+class EventLog(SQLModel, table=True):
+    """Every event received, from any source, with what was done with it."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_event_log_source_event_id"),
+        Index("ix_event_log_status", "status"),
+        Index("ix_event_log_occurred_at", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    event_id: str | None = Field(default=None, max_length=255)
+    type: str | None = Field(default=None, max_length=64)
+    occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(max_length=16)  # applied | ignored | rejected
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Account(SQLModel, table=True):
+    """A customer company, as last described by an `account.upserted` event."""
+
+    __tablename__ = "account"
+
+    account_id: str = Field(primary_key=True, max_length=255)
+    name: str = Field(max_length=255)
+    owner_email: str | None = Field(default=None, max_length=320, index=True)
+    segment: str | None = Field(default=None, max_length=64, index=True)
+    plan: str | None = Field(default=None, max_length=64, index=True)
+    currency: str | None = Field(default=None, max_length=3)
+    domains: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Contact(SQLModel, table=True):
+    """A person at an account; survey responses are attributed through their email."""
+
+    __tablename__ = "contact"
+
+    account_id: str = Field(primary_key=True, foreign_key="account.account_id", max_length=255)
+    email: str = Field(primary_key=True, max_length=320, index=True)
+    name: str | None = Field(default=None, max_length=255)
+    phone: str | None = Field(default=None, max_length=64)
+
+
+class AccountDomain(SQLModel, table=True):
+    """An email domain that identifies an account (fallback attribution of survey responses)."""
+
+    __tablename__ = "account_domain"
+
+    domain: str = Field(primary_key=True, max_length=255)
+    account_id: str = Field(foreign_key="account.account_id", max_length=255, index=True)
+
+
+class SubscriptionVersion(SQLModel, table=True):
+    """One state of a subscription, effective from `effective_at` until the next version."""
+
+    __tablename__ = "subscription_version"
+    __table_args__ = (
+        Index("ix_subscription_version_account_effective", "account_id", "effective_at"),
+        Index("ix_subscription_version_subscription", "subscription_id", "effective_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(max_length=255)
+    account_id: str = Field(max_length=255)
+    effective_at: datetime = Field(sa_type=UTCDateTime)
+    event_log_id: int | None = Field(default=None, foreign_key="event_log.id")
+    status: str = Field(max_length=16)
+    amount: Decimal = Field(sa_type=DecimalText)
+    currency: str = Field(max_length=3)
+    interval: str = Field(max_length=8)
+    interval_count: int = 1
+    quantity: int = 1
+    discount_percent: Decimal | None = Field(default=None, sa_type=DecimalText)
+    discount_amount: Decimal | None = Field(default=None, sa_type=DecimalText)
+    mrr: Decimal = Field(sa_type=DecimalText)  # monthly, in `currency`, unrounded
+
+
+class Subscription(SQLModel, table=True):
+    """The latest known state of each subscription (the newest `SubscriptionVersion`)."""
+
+    __tablename__ = "subscription"
+
+    subscription_id: str = Field(primary_key=True, max_length=255)
+    account_id: str = Field(max_length=255, index=True)
+    status: str = Field(max_length=16)
+    amount: Decimal = Field(sa_type=DecimalText)
+    currency: str = Field(max_length=3)
+    interval: str = Field(max_length=8)
+    interval_count: int = 1
+    quantity: int = 1
+    mrr: Decimal = Field(sa_type=DecimalText)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class MrrMovement(SQLModel, table=True):
+    """An account's net MRR change on one local day, in the reporting currency."""
+
+    __tablename__ = "mrr_movement"
+    __table_args__ = (
+        UniqueConstraint("account_id", "day", name="uq_mrr_movement_account_day"),
+        Index("ix_mrr_movement_day_kind", "day", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=255)
+    day: date
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    kind: str = Field(max_length=16)  # new | expansion | contraction | churn | reactivation
+    amount: Decimal = Field(sa_type=Money)  # always positive
+    mrr_before: Decimal = Field(sa_type=Money)
+    mrr_after: Decimal = Field(sa_type=Money)
+
+
+class Invoice(SQLModel, table=True):
+    """A paid invoice (ARPU, repeat purchases, CLV)."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (Index("ix_invoice_day", "day"),)
+
+    invoice_id: str = Field(primary_key=True, max_length=255)
+    account_id: str = Field(max_length=255, index=True)
+    paid_at: datetime = Field(sa_type=UTCDateTime)
+    day: date
+    amount: Decimal = Field(sa_type=Money)
+    currency: str = Field(max_length=3)
+    amount_reporting: Decimal = Field(sa_type=Money)
+
+
+class SurveyResponse(SQLModel, table=True):
+    """An NPS or CSAT answer, attributed to an account when possible."""
+
+    __tablename__ = "survey_response"
+    __table_args__ = (Index("ix_survey_response_kind_day", "kind", "day"),)
+
+    response_id: str = Field(primary_key=True, max_length=255)
+    account_id: str | None = Field(default=None, max_length=255, index=True)
+    attribution: str = Field(max_length=16)  # account_id | contact | domain | none
+    respondent_email: str | None = Field(default=None, max_length=320)
+    respondent_name: str | None = Field(default=None, max_length=255)
+    kind: str = Field(max_length=8)  # nps | csat
+    score: int
+    scale_min: int
+    scale_max: int
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    source: str | None = Field(default=None, max_length=64)
+    responded_at: datetime = Field(sa_type=UTCDateTime)
+    day: date
+
+
+class UsageDay(SQLModel, table=True):
+    """The users of an account active on one day."""
+
+    __tablename__ = "usage_day"
+    __table_args__ = (Index("ix_usage_day_day", "day"),)
+
+    account_id: str = Field(primary_key=True, max_length=255)
+    day: date = Field(primary_key=True)
+    active_users: int
+    user_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Renewal(SQLModel, table=True):
+    """A contract coming up for renewal, and its outcome once known."""
+
+    __tablename__ = "renewal"
+    __table_args__ = (Index("ix_renewal_due_on", "due_on"),)
+
+    contract_id: str = Field(primary_key=True, max_length=255)
+    account_id: str = Field(max_length=255, index=True)
+    due_on: date
+    amount: Decimal = Field(sa_type=Money)
+    currency: str = Field(max_length=3)
+    amount_reporting: Decimal = Field(sa_type=Money)
+    outcome: str = Field(max_length=16)  # pending | renewed | churned
+    renewed_amount: Decimal | None = Field(default=None, sa_type=Money)
+    renewed_amount_reporting: Decimal | None = Field(default=None, sa_type=Money)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Cost(SQLModel, table=True):
+    """A customer-success cost over a span of days (retention cost, net CLV)."""
+
+    __tablename__ = "cost"
+
+    cost_id: str = Field(primary_key=True, max_length=255)
+    period_start: date
+    period_end: date
+    amount: Decimal = Field(sa_type=Money)
+    currency: str = Field(max_length=3)
+    amount_reporting: Decimal = Field(sa_type=Money)
+    category: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class FxRate(SQLModel, table=True):
+    """1 `base` = `rate` `quote`, in force from `on` until the next rate of the pair."""
+
+    __tablename__ = "fx_rate"
+
+    base: str = Field(primary_key=True, max_length=3)
+    quote: str = Field(primary_key=True, max_length=3)
+    on: date = Field(primary_key=True)
+    rate: Decimal = Field(sa_type=DecimalText)
+
+
+DERIVED_TABLES: tuple[type[SQLModel], ...] = (
+    MrrMovement,
+    Subscription,
+    SubscriptionVersion,
+    Invoice,
+    SurveyResponse,
+    UsageDay,
+    Renewal,
+    Cost,
+    FxRate,
+    Contact,
+    AccountDomain,
+    Account,
+)
+"""Tables rebuilt from the event log, in an order safe for deleting (children first)."""

@@ -1,0 +1,117 @@
+"""Small builders of native events for tests: each returns one event as a sender would post it."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+def at(text: str) -> str:
+    """Return an ISO UTC instant for '2026-01-15' or '2026-01-15T10:00'."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if len(text) == 10:
+        moment = moment.replace(hour=12)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def event(
+    type_: str, when: str, data: dict[str, Any], *, event_id: str | None = None
+) -> dict[str, Any]:
+    """A native event envelope."""
+    return {
+        "id": event_id or f"evt-{next(_ids)}",
+        "type": type_,
+        "occurred_at": at(when),
+        "data": data,
+    }
+
+
+def make_account(
+    account_id: str = "acc-1", when: str = "2026-01-01", **data: Any
+) -> dict[str, Any]:
+    """An account.upserted event."""
+    fields: dict[str, Any] = {
+        "account_id": account_id,
+        "name": account_id.title(),
+        "currency": "USD",
+    }
+    fields.update(data)
+    return event("account.upserted", when, fields)
+
+
+def make_subscription(
+    when: str,
+    *,
+    account_id: str = "acc-1",
+    subscription_id: str = "sub-1",
+    status: str = "active",
+    amount: str = "50.00",
+    currency: str = "USD",
+    interval: str = "month",
+    quantity: int = 1,
+    event_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A subscription.updated event carrying the subscription's full state."""
+    data = {
+        "account_id": account_id,
+        "subscription_id": subscription_id,
+        "status": status,
+        "amount": amount,
+        "currency": currency,
+        "interval": interval,
+        "interval_count": 1,
+        "quantity": quantity,
+        **extra,
+    }
+    return event("subscription.updated", when, data, event_id=event_id)
+
+
+def make_invoice(
+    when: str,
+    *,
+    account_id: str = "acc-1",
+    amount: str = "50.00",
+    currency: str = "USD",
+    invoice_id: str | None = None,
+) -> dict[str, Any]:
+    """An invoice.paid event."""
+    return event(
+        "invoice.paid",
+        when,
+        {
+            "account_id": account_id,
+            "invoice_id": invoice_id or f"inv-{next(_ids)}",
+            "amount": amount,
+            "currency": currency,
+        },
+    )
+
+
+def make_response(
+    when: str, *, score: int, kind: str = "nps", account_id: str | None = "acc-1", **extra: Any
+) -> dict[str, Any]:
+    """A survey.responded event."""
+    data: dict[str, Any] = {
+        "response_id": f"resp-{next(_ids)}",
+        "kind": kind,
+        "score": score,
+        **extra,
+    }
+    if account_id is not None:
+        data["account_id"] = account_id
+    return event("survey.responded", when, data)
+
+
+def make_fx(on: str, rate: str, *, base: str = "EUR", quote: str = "USD") -> dict[str, Any]:
+    """An fx.rate event: 1 base = rate quote from `on`."""
+    return event(
+        "fx.rate",
+        on,
+        {"base": base, "quote": quote, "rate": rate, "on": date.fromisoformat(on).isoformat()},
+    )
