@@ -141,6 +141,7 @@ def _show_rejections(report: IngestReport) -> None:
 def rebuild(settings: Settings) -> None:
     """Recompute every derived table from the event log (after changing currency or time zone)."""
     from sqlalchemy import func, select
+    from sqlmodel import col
 
     from storage.db import session_scope
     from storage.rebuild import rebuild as rebuild_store
@@ -149,7 +150,7 @@ def rebuild(settings: Settings) -> None:
     with _database(settings) as factory:
         with session_scope(factory) as session:
             size = session.scalar(
-                select(func.count()).select_from(EventLog).where(EventLog.status == "applied")
+                select(func.count()).select_from(EventLog).where(col(EventLog.status) == "applied")
             )
         with click.progressbar(length=size or 0, label="rebuilding", file=sys.stderr) as bar:
             count = rebuild_store(factory, config=settings.ingest_config, progress=bar.update)
@@ -173,6 +174,7 @@ def demo_seed(
 ) -> None:
     """Generate a realistic SaaS history and ingest it like webhooks would."""
     from sqlalchemy import exists, select
+    from sqlmodel import col
     from storage.demo import generate_demo_events
 
     from storage.db import session_scope
@@ -183,7 +185,7 @@ def demo_seed(
     with _database(settings) as factory:
         if if_empty:
             with session_scope(factory) as session:
-                if session.scalar(select(exists().where(EventLog.id.is_not(None)))):  # type: ignore[union-attr]
+                if session.scalar(select(exists().where(col(EventLog.id).is_not(None)))):
                     click.echo("the store already has events: demo data not added")
                     return
         events = generate_demo_events(

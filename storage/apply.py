@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from storage.fx import FxBook, MissingRate
 from storage.mrr import VersionPoint, derive_movements, subscription_mrr
@@ -122,41 +123,41 @@ class Applier:
         return True
 
     def _fx_rates(self, items: list[Applicable]) -> None:
-        rows = []
+        rates: dict[tuple[str, str, date], FxRateData] = {}
         for item in items:
             data = item.event.data
             assert isinstance(data, FxRateData)
-            rows.append({"base": data.base, "quote": data.quote, "on": data.on, "rate": data.rate})
-        rows = newest_by_key(rows, key=("base", "quote", "on"), version="on")
+            rates[(data.base, data.quote, data.on)] = data  # the later event of a day wins
+        rows = [
+            {"base": r.base, "quote": r.quote, "on": r.on, "rate": r.rate} for r in rates.values()
+        ]
         upsert_newer(self.session, FxRate, rows, key=("base", "quote", "on"))
-        for row in rows:
-            if self.fx.add(row["base"], row["quote"], row["on"], row["rate"]):
-                foreign = (
-                    row["quote"] if row["base"] == self.config.reporting_currency else row["base"]
-                )
-                self._reconvert_from(foreign, row["on"])
+        for rate in rates.values():
+            if self.fx.add(rate.base, rate.quote, rate.on, rate.rate):
+                reporting = self.config.reporting_currency
+                self._reconvert_from(rate.quote if rate.base == reporting else rate.base, rate.on)
 
     def _reconvert_from(self, currency: str, on: date) -> None:
         """Re-derive amounts in `currency` dated from `on`, which a new rate may change."""
         since = datetime.combine(on, datetime.min.time(), self.zone)
         self._accounts_to_derive.update(
             self.session.scalars(
-                select(SubscriptionVersion.account_id)
-                .where(SubscriptionVersion.currency == currency)
-                .where(SubscriptionVersion.effective_at >= since)  # type: ignore[operator]
+                select(col(SubscriptionVersion.account_id))
+                .where(col(SubscriptionVersion.currency) == currency)
+                .where(col(SubscriptionVersion.effective_at) >= since)
                 .distinct()
             )
         )
         for invoice in self.session.scalars(
-            select(Invoice).where(Invoice.currency == currency, Invoice.day >= on)  # type: ignore[operator]
+            select(Invoice).where(col(Invoice.currency) == currency, col(Invoice.day) >= on)
         ):
             invoice.amount_reporting = self.fx.convert(invoice.amount, currency, invoice.day)
         for cost in self.session.scalars(
-            select(Cost).where(Cost.currency == currency, Cost.period_start >= on)  # type: ignore[operator]
+            select(Cost).where(col(Cost.currency) == currency, col(Cost.period_start) >= on)
         ):
             cost.amount_reporting = self.fx.convert(cost.amount, currency, cost.period_start)
         for renewal in self.session.scalars(
-            select(Renewal).where(Renewal.currency == currency, Renewal.due_on >= on)  # type: ignore[operator]
+            select(Renewal).where(col(Renewal.currency) == currency, col(Renewal.due_on) >= on)
         ):
             renewal.amount_reporting = self.fx.convert(renewal.amount, currency, renewal.due_on)
             if renewal.renewed_amount is not None:
@@ -196,8 +197,10 @@ class Applier:
         winners = [details[(account_id, updated_at)] for account_id, updated_at in won]
         ids = [data.account_id for data in winners]
         for part in chunks(ids):
-            self.session.execute(delete(Contact).where(Contact.account_id.in_(part)))  # type: ignore[attr-defined]
-            self.session.execute(delete(AccountDomain).where(AccountDomain.account_id.in_(part)))  # type: ignore[attr-defined]
+            self.session.execute(delete(Contact).where(col(Contact.account_id).in_(part)))
+            self.session.execute(
+                delete(AccountDomain).where(col(AccountDomain.account_id).in_(part))
+            )
         contacts = {
             (data.account_id, contact.email): {
                 "account_id": data.account_id,
@@ -308,14 +311,16 @@ class Applier:
         by_domain: dict[str, str] = {}
         for part in chunks(emails):
             for email, account_id in self.session.execute(
-                select(Contact.email, Contact.account_id).where(Contact.email.in_(part))  # type: ignore[attr-defined]
+                select(col(Contact.email), col(Contact.account_id)).where(
+                    col(Contact.email).in_(part)
+                )
             ):
                 by_email.setdefault(email, account_id)
         domains = sorted({e.rpartition("@")[2] for e in emails})
         for part in chunks(domains):
             for domain, account_id in self.session.execute(
-                select(AccountDomain.domain, AccountDomain.account_id).where(
-                    AccountDomain.domain.in_(part)  # type: ignore[attr-defined]
+                select(col(AccountDomain.domain), col(AccountDomain.account_id)).where(
+                    col(AccountDomain.domain).in_(part)
                 )
             ):
                 by_domain[domain] = account_id
@@ -323,19 +328,20 @@ class Applier:
         for item in items:
             data = item.event.data
             assert isinstance(data, SurveyResponded)
-            account_id, attribution = data.account_id, "account_id"
-            if account_id is None:
+            owner: str | None = data.account_id
+            attribution = "account_id"
+            if owner is None:
                 email = data.respondent_email or ""
-                account_id, attribution = by_email.get(email), "contact"
-                if account_id is None:
-                    account_id, attribution = by_domain.get(email.rpartition("@")[2]), "domain"
-                if account_id is None:
+                owner, attribution = by_email.get(email), "contact"
+                if owner is None:
+                    owner, attribution = by_domain.get(email.rpartition("@")[2]), "domain"
+                if owner is None:
                     attribution = "none"
             low, high = data.scale
             rows.append(
                 {
                     "response_id": data.response_id,
-                    "account_id": account_id,
+                    "account_id": owner,
                     "attribution": attribution,
                     "respondent_email": data.respondent_email,
                     "respondent_name": data.respondent_name,
@@ -411,7 +417,9 @@ class Applier:
         found: dict[str, str] = {}
         for part in chunks(sorted(set(account_ids))):
             for account_id, currency in self.session.execute(
-                select(Account.account_id, Account.currency).where(Account.account_id.in_(part))  # type: ignore[attr-defined]
+                select(col(Account.account_id), col(Account.currency)).where(
+                    col(Account.account_id).in_(part)
+                )
             ):
                 if currency:
                     found[account_id] = currency
@@ -448,14 +456,14 @@ class Applier:
             points: dict[str, list[VersionPoint]] = defaultdict(list)
             for account_id, subscription_id, effective_at, currency, mrr in self.session.execute(
                 select(
-                    SubscriptionVersion.account_id,
-                    SubscriptionVersion.subscription_id,
-                    SubscriptionVersion.effective_at,
-                    SubscriptionVersion.currency,
-                    SubscriptionVersion.mrr,
+                    col(SubscriptionVersion.account_id),
+                    col(SubscriptionVersion.subscription_id),
+                    col(SubscriptionVersion.effective_at),
+                    col(SubscriptionVersion.currency),
+                    col(SubscriptionVersion.mrr),
                 )
-                .where(SubscriptionVersion.account_id.in_(part))  # type: ignore[attr-defined]
-                .order_by(SubscriptionVersion.effective_at, SubscriptionVersion.id)  # type: ignore[arg-type]
+                .where(col(SubscriptionVersion.account_id).in_(part))
+                .order_by(col(SubscriptionVersion.effective_at), col(SubscriptionVersion.id))
             ):
                 points[account_id].append(
                     VersionPoint(subscription_id, effective_at, currency, mrr)
@@ -463,7 +471,7 @@ class Applier:
             stored: dict[tuple[str, date], MrrMovement] = {
                 (m.account_id, m.day): m
                 for m in self.session.scalars(
-                    select(MrrMovement).where(MrrMovement.account_id.in_(part))  # type: ignore[attr-defined]
+                    select(MrrMovement).where(col(MrrMovement.account_id).in_(part))
                 )
             }
             fresh: dict[tuple[str, date], dict[str, Any]] = {}
@@ -486,7 +494,7 @@ class Applier:
                 if key not in fresh or not _same_movement(row, fresh[key])
             ]
             for ids in chunks(stale):
-                self.session.execute(delete(MrrMovement).where(MrrMovement.id.in_(ids)))  # type: ignore[union-attr]
+                self.session.execute(delete(MrrMovement).where(col(MrrMovement.id).in_(ids)))
             added = [
                 row
                 for key, row in fresh.items()

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from storage.tables import FxRate
 from storage.types import round_money
@@ -42,7 +43,7 @@ class FxBook:
         """Return a book of every stored rate that involves the reporting currency."""
         rows = session.scalars(
             select(FxRate).where(
-                (FxRate.quote == reporting_currency) | (FxRate.base == reporting_currency)  # type: ignore[arg-type]
+                (col(FxRate.quote) == reporting_currency) | (col(FxRate.base) == reporting_currency)
             )
         )
         return cls(reporting_currency, rows)

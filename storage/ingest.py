@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks
 from storage.db import session_scope
@@ -140,7 +141,9 @@ def ingest_events(
     by_log_id = {item.log_id: item for item in applicable}
     for log_id, reason in refused.items():
         session.execute(
-            update(EventLog).where(EventLog.id == log_id).values(status="rejected", reason=reason)  # type: ignore[arg-type]
+            update(EventLog)
+            .where(col(EventLog.id) == log_id)
+            .values(status="rejected", reason=reason)
         )
         entry = next(e for e in received if e.event_id == by_log_id[log_id].event.event_id)
         report.rejected += 1
@@ -181,15 +184,16 @@ def _take_over_rejected(
     retried: dict[str, int] = {}
     for part in chunks(sorted(by_id)):
         for log_id, event_id in session.execute(
-            select(EventLog.id, EventLog.event_id).where(
-                EventLog.source == source,
-                EventLog.event_id.in_(part),  # type: ignore[union-attr]
-                EventLog.status == "rejected",
+            select(col(EventLog.id), col(EventLog.event_id)).where(
+                col(EventLog.source) == source,
+                col(EventLog.event_id).in_(part),
+                col(EventLog.status) == "rejected",
             )
         ):
+            assert log_id is not None and event_id is not None
             entry = by_id[event_id]
             values = _log_row(entry, source, received_at)
-            session.execute(update(EventLog).where(EventLog.id == log_id).values(**values))  # type: ignore[arg-type]
+            session.execute(update(EventLog).where(col(EventLog.id) == log_id).values(**values))
             retried[event_id] = log_id
     return retried
 

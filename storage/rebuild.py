@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig
 from storage.db import session_scope
@@ -36,15 +37,17 @@ def rebuild(
             last_id = 0
             while True:
                 query = (
-                    select(EventLog.id, EventLog.body)
-                    .where(EventLog.status == "applied", EventLog.id > last_id)  # type: ignore[operator]
-                    .order_by(EventLog.id)  # type: ignore[arg-type]
+                    select(col(EventLog.id), col(EventLog.body))
+                    .where(col(EventLog.status) == "applied", col(EventLog.id) > last_id)
+                    .order_by(col(EventLog.id))
                     .limit(REBUILD_CHUNK)
                 )
                 query = query.where(
-                    (EventLog.type == "fx.rate") if rates_first else (EventLog.type != "fx.rate")
+                    (col(EventLog.type) == "fx.rate")
+                    if rates_first
+                    else (col(EventLog.type) != "fx.rate")
                 )
-                rows = session.execute(query).all()
+                rows = [(log_id or 0, body) for log_id, body in session.execute(query)]
                 if not rows:
                     break
                 last_id = rows[-1][0]
@@ -70,5 +73,5 @@ def _reapply(session: Session, rows: list[tuple[int, str]], config: IngestConfig
 
 def _mark_rejected(session: Session, log_id: int, reason: str) -> None:
     session.execute(
-        update(EventLog).where(EventLog.id == log_id).values(status="rejected", reason=reason)  # type: ignore[arg-type]
+        update(EventLog).where(col(EventLog.id) == log_id).values(status="rejected", reason=reason)
     )

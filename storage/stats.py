@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from storage.tables import Account, EventLog, MrrMovement, SurveyResponse
 
@@ -29,13 +30,18 @@ def store_stats(session: Session) -> StoreStats:
     by_status = {
         status: count
         for status, count in session.execute(
-            select(EventLog.status, func.count()).group_by(EventLog.status)
+            select(col(EventLog.status), func.count()).group_by(col(EventLog.status))
         )
     }
-    kinds = dict(
-        session.execute(select(MrrMovement.kind, func.count()).group_by(MrrMovement.kind)).all()
+    kinds: dict[str, int] = {
+        kind: count
+        for kind, count in session.execute(
+            select(col(MrrMovement.kind), func.count()).group_by(col(MrrMovement.kind))
+        )
+    }
+    mrr = session.scalar(
+        select(func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before)))
     )
-    mrr = session.scalar(select(func.sum(MrrMovement.mrr_after) - func.sum(MrrMovement.mrr_before)))
     return StoreStats(
         events_by_status=by_status,
         accounts=session.scalar(select(func.count()).select_from(Account)) or 0,
@@ -43,6 +49,6 @@ def store_stats(session: Session) -> StoreStats:
         customers=kinds.get("new", 0) + kinds.get("reactivation", 0) - kinds.get("churn", 0),
         mrr=Decimal(mrr or 0) / 100 if isinstance(mrr, int) else Decimal(mrr or 0),
         latest_event_at=session.scalar(
-            select(func.max(EventLog.occurred_at)).where(EventLog.status == "applied")
+            select(func.max(col(EventLog.occurred_at))).where(col(EventLog.status) == "applied")
         ),
     )

@@ -12,7 +12,7 @@ from sqlmodel import SQLModel
 
 
 def _table(model: type[SQLModel]) -> Table:
-    return model.__table__  # type: ignore[attr-defined,no-any-return]
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def _insert(session: Session, table: Table) -> Any:

@@ -115,3 +115,29 @@ def make_fx(on: str, rate: str, *, base: str = "EUR", quote: str = "USD") -> dic
         on,
         {"base": base, "quote": quote, "rate": rate, "on": date.fromisoformat(on).isoformat()},
     )
+
+
+def ingest(factory: Any, events: list[Any], *, currency: str = "USD", timezone: str = "UTC") -> Any:
+    """Ingest `events` as one batch through the ingestion service; return its report."""
+    from storage.apply import IngestConfig
+    from storage.db import session_scope
+    from storage.ingest import ingest_events
+
+    with session_scope(factory) as session:
+        return ingest_events(
+            session, events, config=IngestConfig(reporting_currency=currency, timezone=timezone)
+        )
+
+
+def movements(factory: Any, account_id: str | None = None) -> list[tuple[str, str, str]]:
+    """Return the stored MRR movements as (day, kind, amount) strings, oldest first."""
+    from sqlalchemy import select
+
+    from storage.db import session_scope
+    from storage.tables import MrrMovement
+
+    with session_scope(factory) as session:
+        query = select(MrrMovement).order_by(MrrMovement.day, MrrMovement.account_id)  # type: ignore[arg-type]
+        if account_id is not None:
+            query = query.where(MrrMovement.account_id == account_id)  # type: ignore[arg-type]
+        return [(m.day.isoformat(), m.kind, str(m.amount)) for m in session.scalars(query)]

@@ -1,0 +1,5 @@
+"""`python -m bot` is `kpibot`."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""The `kpibot` command line, run as a user runs it (a subprocess with its own environment)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.builders import make_account, make_invoice, make_subscription
+
+KPIBOT = [sys.executable, "-m", "bot"]
+
+
+def run(args, *, database_url, cwd, stdin=None, **env):
+    environment = {**os.environ, "DATABASE_URL": database_url, **env}
+    return subprocess.run(
+        [*KPIBOT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_ingest_reports_counts_and_rejections(database_url, tmp_path: Path):
+    lines = [
+        json.dumps(make_account()),
+        json.dumps(make_subscription("2026-01-01", amount="120.00", interval="year")),
+        "{not json",
+        json.dumps(make_invoice("2026-01-01", currency="XYZ")),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    first = run(["ingest", str(path)], database_url=database_url, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert "2 applied, 0 duplicate, 0 ignored, 2 rejected" in first.stdout
+    assert "line 3 is not JSON" in first.stderr
+    assert "data.currency: unknown currency 'XYZ'" in first.stderr
+
+    again = run(
+        ["ingest", "-"], database_url=database_url, cwd=tmp_path, stdin=lines[0] + "\n" + lines[1]
+    )
+    assert again.returncode == 0, again.stderr
+    assert "-: 0 applied, 2 duplicate, 0 ignored, 0 rejected" in again.stdout
+
+    status = run(["serve"], database_url=database_url, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "paying customers: 1" in status.stdout
+    assert "MRR: 10.00 USD" in status.stdout
+    assert "Not yet built" in status.stdout
+
+
+def test_bad_settings_are_a_clear_error(tmp_path: Path):
+    result = run(
+        ["db", "upgrade"], database_url="sqlite:///x.db", cwd=tmp_path, KPIBOT_TIMEZONE="Mars/Base"
+    )
+    assert result.returncode != 0
+    assert "unknown IANA time zone 'Mars/Base'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rebuild_gives_the_same_mrr(database_url, tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(make_subscription("2026-01-01", amount="75.00")) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 0
+    rebuilt = run(["rebuild"], database_url=database_url, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt the derived tables from 1 events" in rebuilt.stdout
+    status = run(["serve"], database_url=database_url, cwd=tmp_path)
+    assert "MRR: 75.00 USD" in status.stdout

@@ -1,0 +1,85 @@
+"""Hostile input: every event either applies or is rejected with a reason; never a crash."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from storage.db import session_scope
+from storage.schemas import DATA_MODELS, EventRejected, parse_event
+from storage.tables import EventLog
+from tests.builders import ingest, make_subscription
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELD_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["USD", "XYZ", "eur", "", "1e400", "-5", "NaN", "2026-13-01", "9" * 40])
+    | st.lists(st.text(max_size=5), max_size=3)
+)
+KNOWN_FIELDS = sorted({name for model in DATA_MODELS.values() for name in model.model_fields})
+
+
+@st.composite
+def native_events(draw):
+    """Events of known types whose data fields take arbitrary, often wrong, values."""
+    data = draw(st.dictionaries(st.sampled_from(KNOWN_FIELDS), FIELD_VALUES, max_size=10))
+    return {
+        "id": draw(st.text(min_size=1, max_size=10)),
+        "type": draw(st.sampled_from(sorted(DATA_MODELS))),
+        "occurred_at": draw(
+            st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "yesterday", 5])
+        ),
+        "data": data,
+    }
+
+
+@given(st.one_of(JSON, native_events()))
+@settings(max_examples=400)
+def test_parse_event_accepts_or_rejects_with_a_reason(value):
+    try:
+        event = parse_event(value)
+    except EventRejected as rejected:
+        assert rejected.reason.strip()
+    else:
+        assert event.event_id and event.type
+
+
+@given(st.lists(st.one_of(native_events(), JSON), min_size=1, max_size=8))
+@settings(
+    max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
+def test_hostile_batches_are_logged_and_never_half_applied(session_factory, batch):
+    good = make_subscription("2026-01-01")
+    report = ingest(session_factory, [good, *batch])
+    assert report.total == len(batch) + 1
+    assert all(r.reason for r in report.rejections)
+    with session_scope(session_factory) as session:
+        logged = session.scalar(select(func.count()).select_from(EventLog))
+    assert logged >= 1
+
+
+def test_huge_and_negative_amounts_and_unknown_currencies_are_rejected(session_factory):
+    cases = {
+        "amount": ["1e400", "-10", 10**20, "NaN", True],
+        "currency": ["XYZ", "", 5, None],
+        "quantity": [-1, 1.5, "3", 10**12],
+        "status": ["gone", None],
+    }
+    for field, values in cases.items():
+        for value in values:
+            broken = make_subscription("2026-01-01")
+            broken["data"][field] = value
+            report = ingest(session_factory, [broken])
+            assert report.rejected == 1, (field, value)
+            assert report.rejections[0].reason.startswith(f"data.{field}"), report.rejections[0]

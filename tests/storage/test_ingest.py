@@ -1,0 +1,198 @@
+"""The ingestion service: event log, de-duplication, batches, event-time ordering, attribution."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import func, select
+
+from storage.db import session_scope
+from storage.tables import (
+    Account,
+    Contact,
+    EventLog,
+    Invoice,
+    Subscription,
+    SurveyResponse,
+    UsageDay,
+)
+from tests.builders import (
+    event,
+    ingest,
+    make_account,
+    make_invoice,
+    make_response,
+    make_subscription,
+    movements,
+)
+
+
+def _log(factory):
+    with session_scope(factory) as session:
+        rows = session.scalars(select(EventLog).order_by(EventLog.id)).all()
+        return [(r.event_id, r.type, r.status, r.reason) for r in rows]
+
+
+def _count(factory, table):
+    with session_scope(factory) as session:
+        return session.scalar(select(func.count()).select_from(table))
+
+
+def test_every_event_is_logged_with_its_fate(session_factory):
+    events = [
+        make_subscription("2026-01-01", event_id="e-applied"),
+        event("ticket.created", "2026-01-01", {"x": 1}, event_id="e-ignored"),
+        make_invoice("2026-01-01", amount="-1.00"),
+    ]
+    report = ingest(session_factory, events)
+    assert (report.applied, report.ignored, report.rejected) == (1, 1, 1)
+    log = _log(session_factory)
+    assert log[0] == ("e-applied", "subscription.updated", "applied", None)
+    assert log[1] == ("e-ignored", "ticket.created", "ignored", None)
+    assert log[2][2] == "rejected"
+    assert "data.amount" in log[2][3] and "greater than or equal to 0" in log[2][3]
+
+
+def test_duplicate_deliveries_count_once(session_factory):
+    first = make_invoice("2026-01-01", invoice_id="inv-1")
+    assert ingest(session_factory, [first, first]).duplicate == 1
+    again = ingest(session_factory, [first])
+    assert (again.applied, again.duplicate) == (0, 1)
+    assert _count(session_factory, Invoice) == 1
+    assert _count(session_factory, EventLog) == 1
+
+
+def test_a_batch_with_one_bad_event_applies_the_good_ones_and_nothing_of_the_bad(session_factory):
+    bad = make_subscription("2026-01-02", account_id="acc-2", subscription_id="s-2", quantity=-3)
+    report = ingest(
+        session_factory,
+        [make_account(), make_subscription("2026-01-01"), bad, make_invoice("2026-01-03")],
+    )
+    assert (report.applied, report.rejected) == (3, 1)
+    assert report.rejections[0].index == 2
+    assert report.rejections[0].event_id == bad["id"]
+    assert report.rejections[0].reason.startswith("data.quantity:")
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Subscription.subscription_id)).all() == ["sub-1"]
+    assert movements(session_factory, "acc-2") == []
+
+
+def test_a_rejected_event_resent_after_a_fix_is_applied(session_factory):
+    broken = make_invoice("2026-01-01", amount="ten")
+    assert ingest(session_factory, [broken]).rejected == 1
+    fixed = {**broken, "data": {**broken["data"], "amount": "10.00"}}
+    report = ingest(session_factory, [fixed])
+    assert (report.applied, report.duplicate) == (1, 0)
+    assert [status for _, _, status, _ in _log(session_factory)] == ["applied"]
+    assert _count(session_factory, Invoice) == 1
+
+
+def test_out_of_order_subscription_events_give_the_same_state_and_movements(session_factory):
+    history = [
+        make_subscription("2026-01-01", status="trialing"),
+        make_subscription("2026-01-15", quantity=2),
+        make_subscription("2026-03-01", quantity=5),
+        make_subscription("2026-04-01", quantity=3),
+        make_subscription("2026-06-01", status="canceled"),
+        make_subscription("2026-09-01", quantity=1),
+    ]
+    expected = [
+        ("2026-01-15", "new", "100.00"),
+        ("2026-03-01", "expansion", "150.00"),
+        ("2026-04-01", "contraction", "100.00"),
+        ("2026-06-01", "churn", "150.00"),
+        ("2026-09-01", "reactivation", "50.00"),
+    ]
+    shuffled = history[:]
+    random.Random(7).shuffle(shuffled)
+    for single in shuffled:  # one delivery at a time, in the wrong order
+        ingest(session_factory, [single])
+    assert movements(session_factory) == expected
+    with session_scope(session_factory) as session:
+        current = session.get(Subscription, "sub-1")
+        assert current is not None and (current.status, current.quantity) == ("active", 1)
+
+
+def test_an_older_account_update_does_not_overwrite_a_newer_one(session_factory):
+    newer = make_account(when="2026-03-01", plan="scale", contacts=[{"email": "new@acme.example"}])
+    older = make_account(
+        when="2026-01-01", plan="starter", contacts=[{"email": "old@acme.example"}]
+    )
+    ingest(session_factory, [newer])
+    ingest(session_factory, [older])
+    with session_scope(session_factory) as session:
+        account = session.get(Account, "acc-1")
+        assert account is not None and account.plan == "scale"
+        assert session.scalars(select(Contact.email)).all() == ["new@acme.example"]
+
+
+def test_usage_keeps_the_latest_report_of_a_day(session_factory):
+    day = {"account_id": "acc-1", "day": "2026-01-05"}
+    ingest(
+        session_factory,
+        [
+            event("usage.recorded", "2026-01-05T23:00", {**day, "user_ids": ["u1", "u2", "u2"]}),
+            event("usage.recorded", "2026-01-05T08:00", {**day, "user_ids": ["u1"]}),
+        ],
+    )
+    with session_scope(session_factory) as session:
+        usage = session.scalars(select(UsageDay)).one()
+        assert (usage.active_users, usage.user_ids) == (2, ["u1", "u2"])
+
+
+def test_responses_are_attributed_by_account_then_contact_then_domain(session_factory):
+    ingest(
+        session_factory,
+        [
+            make_account(
+                "acc-1", domains=["acme.example"], contacts=[{"email": "ana@acme.example"}]
+            ),
+            make_account("acc-2", domains=["globex.example"]),
+        ],
+    )
+    report = ingest(
+        session_factory,
+        [
+            make_response("2026-02-01", score=9, account_id="acc-2", response_id="r-id"),
+            make_response(
+                "2026-02-01",
+                score=3,
+                account_id=None,
+                respondent_email="Ana@Acme.example",
+                response_id="r-contact",
+            ),
+            make_response(
+                "2026-02-01",
+                score=7,
+                account_id=None,
+                respondent_email="bob@globex.example",
+                response_id="r-domain",
+            ),
+            make_response(
+                "2026-02-01",
+                score=2,
+                account_id=None,
+                respondent_email="x@unknown.example",
+                response_id="r-none",
+            ),
+        ],
+    )
+    assert report.applied == 4
+    with session_scope(session_factory) as session:
+        found = {
+            r.response_id: (r.account_id, r.attribution)
+            for r in session.scalars(select(SurveyResponse))
+        }
+    assert found == {
+        "r-id": ("acc-2", "account_id"),
+        "r-contact": ("acc-1", "contact"),
+        "r-domain": ("acc-2", "domain"),
+        "r-none": (None, "none"),
+    }
+
+
+def test_score_outside_its_scale_is_rejected_with_the_reason(session_factory):
+    report = ingest(session_factory, [make_response("2026-02-01", score=11)])
+    assert report.rejected == 1
+    assert report.rejections[0].reason == "data: score 11 is outside the scale 0..10"
+    assert _count(session_factory, SurveyResponse) == 0
