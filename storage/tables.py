@@ -23,7 +23,7 @@ class EventLog(SQLModel, table=True):
     __tablename__ = "event_log"
     __table_args__ = (
         UniqueConstraint("source", "event_id", name="uq_event_log_source_event_id"),
-        Index("ix_event_log_status", "status"),
+        Index("ix_event_log_status_occurred_at", "status", "occurred_at"),
         Index("ix_event_log_occurred_at", "occurred_at"),
     )
 

@@ -141,3 +141,69 @@ def movements(factory: Any, account_id: str | None = None) -> list[tuple[str, st
         if account_id is not None:
             query = query.where(MrrMovement.account_id == account_id)  # type: ignore[arg-type]
         return [(m.day.isoformat(), m.kind, str(m.amount)) for m in session.scalars(query)]
+
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def paying_accounts(
+    count: int, *, amount: str, since: str, prefix: str = "acc", **account: Any
+) -> list[dict[str, Any]]:
+    """Accounts `prefix-1`… each with one active monthly subscription of `amount` from `since`."""
+    events: list[dict[str, Any]] = []
+    for n in range(1, count + 1):
+        account_id = f"{prefix}-{n}"
+        events.append(make_account(account_id, when=since, **account))
+        events.append(
+            make_subscription(
+                since, account_id=account_id, subscription_id=f"{account_id}-s", amount=amount
+            )
+        )
+    return events
+
+
+def cancel(account_id: str, when: str, *, amount: str) -> dict[str, Any]:
+    """Cancel the subscription `paying_accounts` gave `account_id`."""
+    return make_subscription(
+        when,
+        account_id=account_id,
+        subscription_id=f"{account_id}-s",
+        amount=amount,
+        status="canceled",
+    )
+
+
+def change(account_id: str, when: str, *, amount: str) -> dict[str, Any]:
+    """Change the amount of the subscription `paying_accounts` gave `account_id`."""
+    return make_subscription(
+        when, account_id=account_id, subscription_id=f"{account_id}-s", amount=amount
+    )
+
+
+def kpi(
+    factory: Any, metric: str, period: str = "2026-10", *, now: datetime = NOW, **options: Any
+) -> Any:
+    """Compute `metric` over `period` as `/kpi` would; options: by, filters, compare, config."""
+    from metrics.compute import compute_kpi
+    from metrics.context import MetricConfig
+    from metrics.periods import parse_period
+    from metrics.registry import find_metric
+    from storage.db import session_scope
+
+    by = options.pop("by", None)
+    filters = tuple(options.pop("filters", ()))
+    compare = options.pop("compare", "previous")
+    config = MetricConfig(**options)
+    found = find_metric(metric)
+    assert found is not None, metric
+    resolved = parse_period(period, now=now, timezone=config.timezone, fiscal=config.fiscal)
+    with session_scope(factory) as session:
+        return compute_kpi(
+            session=session,
+            metric=found,
+            period=resolved,
+            config=config,
+            by=by,
+            filters=filters,
+            compare=compare,
+        )

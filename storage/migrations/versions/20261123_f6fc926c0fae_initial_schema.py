@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 9cdbc74b1540
+Revision ID: f6fc926c0fae
 Revises: 
-Create Date: 2026-11-23 11:00:53.975505
+Create Date: 2026-11-23 11:10:00.942489
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 import storage.types
 
 
-revision: str = '9cdbc74b1540'
+revision: str = 'f6fc926c0fae'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -67,7 +67,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('event_log', schema=None) as batch_op:
         batch_op.create_index('ix_event_log_occurred_at', ['occurred_at'], unique=False)
-        batch_op.create_index('ix_event_log_status', ['status'], unique=False)
+        batch_op.create_index('ix_event_log_status_occurred_at', ['status', 'occurred_at'], unique=False)
 
     op.create_table('fx_rate',
     sa.Column('base', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
@@ -258,7 +258,7 @@ def downgrade() -> None:
     op.drop_table('invoice')
     op.drop_table('fx_rate')
     with op.batch_alter_table('event_log', schema=None) as batch_op:
-        batch_op.drop_index('ix_event_log_status')
+        batch_op.drop_index('ix_event_log_status_occurred_at')
         batch_op.drop_index('ix_event_log_occurred_at')
 
     op.drop_table('event_log')
