@@ -167,37 +167,59 @@ def demo() -> None:
 @click.option("--years", default=3, show_default=True, help="Years of history.")
 @click.option("--seed", default=42, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of history [today].")
+@click.option("--workers", type=click.IntRange(1, 16), help="Parallel loaders [one per core].")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the store already has events.")
 @click.pass_obj
 def demo_seed(
-    settings: Settings, accounts: int, years: int, seed: int, until: Any, if_empty: bool
+    settings: Settings,
+    accounts: int,
+    years: int,
+    seed: int,
+    until: Any,
+    workers: int | None,
+    if_empty: bool,
 ) -> None:
     """Generate a realistic SaaS history and ingest it like webhooks would."""
+    import time
+
     from sqlalchemy import exists, select
     from sqlmodel import col
-    from storage.demo import generate_demo_events
 
     from storage.db import session_scope
-    from storage.ingest import ingest_in_batches
+    from storage.demo_load import DemoRequest, load_demo
     from storage.tables import EventLog
 
-    last_day = until.date() if until else date.today()
     with _database(settings) as factory:
         if if_empty:
             with session_scope(factory) as session:
                 if session.scalar(select(exists().where(col(EventLog.id).is_not(None)))):
                     click.echo("the store already has events: demo data not added")
                     return
-        events = generate_demo_events(
-            accounts=accounts, years=years, seed=seed, until=last_day, currency=settings.currency
-        )
-        with click.progressbar(
-            events, label=f"seeding {accounts} accounts × {years} years", file=sys.stderr
-        ) as stream:
-            report = ingest_in_batches(
-                factory, stream, config=settings.ingest_config, batch_size=2_000
+    request = DemoRequest(
+        database_url=settings.database_url,
+        config=settings.ingest_config,
+        accounts=accounts,
+        years=years,
+        seed=seed,
+        until=until.date() if until else date.today(),
+    )
+    started = time.perf_counter()
+    counted = [0]
+
+    def show(n: int) -> None:
+        counted[0] += n
+        if sys.stderr.isatty():
+            click.echo(
+                f"\rseeding {accounts} accounts × {years} years: {counted[0]:,} events",
+                nl=False,
+                err=True,
             )
-    click.echo(f"demo data: {_summary(report)}")
+
+    report = load_demo(request, workers=workers, progress=show)
+    if sys.stderr.isatty():
+        click.echo(err=True)
+    elapsed = time.perf_counter() - started
+    click.echo(f"demo data: {_summary(report)} in {elapsed:.1f} s")
     _show_rejections(report)
 
 

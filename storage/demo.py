@@ -589,12 +589,24 @@ def _cost_events(
 
 
 def generate_demo_events(
-    *, accounts: int = 200, years: int = 3, seed: int = 42, until: date, currency: str = "USD"
+    *,
+    accounts: int = 200,
+    years: int = 3,
+    seed: int = 42,
+    until: date,
+    currency: str = "USD",
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[dict[str, Any]]:
     """Yield native events for `accounts` accounts over `years` years ending on `until`.
 
     Deterministic: the same arguments always yield the same events, in the same order.
+    With `shard=(k, n)` only the k-th of n slices is yielded, for parallel loading: the exchange
+    rates (in every slice, so each one converts on its own), account N's events when N % n == k,
+    and the costs in slice 0. The n slices together hold exactly the events of one whole run.
     """
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
     if currency not in CURRENCIES:
         raise ValueError(f"the demo reports in one of {', '.join(CURRENCIES)}, not {currency!r}")
     if years < 1 or accounts < 0:
@@ -612,5 +624,8 @@ def generate_demo_events(
     for n in range(1, accounts + 1):
         account = _Account(n, seed, start, end, used_slugs)
         account.run()
-        yield from account.events(month_starts, customers)
-    yield from _cost_events(seed, start, month_starts, customers, currency)
+        events = account.events(month_starts, customers)  # every slice counts every customer
+        if n % count == index:
+            yield from events
+    if index == 0:
+        yield from _cost_events(seed, start, month_starts, customers, currency)

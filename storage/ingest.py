@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks
-from storage.db import session_scope
+from storage.db import dumps, session_scope
 from storage.schemas import EventRejected, NativeEvent, parse_event
 from storage.tables import EventLog
 from storage.upsert import insert_ignoring_conflicts
@@ -33,6 +33,14 @@ class Malformed:
 
     raw: str
     reason: str
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """A decoded event with the exact text it was received as (kept as its body in the log)."""
+
+    raw: str
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,10 @@ class _Received:
 def _receive(index: int, item: Any) -> _Received:
     if isinstance(item, Malformed):
         return _Received(index, item.raw, reason=item.reason)
-    body = json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str)
+    if isinstance(item, RawEvent):
+        body, item = item.raw, item.value
+    else:
+        body = dumps(item)
     try:
         event = parse_event(item)
     except EventRejected as rejected:
@@ -237,7 +248,7 @@ def read_json_lines(lines: Iterable[str]) -> Iterator[Any]:
             continue
         try:
             value = json.loads(line)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             yield Malformed(line.rstrip("\n"), f"line {number} is not JSON: {error}")
             continue
         if (
@@ -247,4 +258,4 @@ def read_json_lines(lines: Iterable[str]) -> Iterator[Any]:
         ):
             yield from value["events"]
         else:
-            yield value
+            yield RawEvent(line.rstrip("\n"), value)

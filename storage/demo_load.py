@@ -1,0 +1,114 @@
+"""Load the demo history through the ingestion service, with one worker process per core.
+
+Exchange rates go in first, so that every worker can convert from its first batch on; then each
+worker ingests its own slice of the accounts, exactly as concurrent webhook senders would.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from storage.apply import IngestConfig
+from storage.db import make_engine, make_session_factory
+from storage.demo import generate_demo_events
+from storage.ingest import IngestReport, ingest_in_batches
+
+BATCH_SIZE = 2_000
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """What to generate and where to ingest it."""
+
+    database_url: str
+    config: IngestConfig
+    accounts: int
+    years: int
+    seed: int
+    until: date
+
+
+def load_demo(
+    request: DemoRequest,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Generate and ingest the demo history; return the combined report."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    rates = [
+        event
+        for event in generate_demo_events(**_arguments(request, (0, 1)), accounts=0)
+        if event["type"] == "fx.rate"
+    ]
+    engine = make_engine(request.database_url)
+    try:
+        report = ingest_in_batches(make_session_factory(engine), rates, config=request.config)
+    finally:
+        engine.dispose()
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_share, initargs=(counter,)
+    ) as pool:
+        futures = [pool.submit(_load_shard, request, (k, workers)) for k in range(workers)]
+        reported = 0
+        while not all(f.done() for f in futures):
+            time.sleep(0.2)
+            reported = _advance(counter, reported, progress)
+        _advance(counter, reported, progress)
+        for future in futures:
+            report.add(future.result())
+    return report
+
+
+def _arguments(request: DemoRequest, shard: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "years": request.years,
+        "seed": request.seed,
+        "until": request.until,
+        "currency": request.config.reporting_currency,
+        "shard": shard,
+    }
+
+
+def _advance(counter: Any, reported: int, progress: Callable[[int], None] | None) -> int:
+    current = int(counter.value)
+    if progress and current > reported:
+        progress(current - reported)
+    return current
+
+
+_counter: Any = None
+
+
+def _share(counter: Any) -> None:
+    global _counter  # one per worker process, set by the pool initializer
+    _counter = counter
+
+
+def _count(n: int) -> None:
+    with _counter.get_lock():
+        _counter.value += n
+
+
+def _load_shard(request: DemoRequest, shard: tuple[int, int]) -> IngestReport:
+    engine = make_engine(request.database_url)
+    try:
+        events = generate_demo_events(**_arguments(request, shard), accounts=request.accounts)
+        return ingest_in_batches(
+            make_session_factory(engine),
+            (event for event in events if event["type"] != "fx.rate"),  # already applied
+            config=request.config,
+            batch_size=BATCH_SIZE,
+            progress=_count,
+        )
+    finally:
+        engine.dispose()
