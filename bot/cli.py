@@ -136,6 +136,80 @@ def _show_rejections(report: IngestReport) -> None:
         click.echo(f"  … and {more} more (kpibot webhooks list shows them all)", err=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("text", nargs=-1, type=click.UNPROCESSED)
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--as-of", help="Answer as of this day or instant (ISO 8601) instead of now.")
+@click.pass_obj
+def kpi(settings: Settings, text: tuple[str, ...], output: str, as_of: str | None) -> None:
+    """Answer a KPI question exactly as /kpi does: kpibot kpi churn last-quarter by plan."""
+    import json
+
+    from metrics.answer import answer_text
+    from metrics.ask import ask
+    from metrics.query import QueryError
+
+    now = _as_of(as_of, settings.timezone)
+    with _reading(settings) as factory, factory() as session:
+        try:
+            reply = ask(
+                " ".join(text),
+                session=session,
+                config=settings.metric_config,
+                now=now,
+                locale=settings.locale,
+            )
+        except QueryError as error:
+            hint = " · ".join(f"`{s}`" for s in error.suggestions)
+            example = error.example.replace("/kpi ", "kpibot kpi ", 1)
+            click.echo(error.message + (f" ({hint})" if hint else ""), err=True)
+            click.echo(f"Example: {example}", err=True)
+            sys.exit(2)
+    if reply.result is not None and output == "json":
+        click.echo(json.dumps(reply.result.to_json(settings.locale), ensure_ascii=False, indent=2))
+    elif reply.result is not None:
+        click.echo(answer_text(reply.result, locale=settings.locale, timezone=settings.timezone))
+    elif output == "json":
+        click.echo(json.dumps({"kind": reply.command.kind, "lines": list(reply.lines)}))
+    else:
+        click.echo("\n".join(reply.lines))
+
+
+def _as_of(text: str | None, timezone: str) -> Any:
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    if not text:
+        return datetime.now(UTC)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(23, 59, 59), ZoneInfo(timezone))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO date or instant", param_hint="--as-of"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(timezone))
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """A session factory for reading, without running migrations (fast start)."""
+    from sqlalchemy import inspect
+
+    from storage.db import make_engine, make_session_factory, read_only
+
+    engine = make_engine(settings.database_url)
+    try:
+        if not inspect(engine).has_table("event_log"):
+            raise click.ClickException(
+                "the store is empty: run `kpibot db upgrade` (or `make run`)"
+            )
+        yield make_session_factory(read_only(engine))
+    finally:
+        engine.dispose()
+
+
 @main.command()
 @click.pass_obj
 def rebuild(settings: Settings) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from metrics.context import HealthWeights, MetricConfig
+from metrics.periods import FiscalCalendar
 from storage.apply import IngestConfig
 from storage.schemas import known_currencies
 
@@ -33,6 +37,27 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("KPIBOT_LOG_LEVEL")
     )
+    churn_convention: Literal["seed", "chartmogul", "stripe"] = Field(
+        "seed", validation_alias=_env("KPIBOT_CHURN_CONVENTION")
+    )
+    customer_lifetime_years: Decimal | None = Field(
+        None, gt=0, le=100, validation_alias=_env("KPIBOT_CUSTOMER_LIFETIME_YEARS")
+    )
+    health_weights: str = Field(
+        "usage=0.35,nps=0.25,mrr_trend=0.25,csat=0.15",
+        validation_alias=_env("KPIBOT_HEALTH_WEIGHTS"),
+    )
+
+    @field_validator("customer_lifetime_years", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("health_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        parse_health_weights(value)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -52,9 +77,40 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def metric_config(self) -> MetricConfig:
+        """The conventions the metrics are computed with."""
+        return MetricConfig(
+            currency=self.currency,
+            timezone=self.timezone,
+            fiscal=FiscalCalendar(self.fiscal_year_start_month),
+            churn_convention=self.churn_convention,
+            customer_lifetime_years=self.customer_lifetime_years,
+            health_weights=parse_health_weights(self.health_weights),
+        )
+
+    @property
     def ingest_config(self) -> IngestConfig:
         """What the ingestion service needs to know."""
         return IngestConfig(reporting_currency=self.currency, timezone=self.timezone)
+
+
+def parse_health_weights(text: str) -> HealthWeights:
+    """Parse 'usage=0.35,nps=0.25,mrr_trend=0.25,csat=0.15' (any subset; others keep defaults)."""
+    weights: dict[str, Decimal] = {}
+    known = {f.name for f in fields(HealthWeights)}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, number = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in known:
+            raise ValueError(f"unknown health signal {name!r} (use {', '.join(sorted(known))})")
+        try:
+            weight = Decimal(number.strip())
+        except InvalidOperation:
+            raise ValueError(f"the weight of {name} is not a number: {number!r}") from None
+        if not weight.is_finite() or weight < 0:
+            raise ValueError(f"the weight of {name} must be a number of at least 0")
+        weights[name] = weight
+    return HealthWeights(**weights)
 
 
 def load_settings() -> Settings:

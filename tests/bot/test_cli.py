@@ -73,3 +73,62 @@ def test_rebuild_gives_the_same_mrr(database_url, tmp_path: Path):
     assert "rebuilt the derived tables from 1 events" in rebuilt.stdout
     status = run(["serve"], database_url=database_url, cwd=tmp_path)
     assert "MRR: 75.00 USD" in status.stdout
+
+
+def _seed_churn_example(database_url, tmp_path: Path) -> None:
+    from tests.builders import cancel, paying_accounts
+
+    events = paying_accounts(500, amount="10.00", since="2026-09-01")
+    events += [cancel(f"acc-{n}", "2026-10-15", amount="10.00") for n in range(1, 6)]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 0
+
+
+def test_kpi_answers_as_text_and_json(database_url, tmp_path: Path):
+    _seed_churn_example(database_url, tmp_path)
+    text = run(
+        ["kpi", "churn", "2026-10", "--as-of", "2026-11-23"],
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    assert text.returncode == 0, text.stderr
+    assert "Logo churn — October 2026 (1 – 31 Oct 2026, UTC)" in text.stdout
+    assert "1%" in text.stdout and "5 of 500 customers at start churned" in text.stdout
+
+    raw = run(
+        ["kpi", "churn", "2026-10", "--format", "json", "--as-of", "2026-11-23"],
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    answer = json.loads(raw.stdout)
+    assert answer["value"] == 1
+    assert answer["period"] == {
+        "start": "2026-10-01",
+        "end": "2026-10-31",
+        "label": "October 2026",
+        "timezone": "UTC",
+    }
+    assert answer["inputs"] == {"churned": 5, "customers_start": 500}
+    assert answer["previous"]["value"] is None and answer["previous"]["reason"]
+
+
+def test_kpi_in_french(database_url, tmp_path: Path):
+    _seed_churn_example(database_url, tmp_path)
+    result = run(
+        ["kpi", "desabonnement", "2026-10"],
+        database_url=database_url,
+        cwd=tmp_path,
+        KPIBOT_LOCALE="fr",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "octobre 2026" in result.stdout and "1\u00a0%" in result.stdout
+
+
+def test_kpi_misunderstood_is_help_not_a_traceback(database_url, tmp_path: Path):
+    _seed_churn_example(database_url, tmp_path)
+    result = run(["kpi", "chrun", "last-quarter"], database_url=database_url, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Did you mean `churn`?" in result.stderr
+    assert "Example: kpibot kpi churn last-quarter" in result.stderr
+    assert "Traceback" not in result.stderr
