@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from storage.tables import Account, EventLog, MrrMovement, SurveyResponse
+from storage.types import Money
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,18 @@ def store_stats(session: Session) -> StoreStats:
         )
     }
     mrr = session.scalar(
-        select(func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before)))
+        select(
+            type_coerce(
+                func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before)), Money
+            )
+        )
     )
     return StoreStats(
         events_by_status=by_status,
         accounts=session.scalar(select(func.count()).select_from(Account)) or 0,
         responses=session.scalar(select(func.count()).select_from(SurveyResponse)) or 0,
         customers=kinds.get("new", 0) + kinds.get("reactivation", 0) - kinds.get("churn", 0),
-        mrr=Decimal(mrr or 0) / 100 if isinstance(mrr, int) else Decimal(mrr or 0),
+        mrr=mrr or Decimal("0.00"),
         latest_event_at=session.scalar(
             select(func.max(col(EventLog.occurred_at))).where(col(EventLog.status) == "applied")
         ),
