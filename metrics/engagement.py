@@ -46,7 +46,3 @@ def repeat_purchase_rate(ctx: MetricContext, period: Period) -> Values:
             else Value.undefined("no paid invoices in the period", **inputs)
         )
     return values
-
-
-# --- Stickiness (DAU ÷ MAU) ---------------------------------------------------------------------
-# `stickiness(ctx, period)` goes here (registry: "metrics.engagement:stickiness"), from UsageDay.

@@ -346,7 +346,7 @@ METRICS: tuple[Metric, ...] = (
         "× 100.",
         "Utilisateurs actifs par jour en moyenne ÷ utilisateurs distincts actifs sur les 30 jours "
         "finissant avec la période × 100.",
-        "metrics.engagement:stickiness",
+        "metrics.usage:stickiness",
         default_period="today",
         group="engagement",
     ),

@@ -361,22 +361,68 @@ class Applier:
         )
 
     def _usage(self, items: list[Applicable]) -> None:
-        rows = []
-        for item in items:
-            data = item.event.data
+        reports = [(item.event.occurred_at, item.event.data) for item in items]
+        merged_keys = sorted(
+            {(d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded) and d.merge}
+        )
+        # A merge reads the day's users and writes the union: serialise it per account.
+        self._lock_accounts(sorted({account_id for account_id, _ in merged_keys}))
+        days: dict[tuple[str, date], tuple[set[str], datetime]] = {}
+        for account_id, day, users, recorded_at in self._stored_usage(merged_keys):
+            days[(account_id, day)] = (set(users), recorded_at)
+        replaced: dict[tuple[str, date], tuple[set[str], datetime]] = {}
+        for occurred_at, data in sorted(reports, key=lambda r: r[0]):
             assert isinstance(data, UsageRecorded)
-            users = sorted(set(data.user_ids))
-            rows.append(
-                {
-                    "account_id": data.account_id,
-                    "day": data.day,
-                    "active_users": len(users),
-                    "user_ids": users,
-                    "recorded_at": item.event.occurred_at,
-                }
-            )
-        rows = newest_by_key(rows, key=("account_id", "day"), version="recorded_at")
-        upsert_newer(self.session, UsageDay, rows, key=("account_id", "day"), version="recorded_at")
+            key = (data.account_id, data.day)
+            if data.merge:
+                known, recorded_at = days.get(key, (set(), occurred_at))
+                days[key] = (known | set(data.user_ids), max(recorded_at, occurred_at))
+            elif key in days:  # a full report of a day that is also merged into in this batch
+                if occurred_at >= days[key][1]:
+                    days[key] = (set(data.user_ids), occurred_at)
+            else:
+                replaced[key] = (set(data.user_ids), occurred_at)
+
+        def row(key: tuple[str, date], users: set[str], at: datetime) -> dict[str, Any]:
+            ordered = sorted(users)
+            return {
+                "account_id": key[0],
+                "day": key[1],
+                "active_users": len(ordered),
+                "user_ids": ordered,
+                "recorded_at": at,
+            }
+
+        upsert_newer(
+            self.session,
+            UsageDay,
+            [row(key, users, at) for key, (users, at) in replaced.items()],
+            key=("account_id", "day"),
+            version="recorded_at",
+        )
+        upsert_newer(
+            self.session,
+            UsageDay,
+            [row(key, users, at) for key, (users, at) in days.items()],
+            key=("account_id", "day"),
+        )
+
+    def _stored_usage(
+        self, keys: Sequence[tuple[str, date]]
+    ) -> Iterable[tuple[str, date, list[str], datetime]]:
+        accounts = sorted({account_id for account_id, _ in keys})
+        wanted = set(keys)
+        for part in chunks(accounts):
+            for account_id, day, users, recorded_at in self.session.execute(
+                select(
+                    col(UsageDay.account_id),
+                    col(UsageDay.day),
+                    col(UsageDay.user_ids),
+                    col(UsageDay.recorded_at),
+                ).where(col(UsageDay.account_id).in_(part))
+            ):
+                if (account_id, day) in wanted:
+                    yield account_id, day, users, recorded_at
 
     def _renewals(self, items: list[Applicable]) -> None:
         currencies = self._account_currencies(

@@ -29,10 +29,15 @@ NATIVE_SOURCE = "kpibot"
 
 @dataclass(frozen=True)
 class Malformed:
-    """An input that is not JSON at all (a bad line in a JSON Lines file)."""
+    """An input that cannot be read as an event (a line that is not JSON, an unmappable payload).
+
+    It is logged as rejected with `raw` as its body, under `event_id` when the sender gave one,
+    so that a fixed resend (or a replay) of the same id takes its place.
+    """
 
     raw: str
     reason: str
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,11 +100,14 @@ class _Received:
 
 def _receive(index: int, item: Any) -> _Received:
     if isinstance(item, Malformed):
-        return _Received(index, item.raw, reason=item.reason)
+        return _Received(index, item.raw, event_id=item.event_id, reason=item.reason)
     if isinstance(item, RawEvent):
         body, item = item.raw, item.value
     else:
         body = dumps(item)
+    if "\\u0000" in body or "\x00" in body:
+        # PostgreSQL text cannot hold NUL, and no real event needs one.
+        return _Received(index, body, reason="text must not contain NUL characters (\\u0000)")
     try:
         event = parse_event(item)
     except EventRejected as rejected:
@@ -168,14 +176,19 @@ def _log_row(entry: _Received, source: str, received_at: datetime) -> dict[str, 
     event = entry.event
     return {
         "source": source,
-        "event_id": entry.event_id,
+        "event_id": _storable(entry.event_id),
         "type": event.type if event else None,
         "occurred_at": event.occurred_at if event else None,
         "received_at": received_at,
-        "body": entry.body,
+        "body": _storable(entry.body),
         "status": entry.status,
-        "reason": entry.reason,
+        "reason": _storable(entry.reason),
     }
+
+
+def _storable(text: str | None) -> str | None:
+    """Text PostgreSQL can store: a NUL character becomes U+FFFD."""
+    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def _log(

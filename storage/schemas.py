@@ -155,6 +155,7 @@ class UsageRecorded(_Data):
     account_id: Id
     day: date
     user_ids: Annotated[list[Id], Field(max_length=100_000)]
+    merge: bool = False  # add these users to the day's (per-action sources such as Segment)
 
 
 class RenewalUpdated(_Data):

@@ -83,3 +83,11 @@ def test_huge_and_negative_amounts_and_unknown_currencies_are_rejected(session_f
             report = ingest(session_factory, [broken])
             assert report.rejected == 1, (field, value)
             assert report.rejections[0].reason.startswith(f"data.{field}"), report.rejections[0]
+
+
+def test_nul_characters_are_rejected_not_a_crash(session_factory):
+    nul = make_subscription("2026-01-01", event_id="evt-\x00")
+    nul_in_data = make_subscription("2026-01-01", account_id="acc-\x00")
+    report = ingest(session_factory, [nul, nul_in_data, make_subscription("2026-01-02")])
+    assert (report.applied, report.rejected) == (1, 2)
+    assert all("NUL" in r.reason for r in report.rejections)

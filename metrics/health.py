@@ -1,0 +1,271 @@
+"""Account health (KPIS.md, Engagement and health): four signals, weighted, and the `health` metric.
+
+Each signal scores 0–100 on the day `end` (a local date; "at end" = at the end of that day):
+
+- usage: the account's stickiness over the 30 days ending with `end` (`metrics.usage`) × 2, capped
+  at 100 (50 % or more scores 100); missing when the account has no active user in those days;
+- NPS: the account's latest NPS response up to `end` (latest `responded_at`, then `response_id`),
+  rescaled to 0–100: `(score − min) × 100 ÷ (max − min)`, i.e. score × 10 on 0–10; missing without
+  an NPS response;
+- MRR trend: MRR at `end` against MRR at `end − 90 days`: higher 100 (growing), equal 70 (flat, to
+  the cent), lower 30 (shrinking); missing when the account paid nothing on either day;
+- CSAT: "latest positive share", read as the share (× 100) of positive answers among the account's
+  CSAT responses of the 90 days ending with `end`, positive as the `csat` metric defines it (top
+  quarter of the scale, compared on integers); missing without a CSAT response in those days.
+
+The score is Σ weight × signal score ÷ Σ weight over the signals present (weights from
+`MetricConfig.health_weights`: a missing signal's weight is spread over the others in proportion),
+rounded half-up to 1 decimal; None when no signal is present. Bands read the rounded score: green
+≥ 70, yellow ≥ 40, red below. The `health` metric is the mean of its customers' rounded scores (the
+customers without a score are counted in no band and left out of the mean), rounded to 1 decimal.
+
+Each signal is one query for a whole batch of accounts, never one per account: `account_health`
+sends its ids in `IN` lists of 500; the metric filters every signal by the customer query itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import Select, case, func, select, type_coerce
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext
+from metrics.periods import Period
+from metrics.result import InputValue, Value
+from metrics.usage import account_usage
+from storage.apply import chunks
+from storage.tables import MrrMovement, SurveyResponse
+from storage.types import Money
+
+Values = dict[str, Value]
+Band = Literal["green", "yellow", "red"]
+Accounts = Collection[str] | Select[Any]  # account ids, or a query of them
+SIGNALS = ("usage", "nps", "mrr_trend", "csat")
+TREND_DAYS = 90
+CSAT_DAYS = 90
+GREEN = Decimal(70)
+YELLOW = Decimal(40)
+TENTH = Decimal("0.1")
+HUNDRED = Decimal(100)
+NO_CUSTOMERS = "no paying customers at the end of the period"
+NO_SIGNAL = "no customer has a health signal"
+TREND_SCORES = {"growing": Decimal(100), "flat": Decimal(70), "shrinking": Decimal(30)}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One signal of an account's health: its score (0–100) and the share of the health it has."""
+
+    score: Decimal
+    weight: Decimal  # the configured weight rescaled over the signals present: they sum to 1
+
+
+@dataclass(frozen=True)
+class AccountHealth:
+    """An account's health (0–100, 1 decimal; None without any signal), band and signals used."""
+
+    score: Decimal | None = None
+    band: Band | None = None
+    signals: dict[str, Signal] = field(default_factory=dict)
+
+
+def band(score: Decimal) -> Band:
+    """Return the band of a health score: green ≥ 70, yellow ≥ 40, red below."""
+    if score >= GREEN:
+        return "green"
+    return "yellow" if score >= YELLOW else "red"
+
+
+def combine(scores: dict[str, Decimal], weights: HealthWeights) -> AccountHealth:
+    """Return the health of an account from its signal scores: the weights of the present ones."""
+    shares = _shares(tuple(name for name in SIGNALS if name in scores), weights)
+    if not shares:
+        return AccountHealth()
+    weighted = sum((share * scores[name] for name, share in shares), Decimal(0))
+    score = weighted.quantize(TENTH, rounding=ROUND_HALF_UP)
+    signals = {name: Signal(scores[name], share) for name, share in shares}
+    return AccountHealth(score, band(score), signals)
+
+
+@cache
+def _shares(present: tuple[str, ...], weights: HealthWeights) -> tuple[tuple[str, Decimal], ...]:
+    """The weights of the `present` signals rescaled to sum to 1 (none if they sum to 0)."""
+    configured = {
+        "usage": weights.usage,
+        "nps": weights.nps,
+        "mrr_trend": weights.mrr_trend,
+        "csat": weights.csat,
+    }
+    total = sum((configured[name] for name in present), Decimal(0))
+    if total <= 0:
+        return ()
+    return tuple((name, configured[name] / total) for name in present)
+
+
+def account_health(
+    session: Session, config: MetricConfig, account_ids: Iterable[str], end: date
+) -> dict[str, AccountHealth]:
+    """Return the health of each account at the end of `end`, signals fetched per batch."""
+    wanted = sorted(set(account_ids))
+    scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for part in chunks(wanted):
+        _merge(scores, signal_scores(session, part, end))
+    return {
+        account_id: combine(scores.get(account_id, {}), config.health_weights)
+        for account_id in wanted
+    }
+
+
+def signal_scores(session: Session, accounts: Accounts, end: date) -> dict[str, dict[str, Decimal]]:
+    """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it."""
+    return {
+        "usage": _usage_scores(session, accounts, end),
+        "nps": _nps_scores(session, accounts, end),
+        "mrr_trend": _trend_scores(session, accounts, end),
+        "csat": _csat_scores(session, accounts, end),
+    }
+
+
+def _merge(scores: dict[str, dict[str, Decimal]], found: dict[str, dict[str, Decimal]]) -> None:
+    for name, per_account in found.items():
+        for account_id, score in per_account.items():
+            scores[account_id][name] = score
+
+
+def _usage_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
+    scores = {}
+    for account_id, usage in account_usage(session, end, accounts).items():
+        stickiness = usage.stickiness
+        if stickiness is not None:
+            scores[account_id] = min(HUNDRED, stickiness * 2)
+    return scores
+
+
+def _nps_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
+    account = col(SurveyResponse.account_id)
+    newest_first = func.row_number().over(
+        partition_by=account,
+        order_by=(col(SurveyResponse.responded_at).desc(), col(SurveyResponse.response_id).desc()),
+    )
+    ranked = (
+        select(
+            account.label("account_id"),
+            col(SurveyResponse.score).label("score"),
+            col(SurveyResponse.scale_min).label("low"),
+            col(SurveyResponse.scale_max).label("high"),
+            newest_first.label("rank"),
+        )
+        .where(
+            col(SurveyResponse.kind) == "nps",
+            col(SurveyResponse.day) <= end,
+            account.in_(accounts),
+        )
+        .subquery("ranked")
+    )
+    latest = select(ranked.c.account_id, ranked.c.score, ranked.c.low, ranked.c.high).where(
+        ranked.c.rank == 1
+    )
+    return {
+        account_id: Decimal(score - low) * HUNDRED / Decimal(high - low)
+        for account_id, score, low, high in session.execute(latest)
+    }
+
+
+def _trend_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
+    then = end - timedelta(days=TREND_DAYS)
+    change = col(MrrMovement.mrr_after) - col(MrrMovement.mrr_before)
+    query = (
+        select(
+            col(MrrMovement.account_id),
+            type_coerce(func.sum(case((col(MrrMovement.day) <= then, change), else_=0)), Money),
+            type_coerce(func.sum(change), Money),
+        )
+        .where(col(MrrMovement.day) <= end, col(MrrMovement.account_id).in_(accounts))
+        .group_by(col(MrrMovement.account_id))
+    )
+    scores = {}
+    for account_id, mrr_then, mrr_now in session.execute(query):
+        if not mrr_then and not mrr_now:
+            continue
+        trend = "growing" if mrr_now > mrr_then else "flat" if mrr_now == mrr_then else "shrinking"
+        scores[account_id] = TREND_SCORES[trend]
+    return scores
+
+
+def _csat_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
+    score, low, high = (
+        col(SurveyResponse.score),
+        col(SurveyResponse.scale_min),
+        col(SurveyResponse.scale_max),
+    )
+    positive = (score - low) * 4 >= (high - low) * 3  # top quarter of the scale, as `csat` reads
+    query = (
+        select(
+            col(SurveyResponse.account_id),
+            func.sum(case((positive, 1), else_=0)),
+            func.count(),
+        )
+        .where(
+            col(SurveyResponse.kind) == "csat",
+            col(SurveyResponse.day) > end - timedelta(days=CSAT_DAYS),
+            col(SurveyResponse.day) <= end,
+            col(SurveyResponse.account_id).in_(accounts),
+        )
+        .group_by(col(SurveyResponse.account_id))
+    )
+    return {
+        account_id: Decimal(int(positives)) * HUNDRED / Decimal(int(responses))
+        for account_id, positives, responses in session.execute(query)
+    }
+
+
+def customers_query(ctx: MetricContext, day: date) -> Select[Any]:
+    """The (group key, account id) of the accounts whose MRR at the end of `day` is above 0."""
+    key = ctx.scope.key_column().label("key")
+    account = col(MrrMovement.account_id)
+    mrr = func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before))
+    query: Select[Any] = (
+        select(key, account.label("account_id"))
+        .where(col(MrrMovement.day) <= day)
+        .group_by(account, key)
+        .having(mrr > 0)
+    )
+    return ctx.scope.restrict(query, account)
+
+
+def health(ctx: MetricContext, period: Period) -> Values:
+    """Mean health of the customers at the period's end, with how many fall in each band."""
+    customers = customers_query(ctx, period.end)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for group, account_id in ctx.session.execute(customers):
+        groups[group].append(account_id)
+    if ctx.scope.by is None:
+        groups.setdefault(TOTAL, [])
+    # One query per signal for all customers: the customer query itself filters each signal, so
+    # no id list crosses the wire and no chunk of ids costs a query of its own.
+    scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    customer_ids = select(customers.subquery().c.account_id)
+    _merge(scores, signal_scores(ctx.session, customer_ids, period.end))
+    weights = ctx.config.health_weights
+    values: Values = {}
+    for group, members in groups.items():
+        healths = [combine(scores.get(account_id, {}), weights) for account_id in members]
+        scored = [h.score for h in healths if h.score is not None]
+        inputs: dict[str, InputValue] = {
+            name: sum(h.band == name for h in healths) for name in ("green", "yellow", "red")
+        }
+        inputs["scored"] = len(scored)
+        if scored:
+            mean = sum(scored, Decimal(0)) / len(scored)
+            values[group] = Value(mean.quantize(TENTH, rounding=ROUND_HALF_UP), inputs)
+        else:
+            values[group] = Value.undefined(NO_SIGNAL if members else NO_CUSTOMERS, **inputs)
+    return values
