@@ -298,21 +298,54 @@ def demo_seed(
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run kpibot (today: migrate and report the store; the web server is not built yet)."""
+def status(settings: Settings) -> None:
+    """Say where the store is and what it holds."""
     from bot.status import store_status
 
     with _database(settings) as factory:
-        status = store_status(factory, settings)
-    click.echo(status)
-    click.echo(
-        "\nNot yet built: the web server (webhooks, Slack, /healthz) that would listen on "
-        f"http://{host}:{port}, the scheduler and alert delivery. Until then kpibot works from the "
-        "command line: `kpibot ingest`, `kpibot demo seed`, `kpibot rebuild`."
+        click.echo(store_status(factory, settings))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the web server: webhooks, /healthz and /metrics (migrates the database first)."""
+    import logging
+
+    import uvicorn
+
+    from bot.status import store_status
+    from bot.web import create_web, describe_app
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    app = create_web(settings, engine)
+    click.echo(store_status(app.state.session_factory, settings))
+    sources = [
+        s
+        for s in ("kpibot", "stripe", "delighted", "typeform", "zendesk", "segment")
+        if settings.source_secret(s)
+    ]
+    click.echo(f"listening on http://{host}:{port}: " + ", ".join(describe_app(app)))
+    click.echo(
+        "webhook sources with a secret: "
+        + (", ".join(sources) or "none (set KPIBOT_WEBHOOK_SECRET…)")
+    )
+    click.echo("Not built yet: the Slack app, detractor alerts and digests.")
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True
+        )
+    finally:
+        engine.dispose()
 
 
 def _safe_url(url: str) -> str:

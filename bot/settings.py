@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metrics.context import HealthWeights, MetricConfig
@@ -48,6 +48,42 @@ class Settings(BaseSettings):
         validation_alias=_env("KPIBOT_HEALTH_WEIGHTS"),
     )
 
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("KPIBOT_WEBHOOK_SECRET"))
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    )
+    delighted_api_key: SecretStr | None = Field(None, validation_alias=_env("DELIGHTED_API_KEY"))
+    typeform_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("TYPEFORM_WEBHOOK_SECRET")
+    )
+    zendesk_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("ZENDESK_WEBHOOK_SECRET")
+    )
+    segment_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SEGMENT_WEBHOOK_SECRET")
+    )
+    typeform_score_ref: str = Field("score", validation_alias=_env("KPIBOT_TYPEFORM_SCORE_REF"))
+    typeform_email_ref: str = Field("email", validation_alias=_env("KPIBOT_TYPEFORM_EMAIL_REF"))
+    typeform_account_ref: str = Field(
+        "account_id", validation_alias=_env("KPIBOT_TYPEFORM_ACCOUNT_REF")
+    )
+    typeform_kind: Literal["nps", "csat"] = Field(
+        "nps", validation_alias=_env("KPIBOT_TYPEFORM_KIND")
+    )
+
+    @field_validator(
+        "webhook_secret",
+        "stripe_webhook_secret",
+        "delighted_api_key",
+        "typeform_webhook_secret",
+        "zendesk_webhook_secret",
+        "segment_webhook_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("customer_lifetime_years", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -75,6 +111,29 @@ class Settings(BaseSettings):
         if value not in known_currencies():
             raise ValueError(f"unknown currency {value!r} (an ISO 4217 code such as USD)")
         return value
+
+    def source_secret(self, source: str) -> str | None:
+        """The secret of a webhook source (None when unset: its route answers 404)."""
+        secret = {
+            "kpibot": self.webhook_secret,
+            "stripe": self.stripe_webhook_secret,
+            "delighted": self.delighted_api_key,
+            "typeform": self.typeform_webhook_secret,
+            "zendesk": self.zendesk_webhook_secret,
+            "segment": self.segment_webhook_secret,
+        }.get(source)
+        return secret.get_secret_value() if secret else None
+
+    def source_options(self, source: str) -> dict[str, str]:
+        """A webhook source's own settings (which Typeform fields hold the score and email)."""
+        if source == "typeform":
+            return {
+                "score_ref": self.typeform_score_ref,
+                "email_ref": self.typeform_email_ref,
+                "account_ref": self.typeform_account_ref,
+                "kind": self.typeform_kind,
+            }
+        return {}
 
     @property
     def metric_config(self) -> MetricConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ class Delivery:
     headers: Mapping[str, str]
     body: bytes
     received_at: datetime
+    options: Mapping[str, str] = field(default_factory=dict)  # the source's own settings
 
     def header(self, name: str) -> str | None:
         """Return a header's value (names are case-insensitive)."""

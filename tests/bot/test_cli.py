@@ -48,11 +48,10 @@ def test_ingest_reports_counts_and_rejections(database_url, tmp_path: Path):
     assert again.returncode == 0, again.stderr
     assert "-: 0 applied, 2 duplicate, 0 ignored, 0 rejected" in again.stdout
 
-    status = run(["serve"], database_url=database_url, cwd=tmp_path)
+    status = run(["status"], database_url=database_url, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "paying customers: 1" in status.stdout
     assert "MRR: 10.00 USD" in status.stdout
-    assert "Not yet built" in status.stdout
 
 
 def test_bad_settings_are_a_clear_error(tmp_path: Path):
@@ -71,7 +70,7 @@ def test_rebuild_gives_the_same_mrr(database_url, tmp_path: Path):
     rebuilt = run(["rebuild"], database_url=database_url, cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt the derived tables from 1 events" in rebuilt.stdout
-    status = run(["serve"], database_url=database_url, cwd=tmp_path)
+    status = run(["status"], database_url=database_url, cwd=tmp_path)
     assert "MRR: 75.00 USD" in status.stdout
 
 
@@ -132,3 +131,39 @@ def test_kpi_misunderstood_is_help_not_a_traceback(database_url, tmp_path: Path)
     assert "Did you mean `churn`?" in result.stderr
     assert "Example: kpibot kpi churn last-quarter" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}"}
+    process = subprocess.Popen(  # noqa: S603  (our own CLI)
+        [*KPIBOT, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "kpibot serve did not start"
+                time.sleep(0.2)
+        assert response.json() == {"status": "ok", "database": "ok"}
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "listening on http://127.0.0.1:" in output
+    assert "POST /webhooks/{source}" in output

@@ -1,0 +1,209 @@
+"""The ASGI web application of `kpibot serve`: webhooks, `/healthz` and `/metrics`.
+
+Every webhook route follows the rules of SPEC.md: a bad or stale signature is 401 with nothing
+stored; over 1 MiB is 413; a body that is not JSON is 400; events that break the schema are kept as
+rejected and answered 422 with their field paths; duplicates and unused types are 200; and a 2xx
+is sent only after the events are committed. Blocking work runs in the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.settings import Settings
+from storage.db import make_session_factory, session_scope
+from storage.ingest import IngestReport, ingest_events
+from storage.sources.base import Delivery, SourceEvent, WebhookRejected
+from storage.sources.registry import get_source
+
+MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger("kpibot.web")
+
+
+@dataclass
+class WebMetrics:
+    """Prometheus counters of this application (one registry per app, so tests can count)."""
+
+    registry: CollectorRegistry
+    events: Counter
+    deliveries: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls) -> WebMetrics:
+        """Return fresh counters in their own registry."""
+        registry = CollectorRegistry()
+        return cls(
+            registry,
+            Counter(
+                "kpibot_webhook_events",
+                "Webhook events received, by source and fate.",
+                ["source", "outcome"],
+                registry=registry,
+            ),
+            Counter(
+                "kpibot_webhook_deliveries",
+                "Webhook deliveries (HTTP requests), by source and status code.",
+                ["source", "status"],
+                registry=registry,
+            ),
+            Histogram(
+                "kpibot_webhook_seconds",
+                "Time to verify, store and answer a webhook delivery.",
+                ["source"],
+                registry=registry,
+            ),
+        )
+
+    def count(self, source: str, report: IngestReport) -> None:
+        """Add a delivery's events to the counters."""
+        for outcome in ("applied", "duplicate", "ignored", "rejected"):
+            amount = getattr(report, outcome)
+            if amount:
+                self.events.labels(source, outcome).inc(amount)
+
+
+def create_web(settings: Settings, engine: Engine) -> Starlette:
+    """Build the web application on `engine` with the webhook secrets of `settings`."""
+    factory = make_session_factory(engine)
+    metrics = WebMetrics.create()
+
+    async def webhook(request: Request) -> Response:
+        name = request.path_params["source"]
+        started = time.perf_counter()
+        response = await _webhook(request, name, settings, factory, metrics)
+        if get_source(name) is not None:
+            metrics.deliveries.labels(name, str(response.status_code)).inc()
+            metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def healthz(_request: Request) -> Response:
+        try:
+            await run_in_threadpool(_ping, engine)
+        except Exception as error:  # any failure means "not healthy"; the log says which
+            log.warning("health check failed: %s", type(error).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def prometheus(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{source}", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ]
+    )
+    app.state.metrics = metrics
+    app.state.session_factory = factory
+    return app
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _webhook(
+    request: Request,
+    name: str,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    metrics: WebMetrics,
+) -> Response:
+    source = get_source(name)
+    secret = settings.source_secret(name)
+    if source is None or not secret:
+        return _refused(404, f"no webhook source '{name[:40]}' is configured here")
+    body = await _read_body(request)
+    if body is None:
+        return _refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
+    delivery = Delivery(
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        received_at=datetime.now(UTC),
+        options=settings.source_options(name),
+    )
+    try:
+        source.verify(delivery, secret)
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise WebhookRejected(400, f"the body is not JSON: {error}") from None
+        events = source.events(payload, delivery)
+    except WebhookRejected as rejected:
+        return _refused(rejected.status, rejected.reason)
+    report = await run_in_threadpool(_store, factory, settings, name, events, delivery)
+    metrics.count(name, report)
+    return JSONResponse(
+        {
+            "applied": report.applied,
+            "duplicate": report.duplicate,
+            "ignored": report.ignored,
+            "rejected": report.rejected,
+            "rejections": [
+                {"index": r.index, "id": r.event_id, "reason": r.reason} for r in report.rejections
+            ],
+        },
+        status_code=422 if report.rejected else 200,
+    )
+
+
+def _store(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    source: str,
+    events: list[SourceEvent],
+    delivery: Delivery,
+) -> IngestReport:
+    with session_scope(factory) as session:
+        return ingest_events(
+            session,
+            [event.item() for event in events],
+            config=settings.ingest_config,
+            source=source,
+            received_at=delivery.received_at,
+        )
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """Read the body, stopping as soon as it passes the limit (None then)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return b""
+    return b"".join(chunks)
+
+
+def _refused(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def describe_app(app: Any) -> list[str]:
+    """Return the routes of `app`, for the start-up message."""
+    return [f"{','.join(sorted(r.methods or []))} {r.path}" for r in app.routes]

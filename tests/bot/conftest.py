@@ -1,0 +1,63 @@
+"""A real kpibot web server (uvicorn on 127.0.0.1, a free port) on each test database."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.settings import Settings
+from bot.web import create_web
+from storage.db import make_engine, make_session_factory
+
+
+@dataclass
+class RunningServer:
+    """A started server: its base URL, a session factory on its database, and its app."""
+
+    url: str
+    factory: sessionmaker[Session]
+    app: Any
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`."""
+    started: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
+
+    def start(**overrides: Any) -> RunningServer:
+        settings = Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
+        engine = make_engine(database_url)
+        app = create_web(settings, engine)
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the test web server did not start")
+            time.sleep(0.01)
+        started.append((server, thread, engine))
+        return RunningServer(f"http://127.0.0.1:{port}", make_session_factory(engine), app)
+
+    yield start
+    for server, thread, engine in started:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()

@@ -1,0 +1,175 @@
+"""POST /webhooks/kpibot over real HTTP: every rule of SPEC.md's webhook section."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from storage.db import session_scope
+from storage.tables import EventLog, Invoice, MrrMovement
+from tests.builders import make_account, make_invoice, make_subscription
+from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
+
+
+def post(
+    server, payload, *, secret=TEST_WEBHOOK_SECRET, at=None, raw=None, path="/webhooks/kpibot"
+):
+    body = raw if raw is not None else json.dumps(payload).encode()
+    headers = standard_headers(body, secret=secret, at=at)
+    return httpx.post(server.url + path, content=body, headers=headers, timeout=30)
+
+
+def count(server, table, *where):
+    with session_scope(server.factory) as session:
+        return session.scalar(select(func.count()).select_from(table).where(*where))
+
+
+@pytest.fixture
+def server(web_server):
+    return web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+
+
+def test_a_signed_event_is_applied_and_answered_after_commit(server):
+    response = post(server, make_subscription("2026-01-01"))
+    assert response.status_code == 200, response.text
+    assert response.json()["applied"] == 1
+    assert count(server, MrrMovement) == 1  # committed before the answer
+
+
+def test_a_batch_is_counted_event_by_event(server):
+    batch = {
+        "events": [make_account(), make_subscription("2026-01-01"), make_invoice("2026-01-02")]
+    }
+    assert post(server, batch).json() == {
+        "applied": 3,
+        "duplicate": 0,
+        "ignored": 0,
+        "rejected": 0,
+        "rejections": [],
+    }
+
+
+def test_another_secret_is_refused_and_nothing_is_stored(server):
+    other = "whsec_" + "b3RoZXItc2VjcmV0LW5vdC1rcGlib3Qtc2VjcmV0"
+    response = post(server, make_subscription("2026-01-01"), secret=other)
+    assert response.status_code == 401
+    assert count(server, EventLog) == 0
+
+
+def test_missing_signature_headers_are_refused(server):
+    body = json.dumps(make_subscription("2026-01-01")).encode()
+    response = httpx.post(server.url + "/webhooks/kpibot", content=body)
+    assert response.status_code == 401
+    assert count(server, EventLog) == 0
+
+
+@pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
+def test_a_replayed_or_future_signature_is_refused(server, offset):
+    response = post(server, make_subscription("2026-01-01"), at=datetime.now(UTC) + offset)
+    assert response.status_code == 401
+    assert count(server, EventLog) == 0
+
+
+def test_a_tampered_body_is_refused(server):
+    body = json.dumps(make_invoice("2026-01-01", amount="10.00")).encode()
+    headers = standard_headers(body)
+    forged = body.replace(b"10.00", b"99.00")
+    response = httpx.post(server.url + "/webhooks/kpibot", content=forged, headers=headers)
+    assert response.status_code == 401
+    assert count(server, Invoice) == 0
+
+
+def test_a_body_over_1_mib_is_413(server):
+    event = make_account(attributes={"notes": "x" * (2 * 1024 * 1024)})
+    response = post(server, event)
+    assert response.status_code == 413
+    assert count(server, EventLog) == 0
+
+
+def test_malformed_json_is_400(server):
+    response = post(server, None, raw=b'{"id": "e1", "type": ')
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["error"]
+
+
+def test_a_schema_violation_is_422_with_the_path_and_kept_for_replay(server):
+    response = post(server, make_invoice("2026-01-01", amount="-5"))
+    assert response.status_code == 422
+    [rejection] = response.json()["rejections"]
+    assert rejection["reason"].startswith("data.amount:")
+    assert count(server, EventLog, EventLog.status == "rejected") == 1
+
+
+def test_a_known_event_id_is_200_and_counted_once(server):
+    event = make_invoice("2026-01-01", invoice_id="inv-9")
+    assert post(server, event).json()["applied"] == 1
+    again = post(server, event)
+    assert again.status_code == 200 and again.json()["duplicate"] == 1
+    assert count(server, Invoice) == 1
+
+
+def test_an_unused_event_type_is_200_and_ignored(server):
+    response = post(
+        server,
+        {"id": "t1", "type": "ticket.created", "occurred_at": "2026-01-01T00:00:00Z", "data": {}},
+    )
+    assert response.status_code == 200 and response.json()["ignored"] == 1
+    assert count(server, EventLog, EventLog.status == "ignored") == 1
+
+
+def test_out_of_order_deliveries_apply_by_event_time(server):
+    post(server, make_subscription("2026-03-01", quantity=3))
+    post(server, make_subscription("2026-01-01", quantity=1))
+    with session_scope(server.factory) as session:
+        kinds = session.execute(
+            select(MrrMovement.kind, MrrMovement.amount).order_by(MrrMovement.day)
+        ).all()
+    assert [(k, str(a)) for k, a in kinds] == [("new", "50.00"), ("expansion", "100.00")]
+
+
+def test_an_unconfigured_source_is_404(web_server):
+    server = web_server()
+    assert post(server, make_subscription("2026-01-01")).status_code == 404
+    assert post(server, {}, path="/webhooks/nowhere").status_code == 404
+
+
+def test_health_and_metrics(server):
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok", "database": "ok"}
+    post(server, make_subscription("2026-01-01"))
+    post(
+        server,
+        make_subscription("2026-01-01"),
+        secret="whsec_" + "d3JvbmctLXNlY3JldC0tMTIzNDU2Nzg5MA==",
+    )
+    exposition = httpx.get(server.url + "/metrics").text
+    assert 'kpibot_webhook_events_total{outcome="applied",source="kpibot"} 1.0' in exposition
+    assert 'kpibot_webhook_deliveries_total{source="kpibot",status="401"} 1.0' in exposition
+    assert "kpibot_webhook_seconds_count" in exposition
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    payload=st.one_of(
+        JSON_VALUES, st.builds(lambda d: {"events": d}, st.lists(JSON_VALUES, max_size=3))
+    )
+)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_hostile_signed_bodies_never_get_a_500(server, payload):
+    response = post(server, payload)
+    assert response.status_code in (200, 400, 422), response.text
