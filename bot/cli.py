@@ -297,6 +297,56 @@ def demo_seed(
     _show_rejections(report)
 
 
+@main.group()
+def webhooks() -> None:
+    """Received events, rejected ones and their replay."""
+
+
+@webhooks.command("list")
+@click.option("--status", type=click.Choice(["applied", "ignored", "rejected"]), help="Only these.")
+@click.option("--source", help="Only this source (kpibot, stripe, delighted, …, import).")
+@click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+@click.pass_obj
+def webhooks_list(settings: Settings, status: str | None, source: str | None, limit: int) -> None:
+    """List received events with their fate; rejected ones with the reason."""
+    from storage.db import session_scope
+    from storage.deliveries import list_events
+
+    with _database(settings) as factory, session_scope(factory) as session:
+        rows = list_events(session, status=status, source=source, limit=limit)
+    if not rows:
+        click.echo("no events")
+    for row in rows:
+        when = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
+        fields = [f"#{row.id}", when, row.source, row.event_id or "-", row.type or "-", row.status]
+        click.echo("  ".join([*fields, row.reason or ""]).rstrip())
+
+
+@webhooks.command("replay")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--source", help="Replay every rejected event of this source.")
+@click.option("--all", "everything", is_flag=True, help="Replay every rejected event.")
+@click.pass_obj
+def webhooks_replay(
+    settings: Settings, ids: tuple[int, ...], source: str | None, everything: bool
+) -> None:
+    """Map rejected events again and ingest them (after fixing the cause)."""
+    from storage.deliveries import replay_rejected
+
+    if not (ids or source or everything):
+        raise click.UsageError("give event log ids (see `kpibot webhooks list`), --source or --all")
+    with _database(settings) as factory:
+        report = replay_rejected(
+            factory,
+            config=settings.ingest_config,
+            ids=ids,
+            source=source,
+            options_for=settings.source_options,
+        )
+    click.echo(f"replayed: {_summary(report)}")
+    _show_rejections(report)
+
+
 @main.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
