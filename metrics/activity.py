@@ -57,7 +57,14 @@ class Activity:
 
 def stocks_at(ctx: MetricContext, day: date) -> dict[str, Stock]:
     """Return MRR and customers at the end of `day`, per group of the context's scope."""
-    key = ctx.scope.key_column().label("key")
+    key = ("stocks", day)
+    if key not in ctx.memo:
+        ctx.memo[key] = _sum_movements(ctx, day)
+    return dict(ctx.memo[key])
+
+
+def _sum_movements(ctx: MetricContext, day: date) -> dict[str, Stock]:
+    group = ctx.scope.key_column().label("key")
     customers = func.sum(
         case(
             (col(MrrMovement.kind).in_(JOINING), 1),
@@ -68,53 +75,74 @@ def stocks_at(ctx: MetricContext, day: date) -> dict[str, Stock]:
     mrr = type_coerce(
         func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before)), Money
     )
-    query = select(key, mrr, customers).where(col(MrrMovement.day) <= day).group_by(key)
+    query = select(group, mrr, customers).where(col(MrrMovement.day) <= day).group_by(group)
     query = ctx.scope.restrict(query, col(MrrMovement.account_id))
     return {
-        group: Stock(mrr or ZERO, int(count or 0))
-        for group, mrr, count in ctx.session.execute(query)
+        name: Stock(total or ZERO, int(count or 0))
+        for name, total, count in ctx.session.execute(query)
     }
 
 
 def activity(ctx: MetricContext, period: Period) -> dict[str, Activity]:
-    """Return each group's stocks at the period's start and end and what moved inside it."""
-    groups: dict[str, Activity] = defaultdict(Activity)
-    for group, stock in stocks_at(ctx, period.start - timedelta(days=1)).items():
-        groups[group].start = stock
-    for group, stock in stocks_at(ctx, period.end).items():
-        groups[group].end = stock
+    """Return each group's stocks at the period's start and end and what moved inside it.
 
-    key = ctx.scope.key_column().label("key")
+    One scan of all movements gives the end; the start is the end less the period's own
+    movements (and is remembered: it is the previous period's end).
+    """
+    key = ("activity", period.start, period.end)
+    if key not in ctx.memo:
+        ctx.memo[key] = _activity(ctx, period)
+    return dict(ctx.memo[key])
+
+
+def _activity(ctx: MetricContext, period: Period) -> dict[str, Activity]:
+    groups: dict[str, Activity] = defaultdict(Activity)
+    ends = stocks_at(ctx, period.end)
+    for name, stock in ends.items():
+        groups[name].end = stock
+
+    group = ctx.scope.key_column().label("key")
     query = (
         select(
-            key,
+            group,
             col(MrrMovement.account_id),
             col(MrrMovement.kind),
             col(MrrMovement.amount),
             col(MrrMovement.mrr_before),
+            col(MrrMovement.mrr_after),
         )
         .where(col(MrrMovement.day) >= period.start, col(MrrMovement.day) <= period.end)
         .order_by(col(MrrMovement.account_id), col(MrrMovement.day))
     )
     query = ctx.scope.restrict(query, col(MrrMovement.account_id))
+    moved: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    joined_net: dict[str, int] = defaultdict(int)
     seen: dict[str, tuple[str, bool, bool, bool]] = {}  # account → group, at start, joined, churned
     counted: set[tuple[str, str]] = set()
-    for group, account_id, kind, amount, mrr_before in ctx.session.execute(query):
-        bucket = groups[group]
+    for name, account_id, kind, amount, mrr_before, mrr_after in ctx.session.execute(query):
+        bucket = groups[name]
         bucket.amounts[kind] += amount
+        moved[name] += mrr_after - mrr_before
+        joined_net[name] += 1 if kind in JOINING else -1 if kind == "churn" else 0
         if (account_id, kind) not in counted:
             counted.add((account_id, kind))
             bucket.accounts[kind] += 1
-        _, at_start, joined, churned = seen.get(account_id, (group, mrr_before > 0, False, False))
+        _, at_start, joined, churned = seen.get(account_id, (name, mrr_before > 0, False, False))
         seen[account_id] = (
-            group,
+            name,
             at_start,
             joined or (kind in JOINING and not at_start),
             churned or kind == "churn",
         )
-    for group, _at_start, joined, churned in seen.values():
-        bucket = groups[group]
+    for name, _at_start, joined, churned in seen.values():
+        bucket = groups[name]
         bucket.joined += joined
         bucket.churned += churned
         bucket.joined_and_churned += joined and churned
+    starts = {}
+    for name, bucket in groups.items():
+        bucket.start = Stock(bucket.end.mrr - moved[name], bucket.end.customers - joined_net[name])
+        if bucket.start != Stock():
+            starts[name] = bucket.start
+    ctx.memo.setdefault(("stocks", period.start - timedelta(days=1)), starts)
     return dict(groups)

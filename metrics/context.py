@@ -91,12 +91,17 @@ class Scope:
 
 @dataclass(frozen=True)
 class MetricContext:
-    """A session, the conventions in force and the scope of one computation."""
+    """A session, the conventions in force and the scope of one computation.
+
+    `memo` keeps what one answer computes more than once (a period's start is the previous
+    period's end): it lives as long as the context, one question, and is per scope.
+    """
 
     session: Session
     config: MetricConfig
     scope: Scope = field(default_factory=Scope)
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def with_scope(self, scope: Scope) -> MetricContext:
-        """Return the same context for another scope."""
+        """Return the same context for another scope (with its own memo)."""
         return MetricContext(self.session, self.config, scope)

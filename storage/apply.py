@@ -12,7 +12,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ from storage.tables import (
     Subscription,
     SubscriptionVersion,
     SurveyResponse,
+    UsageCoverage,
     UsageDay,
 )
 from storage.upsert import insert_ignoring_conflicts, newest_by_key, upsert_newer
@@ -406,6 +407,54 @@ class Applier:
             [row(key, users, at) for key, (users, at) in days.items()],
             key=("account_id", "day"),
         )
+        self.derive_coverage(sorted({account_id for account_id, _ in (*replaced, *days)}))
+
+    def derive_coverage(self, account_ids: Sequence[str]) -> None:
+        """Re-derive the usage coverage spans of `account_ids` from all their usage days."""
+        for part in chunks(account_ids):
+            self._lock_accounts(part)
+            active: dict[tuple[str, str], list[date]] = defaultdict(list)
+            for account_id, day, users in self.session.execute(
+                select(col(UsageDay.account_id), col(UsageDay.day), col(UsageDay.user_ids))
+                .where(col(UsageDay.account_id).in_(part))
+                .order_by(col(UsageDay.day))
+            ):
+                for user in users:
+                    active[(account_id, user)].append(day)
+            fresh = {
+                (account_id, user, first): last
+                for (account_id, user), days in active.items()
+                for first, last in coverage_spans(days)
+            }
+            stored = {
+                (account_id, user, first): last
+                for account_id, user, first, last in self.session.execute(
+                    select(
+                        col(UsageCoverage.account_id),
+                        col(UsageCoverage.user_id),
+                        col(UsageCoverage.covered_from),
+                        col(UsageCoverage.covered_to),
+                    ).where(col(UsageCoverage.account_id).in_(part))
+                )
+            }
+            stale = [key for key, last in stored.items() if fresh.get(key) != last]
+            for account_id, user, first in stale:
+                self.session.execute(
+                    delete(UsageCoverage).where(
+                        col(UsageCoverage.account_id) == account_id,
+                        col(UsageCoverage.user_id) == user,
+                        col(UsageCoverage.covered_from) == first,
+                    )
+                )
+            insert_ignoring_conflicts(
+                self.session,
+                UsageCoverage,
+                [
+                    {"account_id": a, "user_id": u, "covered_from": f, "covered_to": last}
+                    for (a, u, f), last in fresh.items()
+                    if stored.get((a, u, f)) != last
+                ],
+            )
 
     def _stored_usage(
         self, keys: Sequence[tuple[str, date]]
@@ -563,6 +612,18 @@ class Applier:
 def _lock_key(account_id: str) -> int:
     digest = hashlib.blake2b(f"kpibot.account:{account_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def coverage_spans(days: Sequence[date], window: int = 30) -> list[tuple[date, date]]:
+    """Merge [day, day + window − 1] over sorted active `days` into disjoint spans."""
+    spans: list[tuple[date, date]] = []
+    reach = timedelta(days=window - 1)
+    for day in days:
+        if spans and day <= spans[-1][1] + timedelta(days=1):
+            spans[-1] = (spans[-1][0], max(spans[-1][1], day + reach))
+        else:
+            spans.append((day, day + reach))
+    return spans
 
 
 def _same_movement(stored: MrrMovement, fresh: dict[str, Any]) -> bool:

@@ -175,13 +175,33 @@ class UsageDay(SQLModel, table=True):
     """The users of an account active on one day."""
 
     __tablename__ = "usage_day"
-    __table_args__ = (Index("ix_usage_day_day", "day"),)
+    # Covering index: the daily-active sum over a window reads the index alone.
+    __table_args__ = (Index("ix_usage_day_day_cover", "day", "account_id", "active_users"),)
 
     account_id: str = Field(primary_key=True, max_length=255)
     day: date = Field(primary_key=True)
     active_users: int
     user_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     recorded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class UsageCoverage(SQLModel, table=True):
+    """The days on which a user counts as active over "the 30 days ending that day".
+
+    A user active on day x counts for every window ending in [x, x + 29]; a user's spans are
+    those intervals merged, so the distinct users active in the 30 days ending on d are the
+    spans containing d. Derived from `usage_day` for each account it changes.
+    """
+
+    __tablename__ = "usage_coverage"
+    __table_args__ = (
+        Index("ix_usage_coverage_window", "covered_to", "covered_from", "account_id"),
+    )
+
+    account_id: str = Field(primary_key=True, max_length=255)
+    user_id: str = Field(primary_key=True, max_length=255)
+    covered_from: date = Field(primary_key=True)
+    covered_to: date
 
 
 class Renewal(SQLModel, table=True):
@@ -234,6 +254,7 @@ DERIVED_TABLES: tuple[type[SQLModel], ...] = (
     SubscriptionVersion,
     Invoice,
     SurveyResponse,
+    UsageCoverage,
     UsageDay,
     Renewal,
     Cost,

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: f6fc926c0fae
+Revision ID: aa264eb10388
 Revises: 
-Create Date: 2026-11-23 11:10:00.942489
+Create Date: 2026-11-23 11:40:16.957494
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 import storage.types
 
 
-revision: str = 'f6fc926c0fae'
+revision: str = 'aa264eb10388'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -158,6 +158,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_survey_response_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_survey_response_kind_day', ['kind', 'day'], unique=False)
 
+    op.create_table('usage_coverage',
+    sa.Column('account_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('covered_from', sa.Date(), nullable=False),
+    sa.Column('covered_to', sa.Date(), nullable=False),
+    sa.PrimaryKeyConstraint('account_id', 'user_id', 'covered_from')
+    )
+    with op.batch_alter_table('usage_coverage', schema=None) as batch_op:
+        batch_op.create_index('ix_usage_coverage_window', ['covered_to', 'covered_from', 'account_id'], unique=False)
+
     op.create_table('usage_day',
     sa.Column('account_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
@@ -167,7 +177,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('account_id', 'day')
     )
     with op.batch_alter_table('usage_day', schema=None) as batch_op:
-        batch_op.create_index('ix_usage_day_day', ['day'], unique=False)
+        batch_op.create_index('ix_usage_day_day_cover', ['day', 'account_id', 'active_users'], unique=False)
 
     op.create_table('account_domain',
     sa.Column('domain', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -230,9 +240,13 @@ def downgrade() -> None:
 
     op.drop_table('account_domain')
     with op.batch_alter_table('usage_day', schema=None) as batch_op:
-        batch_op.drop_index('ix_usage_day_day')
+        batch_op.drop_index('ix_usage_day_day_cover')
 
     op.drop_table('usage_day')
+    with op.batch_alter_table('usage_coverage', schema=None) as batch_op:
+        batch_op.drop_index('ix_usage_coverage_window')
+
+    op.drop_table('usage_coverage')
     with op.batch_alter_table('survey_response', schema=None) as batch_op:
         batch_op.drop_index('ix_survey_response_kind_day')
         batch_op.drop_index(batch_op.f('ix_survey_response_account_id'))

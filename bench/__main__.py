@@ -1,0 +1,260 @@
+"""`make bench`: kpibot's own benchmark, on SQLite and PostgreSQL.
+
+1. seed: `kpibot demo seed --accounts 10000 --years 3` (the reference data set), timed; skipped
+   when the benchmark database already holds it;
+2. metrics: every metric of the registry over its default period, last-quarter and `by plan`,
+   computed in-process as `/kpi` does (median and worst of several runs, in ms);
+3. cli: `kpibot kpi mrr` as a user runs it, interpreter start included;
+4. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
+   2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
+   1,000; checks that exactly the unique events were applied.
+
+Results are printed and written to bench/results/latest.json. PostgreSQL runs when
+BENCH_DATABASE_URL (a server URL, e.g. postgresql://postgres@127.0.0.1:5432/test) is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from bench.traffic import send, spread, unique_events
+from tests.signing import TEST_WEBHOOK_SECRET
+
+RESULTS = Path(__file__).parent / "results"
+REFERENCE_DAY = date(2026, 11, 23)
+
+
+def main() -> None:
+    """Run the benchmark and print a report."""
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--years", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="seed,metrics,cli,webhooks")
+    parser.add_argument("--per-sender", type=int, default=2_000)
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    RESULTS.mkdir(exist_ok=True)
+    report: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "when": datetime.now(UTC).isoformat(),
+        "backends": {},
+    }
+    for backend, url in _backends(args):
+        print(f"\n== {backend} ({make_url(url).render_as_string(hide_password=True)})")
+        results: dict[str, Any] = {}
+        if parts & {"seed", "metrics", "cli"}:
+            results["seed"] = _seed(url, args)
+        if "metrics" in parts:
+            results["metrics_ms"] = _metrics(url, args.runs)
+        if "cli" in parts:
+            results["cli_seconds"] = _cli(url)
+        if "webhooks" in parts:
+            results["webhooks"] = _webhooks(backend, args.per_sender)
+        report["backends"][backend] = results
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {RESULTS / 'latest.json'} ({os.cpu_count()} cores)")
+
+
+def _backends(args: argparse.Namespace) -> list[tuple[str, str]]:
+    tag = f"{args.accounts}x{args.years}"
+    backends = [("sqlite", f"sqlite:///{RESULTS / f'reference-{tag}.db'}")]
+    server = os.environ.get("BENCH_DATABASE_URL")
+    if server:
+        backends.append(("postgresql", _postgres_database(server, f"kpibot_bench_{tag}")))
+    return backends
+
+
+def _postgres_database(server: str, name: str, *, fresh: bool = False) -> str:
+    base = make_url(server).set(drivername="postgresql+psycopg")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        if fresh:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        exists = connection.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        )
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _kpibot(*args: str, url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "DATABASE_URL": url, **env}
+    return subprocess.run(  # noqa: S603  (our own CLI)
+        [sys.executable, "-m", "bot", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+    from storage.tables import EventLog
+
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        events = connection.scalar(select(func.count()).select_from(EventLog))
+    engine.dispose()
+    if events:
+        print(f"seed: reusing {events:,} events already loaded")
+        return {"events": events, "seconds": None}
+    started = time.perf_counter()
+    done = _kpibot(
+        "demo",
+        "seed",
+        f"--accounts={args.accounts}",
+        f"--years={args.years}",
+        f"--until={REFERENCE_DAY}",
+        url=url,
+    )
+    seconds = time.perf_counter() - started
+    print(f"seed: {done.stdout.strip()} (wall {seconds:.1f} s)")
+    return {"summary": done.stdout.strip(), "seconds": round(seconds, 1)}
+
+
+def _metrics(url: str, runs: int) -> dict[str, dict[str, float]]:
+    from metrics.compute import compute_kpi
+    from metrics.context import MetricConfig
+    from metrics.periods import parse_period
+    from metrics.registry import METRICS
+    from storage.db import make_engine, make_session_factory, read_only
+
+    engine = make_engine(url)
+    factory = make_session_factory(read_only(engine))
+    config = MetricConfig()
+    now = datetime(2026, 11, 23, 18, tzinfo=UTC)
+    timings: dict[str, dict[str, float]] = {}
+    print(
+        f"{'metric':<24}{'default':>12}{'last-quarter':>14}{'by plan':>12}"
+        f"   (median ms, {runs} runs)"
+    )
+    for metric in METRICS:
+        row: dict[str, float] = {}
+        for label, period_text, by in (
+            ("default", metric.default_period, None),
+            ("last-quarter", "last-quarter", None),
+            ("by plan", "last-quarter", "plan"),
+        ):
+            period = parse_period(period_text, now=now, timezone="UTC")
+            samples = []
+            for _ in range(runs):
+                with factory() as session:
+                    started = time.perf_counter()
+                    compute_kpi(session=session, metric=metric, period=period, config=config, by=by)
+                    samples.append((time.perf_counter() - started) * 1000)
+            row[label] = round(statistics.median(samples), 1)
+            row[f"{label} max"] = round(max(samples), 1)
+        timings[metric.id] = row
+        print(f"{metric.id:<24}{row['default']:>12}{row['last-quarter']:>14}{row['by plan']:>12}")
+    engine.dispose()
+    return timings
+
+
+def _cli(url: str) -> float:
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        _kpibot("kpi", "mrr", url=url)
+        samples.append(time.perf_counter() - started)
+    print(
+        f"cli: `kpibot kpi mrr` in {statistics.median(samples):.2f} s (median of 3, start included)"
+    )
+    return round(statistics.median(samples), 2)
+
+
+def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
+    results = {}
+    for mode, batch in (("single", 1), ("batch", 1_000)):
+        if backend == "sqlite":
+            path = RESULTS / f"webhooks-{mode}.db"
+            for leftover in RESULTS.glob(f"webhooks-{mode}.db*"):
+                leftover.unlink()
+            url = f"sqlite:///{path}"
+        else:
+            url = _postgres_database(
+                os.environ["BENCH_DATABASE_URL"], f"kpibot_bench_hooks_{mode}", fresh=True
+            )
+        events = unique_events(total=8 * per_sender, accounts=400, seed=7)
+        plans = spread(events, senders=8, duplicate_share=0.1, seed=8)
+        sent = sum(len(plan) for plan in plans)
+        with _server(url) as base_url:
+            result = send(base_url, TEST_WEBHOOK_SECRET, plans, batch=batch)
+        exact = result.counts["applied"] == len(events) and result.counts[
+            "duplicate"
+        ] == sent - len(events)
+        rate = sent / result.seconds
+        print(
+            f"webhooks {mode}: {sent:,} events in {result.requests:,} requests, "
+            f"{result.seconds:.1f} s = {rate:,.0f} events/s; statuses {dict(result.statuses)}; "
+            + ("exactly the unique events applied" if exact else f"MISMATCH {dict(result.counts)}")
+        )
+        results[mode] = {
+            "events": sent,
+            "seconds": round(result.seconds, 2),
+            "events_per_second": round(rate),
+            "exact": exact,
+        }
+    return results
+
+
+class _server:
+    """`kpibot serve` in its own process on a free port, stopped on exit."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        environment = {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "KPIBOT_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
+            "KPIBOT_LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(  # noqa: S603  (our own CLI)
+            [sys.executable, "-m", "bot", "serve", f"--port={port}"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.process.kill()
+        raise RuntimeError("kpibot serve did not start")
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
