@@ -1,0 +1,203 @@
+"""Segment calls (`POST /webhooks/segment`) from the Webhooks destinations, signed with a secret.
+
+What Segment documents (https://www.twilio.com/docs/segment/connections/destinations/catalog/
+actions-webhook, and the classic Webhooks destination): with a shared secret set, each request
+carries `X-Signature`, the hex HMAC-SHA1 of the request body keyed with that secret. The body is
+one Segment message (https://www.twilio.com/docs/segment/connections/spec/common): `type`
+(`track`, `page`, `screen`, `identify`, `group`, `alias`), `messageId`, `timestamp`, `userId`,
+`anonymousId`, `context` (whose `groupId` is the "Group / Account ID" for non-group calls),
+`properties`, `traits`, and `groupId` on group calls.
+
+What kpibot does with each call:
+- `track`, `page` and `screen` → `usage.recorded` with `merge: true` (each call adds its user to
+  the account's day): the user is `userId` (anonymous-only calls are ignored), the day is the
+  date of `timestamp` in the `timezone` option (UTC unless configured), and the account is the
+  first of `context.groupId`, `properties.account_id`, `context.traits.account_id`,
+  `context.traits.company.id`. A call with no account is logged as ignored.
+- `group` → `account.upserted` for `groupId`, from the traits `name`, `plan`, `segment`,
+  `owner_email`, `currency`, `website` (its host becomes the account's domain); other scalar
+  traits go to `attributes`. An `account.upserted` replaces the account's stored fields, contacts
+  and domains: let Segment send groups only if it is the accounts' source of truth.
+- `identify` (and `alias`) → ignored: mapping it to `account.upserted` would replace the
+  account's contacts with one person, so contacts must come from the native endpoint or a CRM.
+
+Ambiguities: Segment's help centre says that with batching on, `X-Signature` covers only the first
+event of the batch, so batches cannot be verified: turn batching off. The signature carries no
+timestamp, so replays are caught only by the event id (`messageId`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
+
+SIGNATURE_HEADER = "x-signature"
+MAX_TYPE = 64
+MAX_ATTRIBUTES = 100
+ACTIVITY = frozenset({"track", "page", "screen"})
+ACCOUNT_TRAITS = ("name", "plan", "segment", "owner_email", "currency", "website")
+
+
+class SegmentSource:
+    """Segment's Webhooks destination: activity → usage, groups → accounts."""
+
+    name = "segment"
+    secret_setting = "SEGMENT_WEBHOOK_SECRET"  # noqa: S105  (the variable's name, not a secret)
+
+    def verify(self, delivery: Delivery, secret: str) -> None:
+        """Check `X-Signature`, the hex HMAC-SHA1 of the body."""
+        given = (delivery.header(SIGNATURE_HEADER) or "").strip().lower()
+        if not given:
+            raise WebhookRejected(401, "missing X-Signature header (set the shared secret)")
+        digest = hmac.new(secret.encode(), delivery.body, hashlib.sha1).hexdigest()
+        if not constant_time_equal(digest, given):
+            raise WebhookRejected(401, "bad X-Signature (is SEGMENT_WEBHOOK_SECRET the secret?)")
+
+    def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
+        """Return the delivery's one event: usage, an account, or an ignored call."""
+        if isinstance(payload, list):
+            raise WebhookRejected(422, "batched Segment calls are not supported: turn batching off")
+        if not isinstance(payload, dict):
+            raise WebhookRejected(422, "a Segment webhook body must be a JSON object")
+        try:
+            raw = delivery.body.decode()
+        except UnicodeDecodeError:
+            raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
+        mapped = _message(payload, delivery.options)
+        if isinstance(mapped, str):
+            return [SourceEvent(_text(payload.get("messageId")), raw, None, mapped)]
+        return [SourceEvent(mapped["id"], raw, mapped)]
+
+
+def _message(payload: dict[str, Any], options: Mapping[str, str]) -> dict[str, Any] | str:
+    """Return the native event of one Segment call, or the reason it cannot be mapped."""
+    call = payload.get("type")
+    if not isinstance(call, str) or not call.strip():
+        return "type: missing (track, page, screen, identify, group, …)"
+    call = call.strip().lower()
+    message_id = _text(payload.get("messageId"))
+    if message_id is None:
+        return "messageId: missing"
+    at = _instant(payload.get("timestamp")) or _instant(payload.get("receivedAt"))
+    if at is None:
+        return "timestamp: missing or not an ISO 8601 time"
+    if call in ACTIVITY:
+        return _usage(payload, call, message_id, at, options)
+    if call == "group":
+        return _group(payload, message_id, at)
+    return _native(message_id, f"segment.{call}", at, {})
+
+
+def _usage(
+    payload: dict[str, Any], call: str, message_id: str, at: datetime, options: Mapping[str, str]
+) -> dict[str, Any] | str:
+    user_id = _text(payload.get("userId"))
+    account_id = _account_id(payload)
+    if user_id is None or account_id is None:
+        return _native(message_id, f"segment.{call}", at, {})  # anonymous, or no account
+    try:
+        zone = ZoneInfo(options.get("timezone", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"the timezone option {options.get('timezone')!r} is not an IANA time zone"
+    data = {
+        "account_id": account_id,
+        "day": at.astimezone(zone).date().isoformat(),
+        "user_ids": [user_id],
+        "merge": True,
+    }
+    return _native(message_id, "usage.recorded", at, data)
+
+
+def _account_id(payload: dict[str, Any]) -> str | None:
+    """Return the call's account: context.groupId, then the documented fallbacks."""
+    context = _object(payload.get("context"))
+    traits = _object(context.get("traits"))
+    candidates = (
+        context.get("groupId"),
+        _object(payload.get("properties")).get("account_id"),
+        traits.get("account_id"),
+        _object(traits.get("company")).get("id"),
+    )
+    return next((found for found in map(_text, candidates) if found is not None), None)
+
+
+def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, Any] | str:
+    account_id = _text(payload.get("groupId"))
+    if account_id is None:
+        return "groupId: missing"
+    traits = _object(payload.get("traits"))
+    data: dict[str, Any] = {"account_id": account_id}
+    for name in ("name", "plan", "segment", "currency"):
+        if _text(traits.get(name)) is not None and isinstance(traits[name], str):
+            data[name] = traits[name].strip()
+    owner = traits.get("owner_email", traits.get("ownerEmail"))
+    if isinstance(owner, str) and owner.strip():
+        data["owner_email"] = owner.strip()
+    domain = _domain(traits.get("website"))
+    if domain is not None:
+        data["domains"] = [domain]
+    attributes = {
+        key: value
+        for key, value in traits.items()
+        if key not in ACCOUNT_TRAITS
+        and key != "ownerEmail"
+        and (value is None or isinstance(value, str | int | bool) or _finite(value))
+    }
+    data["attributes"] = dict(sorted(attributes.items())[:MAX_ATTRIBUTES])
+    return _native(message_id, "account.upserted", at, data)
+
+
+def _domain(website: Any) -> str | None:
+    """Return the host of a website trait ("https://www.acme.com/" → "acme.com")."""
+    if not isinstance(website, str) or not website.strip():
+        return None
+    text = website.strip()
+    try:
+        host = urlsplit(text if "//" in text else "//" + text).hostname or ""
+    except ValueError:
+        return None
+    host = host.removeprefix("www.")
+    return host if "." in host and len(host) <= 255 else None
+
+
+def _native(message_id: str, type_: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    occurred_at = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {"id": message_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """Return a non-empty string or whole number as text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

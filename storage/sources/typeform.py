@@ -1,0 +1,215 @@
+"""Typeform responses (`POST /webhooks/typeform`), signed with the webhook's secret.
+
+What Typeform documents (https://www.typeform.com/developers/webhooks/secure-your-webhooks/ and
+https://www.typeform.com/developers/webhooks/example-payload/): the `Typeform-Signature` header is
+`sha256=` followed by the base64 HMAC-SHA256 of the raw body keyed with the webhook's `secret`.
+The body is `{"event_id", "event_type": "form_response", "form_response": {…}}` where
+`form_response` holds `token` (the response's id), `submitted_at`, `hidden` (hidden fields),
+`definition.fields` and `answers` [{`field` {`id`, `type`, `ref`}, `type`, and the value under the
+key named by `type`: `number`, `email`, `text`, `choice` {`label`}, …}].
+
+What kpibot reads (the refs come from settings, see docs/webhooks/typeform.md):
+- the score: the answer whose `field.ref` is `score_ref` (`number`, as opinion scale, rating
+  and NPS questions send it; a choice whose label is a whole number also works);
+- the email: the answer whose ref is `email_ref`, else the hidden field of that name;
+- the account: the hidden field `account_ref`, when present (else attribution is by email);
+- the comment: the answer whose ref is `comment`; the name: the answer or hidden field `name`;
+- the kind (`nps` or `csat`) from settings; NPS is always 0-10.
+
+Where the documentation is ambiguous: the webhook example's `definition.fields` carry no
+`properties`, so the steps of a rating or opinion scale may not reach kpibot. When they do
+(`properties.steps`, `properties.start_at_one`, as in the Create API), a CSAT scale follows them
+(rating: 1..steps; opinion scale: 0 or 1 .. steps); otherwise CSAT is taken as 1-5. No timestamp
+is signed, so replays are caught only by the event id (`event_id`, else the response token).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
+
+SIGNATURE_HEADER = "typeform-signature"
+MAX_TYPE = 64
+COMMENT_REF = "comment"
+NAME_REF = "name"
+
+
+class TypeformSource:
+    """Typeform's `form_response` webhooks, mapped to `survey.responded`."""
+
+    name = "typeform"
+    secret_setting = "TYPEFORM_WEBHOOK_SECRET"  # noqa: S105  (the variable's name, not a secret)
+
+    def verify(self, delivery: Delivery, secret: str) -> None:
+        """Check `Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>`."""
+        given = (delivery.header(SIGNATURE_HEADER) or "").strip()
+        if not given:
+            raise WebhookRejected(401, "missing Typeform-Signature header")
+        digest = hmac.new(secret.encode(), delivery.body, hashlib.sha256).digest()
+        expected = "sha256=" + base64.b64encode(digest).decode()
+        if not constant_time_equal(expected, given):
+            raise WebhookRejected(401, "bad Typeform-Signature (is TYPEFORM_WEBHOOK_SECRET set?)")
+
+    def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
+        """Return the delivery's one event: a response, or an ignored type."""
+        if not isinstance(payload, dict):
+            raise WebhookRejected(422, "a Typeform webhook body must be a JSON object")
+        try:
+            raw = delivery.body.decode()
+        except UnicodeDecodeError:
+            raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
+        response = payload.get("form_response")
+        token = _text(response.get("token")) if isinstance(response, dict) else None
+        event_id = _text(payload.get("event_id")) or token
+        event_type = payload.get("event_type", "form_response")
+        if not isinstance(event_type, str) or not event_type.strip():
+            return [SourceEvent(event_id, raw, None, "event_type: must be a string")]
+        if event_type != "form_response":
+            ignored_id = event_id or "sha256:" + hashlib.sha256(delivery.body).hexdigest()[:40]
+            native = _native(ignored_id, f"typeform.{event_type}", _iso(delivery.received_at), {})
+            return [SourceEvent(ignored_id, raw, native)]
+        if not isinstance(response, dict):
+            return [SourceEvent(event_id, raw, None, "form_response: must be an object")]
+        if token is None or event_id is None:
+            return [SourceEvent(event_id, raw, None, "form_response.token: missing")]
+        mapped = _response(response, token, event_id, delivery.options)
+        if isinstance(mapped, str):
+            return [SourceEvent(event_id, raw, None, mapped)]
+        return [SourceEvent(event_id, raw, mapped)]
+
+
+def _response(
+    response: dict[str, Any], token: str, event_id: str, options: Mapping[str, str]
+) -> dict[str, Any] | str:
+    """Return the native event of a response, or the reason it cannot be mapped."""
+    score_ref = options.get("score_ref", "score")
+    email_ref = options.get("email_ref", "email")
+    account_ref = options.get("account_ref", "account_id")
+    kind = options.get("kind", "nps")
+    if kind not in ("nps", "csat"):
+        return f"KPIBOT_TYPEFORM_KIND must be nps or csat, not {kind!r}"
+    submitted_at = _instant(response.get("submitted_at"))
+    if submitted_at is None:
+        return "form_response.submitted_at: missing or not an ISO 8601 time"
+    answers = response.get("answers", [])
+    if not isinstance(answers, list):
+        return "form_response.answers: must be a list"
+    hidden = response.get("hidden")
+    hidden = hidden if isinstance(hidden, dict) else {}
+    by_ref = {
+        answer["field"]["ref"]: answer
+        for answer in answers
+        if isinstance(answer, dict)
+        and isinstance(answer.get("field"), dict)
+        and isinstance(answer["field"].get("ref"), str)
+    }
+    score_answer = by_ref.get(score_ref)
+    if score_answer is None:
+        return (
+            f"form_response.answers: no answer to the field with ref {score_ref!r} "
+            "(set KPIBOT_TYPEFORM_SCORE_REF to the score question's ref)"
+        )
+    score = _number(score_answer)
+    if score is None:
+        return f"form_response.answers[ref={score_ref}]: the score must be a whole number"
+    low, high = (0, 10) if kind == "nps" else _csat_scale(response, score_answer)
+    fields: dict[str, Any] = {
+        "response_id": f"typeform-{token}",
+        "kind": kind,
+        "score": score,
+        "scale_min": low,
+        "scale_max": high,
+        "source": "typeform",
+    }
+    optional = {
+        "account_id": _text(hidden.get(account_ref)),
+        "respondent_email": _answer_text(by_ref.get(email_ref)) or _text(hidden.get(email_ref)),
+        "respondent_name": _answer_text(by_ref.get(NAME_REF)) or _text(hidden.get(NAME_REF)),
+        "comment": _answer_text(by_ref.get(COMMENT_REF)),
+    }
+    fields.update({key: value for key, value in optional.items() if value is not None})
+    return _native(event_id, "survey.responded", _iso(submitted_at), fields)
+
+
+def _number(answer: dict[str, Any]) -> int | None:
+    """Return the whole number an answer holds (`number`, or a numeric choice label)."""
+    value = answer.get("number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    choice = answer.get("choice")
+    label = choice.get("label") if isinstance(choice, dict) else None
+    if isinstance(label, str) and re.fullmatch(r"-?[0-9]{1,4}", label.strip()):
+        return int(label.strip())
+    return None
+
+
+def _csat_scale(response: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int]:
+    """Return the CSAT scale from the field's definition when it carries one, else 1-5."""
+    field_id = answer["field"].get("id")
+    ref = answer["field"].get("ref")
+    definition = response.get("definition")
+    fields = definition.get("fields") if isinstance(definition, dict) else None
+    for field in fields if isinstance(fields, list) else []:
+        if not isinstance(field, dict) or (field.get("ref") != ref and field.get("id") != field_id):
+            continue
+        properties = field.get("properties")
+        if not isinstance(properties, dict):
+            break
+        steps = properties.get("steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= 11:
+            break
+        if field.get("type") == "opinion_scale" and not properties.get("start_at_one"):
+            return 0, steps - 1
+        return 1, steps
+    return 1, 5
+
+
+def _answer_text(answer: dict[str, Any] | None) -> str | None:
+    """Return the text an answer holds (`email`, `text`, or a choice's label)."""
+    if answer is None:
+        return None
+    for key in ("email", "text"):
+        found = _text(answer.get(key))
+        if found is not None:
+            return found
+    choice = answer.get("choice")
+    return _text(choice.get("label")) if isinstance(choice, dict) else None
+
+
+def _native(event_id: str, type_: str, occurred_at: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
+
+
+def _text(value: Any) -> str | None:
+    """Return a non-empty string or whole number as text, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
