@@ -47,7 +47,7 @@ from storage.types import Money
 
 Values = dict[str, Value]
 Band = Literal["green", "yellow", "red"]
-Accounts = Collection[str] | Select[Any]  # account ids, or a query of them
+Accounts = Collection[str] | Select[Any] | None  # account ids, a query of them, or all
 SIGNALS = ("usage", "nps", "mrr_trend", "csat")
 TREND_DAYS = 90
 CSAT_DAYS = 90
@@ -134,6 +134,11 @@ def signal_scores(session: Session, accounts: Accounts, end: date) -> dict[str, 
     }
 
 
+def _among(column: Any, accounts: Accounts) -> list[Any]:
+    """The condition restricting `column` to `accounts` (none when all accounts are wanted)."""
+    return [] if accounts is None else [column.in_(accounts)]
+
+
 def _merge(scores: dict[str, dict[str, Decimal]], found: dict[str, dict[str, Decimal]]) -> None:
     for name, per_account in found.items():
         for account_id, score in per_account.items():
@@ -166,7 +171,7 @@ def _nps_scores(session: Session, accounts: Accounts, end: date) -> dict[str, De
         .where(
             col(SurveyResponse.kind) == "nps",
             col(SurveyResponse.day) <= end,
-            account.in_(accounts),
+            *_among(account, accounts),
         )
         .subquery("ranked")
     )
@@ -188,7 +193,7 @@ def _trend_scores(session: Session, accounts: Accounts, end: date) -> dict[str, 
             type_coerce(func.sum(case((col(MrrMovement.day) <= then, change), else_=0)), Money),
             type_coerce(func.sum(change), Money),
         )
-        .where(col(MrrMovement.day) <= end, col(MrrMovement.account_id).in_(accounts))
+        .where(col(MrrMovement.day) <= end, *_among(col(MrrMovement.account_id), accounts))
         .group_by(col(MrrMovement.account_id))
     )
     scores = {}
@@ -217,7 +222,7 @@ def _csat_scores(session: Session, accounts: Accounts, end: date) -> dict[str, D
             col(SurveyResponse.kind) == "csat",
             col(SurveyResponse.day) > end - timedelta(days=CSAT_DAYS),
             col(SurveyResponse.day) <= end,
-            col(SurveyResponse.account_id).in_(accounts),
+            *_among(col(SurveyResponse.account_id), accounts),
         )
         .group_by(col(SurveyResponse.account_id))
     )
@@ -249,11 +254,10 @@ def health(ctx: MetricContext, period: Period) -> Values:
         groups[group].append(account_id)
     if ctx.scope.by is None:
         groups.setdefault(TOTAL, [])
-    # One query per signal for all customers: the customer query itself filters each signal, so
-    # no id list crosses the wire and no chunk of ids costs a query of its own.
+    # One plain query per signal over all accounts (cheaper than filtering each by the customer
+    # query); only the customers' scores are used below.
     scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    customer_ids = select(customers.subquery().c.account_id)
-    _merge(scores, signal_scores(ctx.session, customer_ids, period.end))
+    _merge(scores, signal_scores(ctx.session, None, period.end))
     weights = ctx.config.health_weights
     values: Values = {}
     for group, members in groups.items():
