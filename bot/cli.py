@@ -37,12 +37,20 @@ def main(ctx: click.Context) -> None:
 
 @contextmanager
 def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    from alembic.util.exc import CommandError
+
     from storage.db import make_engine, make_session_factory
     from storage.migrate import upgrade
 
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except CommandError as error:
+            raise click.ClickException(
+                f"cannot migrate {_safe_url(settings.database_url)}: {error} "
+                "(was it made by another version of kpibot?)"
+            ) from None
         yield make_session_factory(engine)
     finally:
         engine.dispose()
@@ -208,6 +216,37 @@ def _reading(settings: Settings) -> Iterator[sessionmaker[Session]]:
         yield make_session_factory(read_only(engine))
     finally:
         engine.dispose()
+
+
+@main.command("import")
+@click.argument(
+    "kind", type=click.Choice(["accounts", "subscriptions", "invoices", "responses", "usage"])
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def import_(settings: Settings, kind: str, file: str) -> None:
+    """Backfill KIND from a CSV FILE (columns: docs/import.md), like webhooks would deliver it.
+
+    Exits with status 1 when any row was rejected; re-importing the same file changes nothing.
+    """
+    from storage.csv_import import import_csv
+
+    with _database(settings) as factory:
+        with open(file, "rb") as handle:
+            rows = sum(1 for _ in handle) - 1
+        with click.progressbar(
+            length=max(rows, 0), label=f"importing {kind}", file=sys.stderr
+        ) as bar:
+            try:
+                report = import_csv(
+                    factory, kind, file, config=settings.ingest_config, progress=bar.update
+                )
+            except ValueError as error:
+                raise click.ClickException(str(error)) from None
+    click.echo(f"{file}: {_summary(report)}")
+    _show_rejections(report)
+    if report.rejected:
+        sys.exit(1)
 
 
 @main.command()

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
                 "account_ref": self.typeform_account_ref,
                 "kind": self.typeform_kind,
             }
+        if source == "segment":
+            return {"timezone": self.timezone}
         return {}
 
     @property

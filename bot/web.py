@@ -127,8 +127,8 @@ async def _webhook(
     factory: sessionmaker[Session],
     metrics: WebMetrics,
 ) -> Response:
-    source = get_source(name)
     secret = settings.source_secret(name)
+    source = get_source(name) if secret else None
     if source is None or not secret:
         return _refused(404, f"no webhook source '{name[:40]}' is configured here")
     body = await _read_body(request)

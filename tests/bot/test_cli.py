@@ -167,3 +167,22 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
         output, _ = process.communicate(timeout=10)
     assert "listening on http://127.0.0.1:" in output
     assert "POST /webhooks/{source}" in output
+
+
+def test_import_backfills_a_csv_and_reimporting_changes_nothing(database_url, tmp_path: Path):
+    path = tmp_path / "invoices.csv"
+    path.write_text(
+        "account_id,invoice_id,amount,currency,paid_at\n"
+        "acc-1,inv-1,10.00,USD,2026-01-05\n"
+        "acc-1,inv-2,-3,USD,2026-01-06\n"
+    )
+    first = run(["import", "invoices", str(path)], database_url=database_url, cwd=tmp_path)
+    assert first.returncode == 1
+    assert "1 applied, 0 duplicate, 0 ignored, 1 rejected" in first.stdout
+    assert "line 3: data.amount" in first.stderr
+    again = run(["import", "invoices", str(path)], database_url=database_url, cwd=tmp_path)
+    assert "0 applied, 1 duplicate" in again.stdout
+    listed = run(
+        ["webhooks", "list", "--status", "rejected"], database_url=database_url, cwd=tmp_path
+    )
+    assert "import:invoice:inv-2" in listed.stdout and "data.amount" in listed.stdout

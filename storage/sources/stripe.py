@@ -1,0 +1,416 @@
+"""Stripe webhooks (`POST /webhooks/stripe`): the `Stripe-Signature` scheme, Events → native events.
+
+Subscriptions become `subscription.updated` events carrying the subscription's full state (its MRR
+is the sum of its licensed items, less the recurring discounts kpibot can see); paid invoices become
+`invoice.paid`; every other type is logged as ignored (`stripe.<type>`). docs/webhooks/stripe.md
+explains each rule and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from storage.schemas import known_currencies
+from storage.sources.base import (
+    Delivery,
+    SourceEvent,
+    WebhookRejected,
+    check_timestamp,
+    constant_time_equal,
+)
+
+T = TypeVar("T")
+
+SUBSCRIPTION_EVENTS = frozenset(
+    f"customer.subscription.{action}"
+    for action in ("created", "updated", "deleted", "paused", "resumed")
+)
+# Stripe status → native status. Only active and past_due carry MRR (KPIS.md, and Stripe's own
+# "Billing metric definitions"); unpaid no longer counts towards MRR but the subscription stays in
+# place, like a pause; incomplete has not been paid for yet, like a trial.
+STATUSES = {same: same for same in ("active", "past_due", "trialing", "canceled", "paused")} | {
+    "incomplete": "trialing",
+    "incomplete_expired": "canceled",
+    "unpaid": "paused",
+}
+# Stripe's minor units (docs.stripe.com/currencies): two decimals unless listed here. CLDR (babel)
+# differs for some (ISK, ALL, AFN, RSD… have 0 there but two decimals in Stripe's API).
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV"}
+    | {"XAF", "XOF", "XPF"}
+)
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+# Months per billing interval as a fraction (numerator, denominator), as KPIS.md normalises them.
+_PER_MONTH = {"day": (365, 12), "week": (52, 12), "month": (1, 1), "year": (1, 12)}
+_MAX_PLACES = Decimal("1e-10")  # the native schema's precision
+_TYPE_LENGTH = 64  # the native envelope's longest type
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Return the decimals of Stripe's integer amounts in `currency` (JPY 0, USD 2, KWD 3)."""
+    code = currency.upper()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
+class StripeSource:
+    """Stripe Event objects, one per delivery, signed with the endpoint's `whsec_…` secret."""
+
+    name = "stripe"
+    secret_setting = "STRIPE_WEBHOOK_SECRET"  # noqa: S105  (the variable's name, not a secret)
+
+    def verify(self, delivery: Delivery, secret: str) -> None:
+        """Check `Stripe-Signature: t=…,v1=…`: HMAC-SHA256 of "{t}.{body}", t within 5 minutes."""
+        header = delivery.header("stripe-signature")
+        if not header:
+            raise WebhookRejected(401, "missing Stripe-Signature header")
+        timestamp, signatures = _signature_parts(header)
+        signed = timestamp.encode() + b"." + delivery.body
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        if not any(constant_time_equal(expected, given) for given in signatures):
+            raise WebhookRejected(
+                401, "Stripe-Signature does not match (wrong secret or altered body)"
+            )
+        check_timestamp(int(timestamp), delivery.received_at)
+
+    def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
+        """Return the delivery's one event; an unmappable payload keeps its reason, never raises."""
+        if not isinstance(payload, dict):
+            raise WebhookRejected(
+                422, f"a Stripe event is a JSON object, not {_json_type(payload)}"
+            )
+        raw = delivery.body.decode("utf-8", errors="replace")
+        given_id = payload.get("id")
+        event_id = given_id if isinstance(given_id, str) and given_id.strip() else None
+        try:
+            native = map_event(payload)
+        except BadField as bad:
+            return [SourceEvent(event_id, raw, None, str(bad))]
+        return [SourceEvent(event_id, raw, native)]
+
+
+def _signature_parts(header: str) -> tuple[str, list[str]]:
+    """Split the header into its timestamp (digits, as sent) and its v1 signatures."""
+    timestamp: str | None = None
+    signatures = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            if timestamp is not None or not _UNIX_TIME.fullmatch(value):
+                raise WebhookRejected(401, "malformed Stripe-Signature header: bad t= timestamp")
+            timestamp = value
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None:
+        raise WebhookRejected(401, "malformed Stripe-Signature header: no t= timestamp")
+    if not signatures:
+        raise WebhookRejected(401, "malformed Stripe-Signature header: no v1= signature")
+    return timestamp, signatures
+
+
+class BadField(ValueError):
+    """A field of the Stripe payload kpibot needs is missing or of the wrong type."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class _At:
+    """A JSON object of the payload with its path ("data.object.items.data[0]"), for reasons."""
+
+    value: Mapping[str, Any]
+    path: str = ""
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def opt(self, key: str, kind: type[T]) -> T | None:
+        value = self.value.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise BadField(self.at(key), f"must be {_KINDS[kind]}, not {_json_type(value)}")
+        if isinstance(value, str) and not value.strip():
+            raise BadField(self.at(key), "must not be empty")
+        return value
+
+    def need(self, key: str, kind: type[T]) -> T:
+        value = self.opt(key, kind)
+        if value is None:
+            raise BadField(self.at(key), "missing")
+        return value
+
+    def whole(self, key: str, *, least: int = 0, default: int | None = None) -> int:
+        """An integer of at least `least`; a missing one is `default` when there is one."""
+        value = self.opt(key, int)
+        if value is None and default is None:
+            raise BadField(self.at(key), "missing")
+        if value is not None and value < least:
+            raise BadField(self.at(key), f"must be at least {least}")
+        return default if value is None else value  # type: ignore[return-value]
+
+    def obj(self, key: str) -> _At:
+        return _At(self.need(key, dict), self.at(key))
+
+    def expanded(self, key: str) -> _At | None:
+        """The object under `key`, or None when it is absent or only an id (not expanded)."""
+        value = self.value.get(key)
+        if value is None or isinstance(value, str):
+            return None
+        return self.obj(key)
+
+    def objects(self, key: str) -> list[_At]:
+        """The expanded objects of the list under `key` (missing = empty); ids are skipped."""
+        found = []
+        for index, value in enumerate(self.opt(key, list) or []):
+            path = f"{self.at(key)}[{index}]"
+            if isinstance(value, dict):
+                found.append(_At(value, path))
+            elif not isinstance(value, str):
+                raise BadField(path, f"must be an object or an id, not {_json_type(value)}")
+        return found
+
+
+_KINDS: dict[object, str] = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "a boolean"
+    return "a number" if isinstance(value, int | float) else _KINDS.get(type(value), "a value")
+
+
+def map_event(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the native event for a Stripe Event object, or raise `BadField`."""
+    event = _At(payload)
+    event_id = event.need("id", str)
+    kind = event.opt("object", str)
+    if kind not in (None, "event"):
+        raise BadField("object", f"must be 'event', not {kind!r} (thin events are not supported)")
+    stripe_type = event.need("type", str)
+    created = event.need("created", int)
+    try:
+        occurred_at = datetime.fromtimestamp(created, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        raise BadField("created", f"{created} is not a Unix timestamp") from None
+    native_type, data = f"stripe.{stripe_type}"[:_TYPE_LENGTH], {}
+    if stripe_type in SUBSCRIPTION_EVENTS:
+        subscription = event.obj("data").obj("object")
+        deleted = stripe_type == "customer.subscription.deleted"
+        native_type, data = "subscription.updated", _subscription(subscription, deleted, created)
+    elif stripe_type == "invoice.paid":
+        invoice = _invoice(event.obj("data").obj("object"))
+        if invoice is not None:
+            native_type, data = "invoice.paid", invoice
+    # Anything else, customer.discount.* included (a Discount alone cannot rebuild a
+    # subscription's state; Stripe's customer.subscription.updated carries the change), is ignored.
+    return {"id": event_id, "type": native_type, "occurred_at": occurred_at, "data": data}
+
+
+def _expect_object(obj: _At, name: str) -> None:
+    kind = obj.opt("object", str)
+    if kind not in (None, name):
+        raise BadField(obj.at("object"), f"must be {name!r}, not {kind!r}")
+
+
+def _customer(obj: _At) -> str:
+    """The customer's id, whether `customer` is an id or an expanded Customer."""
+    expanded = obj.expanded("customer")
+    return expanded.need("id", str) if expanded else obj.need("customer", str)
+
+
+def _currency(obj: _At, key: str = "currency") -> str:
+    code = obj.need(key, str).upper()
+    if code not in known_currencies():
+        raise BadField(obj.at(key), f"unknown currency {code!r}")
+    return code
+
+
+def _major(minor: Decimal, currency: str) -> str:
+    """Return an amount in minor units as a plain decimal string in major units."""
+    value = minor / (Decimal(10) ** minor_unit_exponent(currency))
+    if value.as_tuple().exponent < -10:  # type: ignore[operator]
+        value = value.quantize(_MAX_PLACES)
+    return format(value.normalize(), "f")
+
+
+def _invoice(invoice: _At) -> dict[str, Any] | None:
+    """The paid invoice, or None for a zero invoice (a trial start, a 100 % coupon): no payment."""
+    _expect_object(invoice, "invoice")
+    paid, currency = invoice.whole("amount_paid"), _currency(invoice)
+    data = {"account_id": _customer(invoice), "invoice_id": invoice.need("id", str)}
+    if paid == 0:
+        return None
+    return data | {"amount": _major(Decimal(paid), currency), "currency": currency}
+
+
+@dataclass(frozen=True)
+class _Discount:
+    """A recurring discount in force: a percentage, or an amount off in minor units."""
+
+    percent: Decimal | None = None
+    amount: Decimal | None = None
+
+
+def _apply(discounts: list[_Discount], billed: Decimal, factor: Decimal) -> Decimal:
+    """Apply discounts in order; an amount off counts `factor` times (its periods per period)."""
+    for discount in discounts:
+        if discount.percent is not None:
+            billed = billed * (100 - discount.percent) / 100
+        else:
+            billed = max(Decimal(0), billed - (discount.amount or 0) * factor)
+    return billed
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A licensed subscription item: unit price (minor units), quantity, period, own discounts."""
+
+    unit: Decimal
+    quantity: int
+    interval: str
+    interval_count: int
+    discounts: list[_Discount]
+
+    def per_month(self) -> Decimal:
+        months, per = _PER_MONTH[self.interval]
+        return Decimal(months) / (per * self.interval_count)
+
+
+def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
+    """The subscription's full state as a native `subscription.updated` data object."""
+    _expect_object(sub, "subscription")
+    stripe_status = sub.need("status", str)
+    status = "canceled" if deleted else STATUSES.get(stripe_status)
+    if status is None:
+        raise BadField(sub.at("status"), f"unknown status {stripe_status!r}")
+    items = sub.obj("items").objects("data")
+    if not items:
+        raise BadField(sub.at("items.data"), "no expanded subscription items")
+    if sub.value.get("currency") is not None:
+        currency = _currency(sub)
+    else:
+        currency = _currency(items[0].obj("price"))
+    lines = [line for item in items if (line := _line(item, currency, now)) is not None]
+    # One billing period when the items share it (exact); else every item as a monthly amount.
+    periods = {(line.interval, line.interval_count) for line in lines}
+    interval, interval_count = next(iter(periods)) if len(periods) == 1 else ("month", 1)
+    factors = [Decimal(1) if len(periods) == 1 else line.per_month() for line in lines]
+    gross = [line.unit * line.quantity * f for line, f in zip(lines, factors, strict=True)]
+    total = sum(gross, Decimal(0))
+    # Item discounts apply before the subscription's, whose amounts off count once per period of
+    # the first item.
+    net = sum(
+        (_apply(line.discounts, g, f) for line, g, f in zip(lines, gross, factors, strict=True)),
+        Decimal(0),
+    )
+    own = _discounts(sub, currency, now)
+    net = _apply(own, net, factors[0] if factors else Decimal(1))
+    single = len(lines) == 1
+    data: dict[str, Any] = {
+        "account_id": _customer(sub),
+        "subscription_id": sub.need("id", str),
+        "status": status,
+        "amount": _major(lines[0].unit if single else total, currency),
+        "currency": currency,
+        "interval": interval,
+        "interval_count": interval_count,
+        "quantity": lines[0].quantity if single else 1,
+    }
+    if net != total:
+        only_percent = len(own) == 1 and own[0].percent is not None
+        if only_percent and not any(line.discounts for line in lines):
+            data["discount_percent"] = format(own[0].percent, "f")
+        else:
+            data["discount_amount"] = _major(total - net, currency)
+    return data
+
+
+def _line(item: _At, currency: str, now: int) -> _Line | None:
+    """The item's recurring charge, or None for a metered price (usage is not MRR)."""
+    price = item.obj("price")
+    recurring = price.obj("recurring")
+    if recurring.opt("usage_type", str) == "metered":
+        return None
+    interval = recurring.need("interval", str)
+    if interval not in _PER_MONTH:
+        raise BadField(recurring.at("interval"), f"unknown interval {interval!r}")
+    interval_count = recurring.whole("interval_count", least=1)
+    quantity = item.whole("quantity", default=1)
+    transform = price.expanded("transform_quantity")
+    if transform is not None:  # package pricing: billed per started (or completed) package
+        packages, left = divmod(quantity, transform.whole("divide_by", least=1))
+        quantity = packages + (1 if left and transform.opt("round", str) == "up" else 0)
+    return _Line(
+        _unit_amount(price), quantity, interval, interval_count, _discounts(item, currency, now)
+    )
+
+
+def _unit_amount(price: _At) -> Decimal:
+    """The price per unit in minor units: `unit_amount_decimal` (exact) or `unit_amount`."""
+    text = price.opt("unit_amount_decimal", str)
+    if text is not None:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise BadField(price.at("unit_amount_decimal"), f"{text!r} is not a number") from None
+        if not value.is_finite() or not 0 <= value < 10**15:
+            raise BadField(price.at("unit_amount_decimal"), "must be between 0 and 10^15")
+        return value
+    if price.value.get("unit_amount") is None and price.value.get("billing_scheme") == "tiered":
+        raise BadField(price.at("unit_amount"), "missing (tiered prices are not supported)")
+    return Decimal(price.whole("unit_amount"))
+
+
+def _discounts(holder: _At, currency: str, now: int) -> list[_Discount]:
+    """The recurring discounts in force at `now` among those expanded in the payload.
+
+    `discounts` holds ids unless expanded (Stripe's default in webhooks): ids are skipped. The
+    legacy `discount` object is used when present and not already among the expanded ones.
+    """
+    found = {entry.opt("id", str) or entry.path: entry for entry in holder.objects("discounts")}
+    legacy = holder.expanded("discount")
+    if legacy is not None:
+        found.setdefault(legacy.opt("id", str) or "legacy", legacy)
+    return [d for entry in found.values() if (d := _discount(entry, currency, now)) is not None]
+
+
+def _discount(discount: _At, currency: str, now: int) -> _Discount | None:
+    """A Discount's effect, or None when it is not recurring, has ended, or cannot be read."""
+    coupon = discount.expanded("coupon")  # up to 2025-08: the Coupon itself
+    if coupon is None and (source := discount.expanded("source")) is not None:
+        coupon = source.expanded("coupon")  # since 2025-09-30.clover, when expanded
+    if coupon is None:
+        return None
+    duration = coupon.need("duration", str)
+    if duration not in ("once", "repeating", "forever"):
+        raise BadField(coupon.at("duration"), f"unknown duration {duration!r}")
+    end = discount.opt("end", int)
+    if duration == "once" or (duration == "repeating" and end is not None and end <= now):
+        return None
+    percent = coupon.value.get("percent_off")
+    if percent is not None:
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise BadField(coupon.at("percent_off"), f"must be a number, not {_json_type(percent)}")
+        value = Decimal(str(percent))
+        if not value.is_finite() or not 0 <= value <= 100:
+            raise BadField(coupon.at("percent_off"), "must be between 0 and 100")
+        return _Discount(percent=value)
+    if coupon.value.get("amount_off") is None:
+        raise BadField(coupon.at("percent_off"), "missing (a coupon has percent_off or amount_off)")
+    amount_off = coupon.whole("amount_off")
+    if _currency(coupon) != currency:  # a coupon in another currency applies its currency_options
+        options = coupon.expanded("currency_options")
+        option = options.expanded(currency.lower()) if options else None
+        if option is None:
+            return None
+        amount_off = option.whole("amount_off")
+    return _Discount(amount=Decimal(amount_off))

@@ -1,0 +1,150 @@
+"""POST /webhooks/stripe over real HTTP, signed as Stripe signs: Stripe Events become MRR."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from storage.db import session_scope
+from storage.tables import EventLog, Invoice, MrrMovement
+from tests.storage.sources.test_stripe import (
+    DAY,
+    JAN_15,
+    invoice,
+    item,
+    price,
+    stripe_event,
+    stripe_signature,
+    subscription,
+)
+
+SECRET = "whsec_test_" + "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+
+def post(server, payload: Any, *, secret: str = SECRET, at: datetime | None = None):
+    body = json.dumps(payload).encode()
+    headers = {
+        "stripe-signature": stripe_signature(body, secret=secret, at=at),
+        "content-type": "application/json",
+    }
+    return httpx.post(server.url + "/webhooks/stripe", content=body, headers=headers, timeout=30)
+
+
+def count(server, table, *where) -> int:
+    with session_scope(server.factory) as session:
+        return session.scalar(select(func.count()).select_from(table).where(*where))
+
+
+def movements(server) -> list[tuple[str, str, Decimal]]:
+    with session_scope(server.factory) as session:
+        rows = session.execute(
+            select(MrrMovement.account_id, MrrMovement.kind, MrrMovement.amount).order_by(
+                MrrMovement.day
+            )
+        )
+        return [(account, kind, Decimal(amount)) for account, kind, amount in rows]
+
+
+@pytest.fixture
+def server(web_server):
+    return web_server(stripe_webhook_secret=SECRET)
+
+
+def test_a_new_subscription_then_an_upgrade_are_new_then_expansion_mrr(server):
+    created = stripe_event(
+        "customer.subscription.created",
+        subscription(item(price(3000), 2)),
+        event_id="evt_created",
+    )
+    upgraded = stripe_event(
+        "customer.subscription.updated",
+        subscription(item(price(5000, price_id="price_gold"), 3)),
+        event_id="evt_upgraded",
+        created=JAN_15 + 3 * DAY,
+        previous_attributes={"items": {"data": [item(price(3000), 2)]}},
+    )
+    for payload in (created, upgraded):
+        response = post(server, payload)
+        assert response.status_code == 200, response.text
+        assert response.json()["applied"] == 1
+    assert movements(server) == [
+        ("cus_NffrFeUfNV2Hib", "new", Decimal("60")),
+        ("cus_NffrFeUfNV2Hib", "expansion", Decimal("90")),
+    ]
+
+
+def test_a_cancellation_is_churn(server):
+    post(server, stripe_event("customer.subscription.created", subscription(), event_id="evt_a"))
+    ended = subscription(status="canceled", canceled_at=JAN_15 + 9 * DAY)
+    deleted = stripe_event(
+        "customer.subscription.deleted", ended, event_id="evt_b", created=JAN_15 + 9 * DAY
+    )
+    assert post(server, deleted).status_code == 200
+    assert [kind for _, kind, _ in movements(server)] == ["new", "churn"]
+
+
+def test_a_paid_invoice_is_stored(server):
+    response = post(server, stripe_event("invoice.paid", invoice(6000), event_id="evt_paid"))
+    assert response.status_code == 200, response.text
+    with session_scope(server.factory) as session:
+        stored = session.scalars(select(Invoice)).one()
+        assert (stored.invoice_id, stored.account_id, stored.currency) == (
+            "in_1MtHbELkdIwHu7ixl4OzzPMv",
+            "cus_NffrFeUfNV2Hib",
+            "USD",
+        )
+        assert Decimal(stored.amount) == Decimal("60")
+
+
+def test_a_bad_signature_is_refused_and_nothing_is_stored(server):
+    response = post(server, stripe_event("invoice.paid", invoice()), secret="whsec_someone_else")
+    assert response.status_code == 401
+    assert count(server, EventLog) == 0
+
+
+def test_a_stale_signature_is_refused(server):
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    assert post(server, stripe_event("invoice.paid", invoice()), at=stale).status_code == 401
+    assert count(server, EventLog) == 0
+
+
+def test_the_same_event_twice_is_counted_once(server):
+    payload = stripe_event("customer.subscription.created", subscription(), event_id="evt_twice")
+    assert post(server, payload).json()["applied"] == 1
+    again = post(server, payload)
+    assert again.status_code == 200
+    assert again.json()["duplicate"] == 1
+    assert count(server, EventLog) == 1
+    assert count(server, MrrMovement) == 1
+
+
+def test_an_unused_type_is_recorded_as_ignored(server):
+    charge = {"id": "ch_3MmlLrLkdIwHu7ix0snN0B15", "object": "charge", "amount": 1099}
+    response = post(server, stripe_event("charge.succeeded", charge, event_id="evt_charge"))
+    assert (response.status_code, response.json()["ignored"]) == (200, 1)
+    assert count(server, EventLog, EventLog.status == "ignored", EventLog.source == "stripe") == 1
+
+
+def test_an_unmappable_event_is_kept_as_rejected_with_its_field_path(server):
+    broken = subscription()
+    del broken["customer"]
+    response = post(server, stripe_event("customer.subscription.created", broken))
+    assert response.status_code == 422
+    assert response.json()["rejections"][0]["reason"] == "data.object.customer: missing"
+    with session_scope(server.factory) as session:
+        logged = session.scalars(select(EventLog)).one()
+        assert (logged.source, logged.status) == ("stripe", "rejected")
+        assert json.loads(logged.body)["id"] == "evt_1NG8Du2eZvKYlo2CUI79vXWy"
+
+
+def test_without_a_secret_the_route_is_not_there(web_server):
+    server = web_server()
+    response = post(server, stripe_event("invoice.paid", invoice()))
+    assert response.status_code == 404
+    assert count(server, EventLog) == 0
