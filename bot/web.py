@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,7 @@ from storage.sources.base import Delivery, SourceEvent, WebhookRejected
 from storage.sources.registry import get_source
 
 MAX_BODY_BYTES = 1024 * 1024
+STORE_ATTEMPTS = 3
 log = logging.getLogger("kpibot.web")
 
 
@@ -149,7 +151,20 @@ async def _webhook(
         events = source.events(payload, delivery)
     except WebhookRejected as rejected:
         return _refused(rejected.status, rejected.reason)
-    report = await run_in_threadpool(_store, factory, settings, name, events, delivery)
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            report = await run_in_threadpool(_store, factory, settings, name, events, delivery)
+            break
+        except DBAPIError as error:
+            if not _transient(error):
+                raise
+            log.warning("webhook %s: transient database error (attempt %d)", name, attempt)
+    else:
+        return JSONResponse(
+            {"error": "the database is busy: retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     metrics.count(name, report)
     return JSONResponse(
         {
@@ -163,6 +178,14 @@ async def _webhook(
         },
         status_code=422 if report.rejected else 200,
     )
+
+
+def _transient(error: DBAPIError) -> bool:
+    """A failure that the same transaction, run again, can get past (deadlock, lock timeout)."""
+    code = getattr(error.orig, "sqlstate", None)  # psycopg
+    if code in ("40P01", "40001", "55P03"):  # deadlock, serialization failure, lock unavailable
+        return True
+    return "database is locked" in str(error.orig)  # SQLite past its busy timeout
 
 
 def _store(

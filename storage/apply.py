@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -84,6 +84,7 @@ class Applier:
     config: IngestConfig
     refused: dict[int, str] = field(default_factory=dict)  # log id → reason
     _accounts_to_derive: set[str] = field(default_factory=set)
+    _locked: set[int] = field(default_factory=set)
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -367,7 +368,7 @@ class Applier:
             {(d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded) and d.merge}
         )
         # A merge reads the day's users and writes the union: serialise it per account.
-        self._lock_accounts(sorted({account_id for account_id, _ in merged_keys}))
+        self.lock_accounts(sorted({account_id for account_id, _ in merged_keys}))
         days: dict[tuple[str, date], tuple[set[str], datetime]] = {}
         for account_id, day, users, recorded_at in self._stored_usage(merged_keys):
             days[(account_id, day)] = (set(users), recorded_at)
@@ -412,7 +413,7 @@ class Applier:
     def derive_coverage(self, account_ids: Sequence[str]) -> None:
         """Re-derive the usage coverage spans of `account_ids` from all their usage days."""
         for part in chunks(account_ids):
-            self._lock_accounts(part)
+            self.lock_accounts(part)
             active: dict[tuple[str, str], list[date]] = defaultdict(list)
             for account_id, day, users in self.session.execute(
                 select(col(UsageDay.account_id), col(UsageDay.day), col(UsageDay.user_ids))
@@ -547,7 +548,7 @@ class Applier:
     def derive_movements(self, account_ids: Sequence[str]) -> None:
         """Re-derive the MRR movements of `account_ids` from all their subscription versions."""
         for part in chunks(account_ids):
-            self._lock_accounts(part)
+            self.lock_accounts(part)
             points: dict[str, list[VersionPoint]] = defaultdict(list)
             for account_id, subscription_id, effective_at, currency, mrr in self.session.execute(
                 select(
@@ -597,16 +598,29 @@ class Applier:
             ]
             insert_ignoring_conflicts(self.session, MrrMovement, added)
 
-    def _lock_accounts(self, account_ids: Sequence[str]) -> None:
-        """On PostgreSQL, serialise concurrent derivations of the same account until commit.
+    def lock_accounts(self, account_ids: Iterable[str]) -> None:
+        """On PostgreSQL, hold these accounts until commit (no-op for those already held).
 
-        Two transactions adding versions to one account would otherwise each derive movements
-        without seeing the other's version. SQLite needs nothing: its writers are serialised.
+        Derivations read an account's whole history and rewrite it; two transactions doing that
+        for one account at once would each miss the other's events. The ingestion service takes
+        every account of a batch here, before its first write and in one sorted statement, so
+        transactions that share accounts queue instead of deadlocking. SQLite needs nothing:
+        its writers are serialised.
         """
         if self.session.get_bind().dialect.name != "postgresql":
             return
-        for key in sorted(_lock_key(account_id) for account_id in account_ids):
-            self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        wanted = sorted({_lock_key(a) for a in account_ids} - self._locked)
+        if not wanted:
+            return
+        # Volatile functions in the select list run after ORDER BY: locks are taken in order.
+        self.session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) "
+                "ORDER BY k"
+            ),
+            {"keys": wanted},
+        )
+        self._locked.update(wanted)
 
 
 def _lock_key(account_id: str) -> int:

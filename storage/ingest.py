@@ -137,6 +137,13 @@ def ingest_events(
             seen.add(entry.event_id)
         received.append(entry)
 
+    applier = Applier(session, config)
+    applier.lock_accounts(
+        account_id
+        for entry in received
+        if entry.event is not None
+        and isinstance(account_id := getattr(entry.event.data, "account_id", None), str)
+    )
     log_ids = _log(session, received, source=source, received_at=received_at)
     retried = _take_over_rejected(
         session, [e for e in received if e.event_id not in log_ids], source, received_at
@@ -156,7 +163,7 @@ def ingest_events(
             assert entry.event is not None and entry.event_id is not None
             applicable.append(Applicable(log_ids[entry.event_id], entry.event))
 
-    refused = Applier(session, config).apply(applicable)
+    refused = applier.apply(applicable)
     by_log_id = {item.log_id: item for item in applicable}
     for log_id, reason in refused.items():
         session.execute(
@@ -196,6 +203,7 @@ def _log(
 ) -> dict[str, int]:
     """Insert the event log rows; return the log id of each event id that was new."""
     rows = [_log_row(entry, source, received_at) for entry in received]
+    rows.sort(key=lambda row: row["event_id"] or "")  # one order for every writer: no deadlock
     inserted = insert_ignoring_conflicts(session, EventLog, rows, returning=("id", "event_id"))
     return {event_id: log_id for log_id, event_id in inserted if event_id is not None}
 

@@ -57,6 +57,8 @@ def upsert_newer(
     """
     if not rows:
         return []
+    # Rows are written in key order, so concurrent writers lock them in the same order.
+    rows = sorted(rows, key=lambda row: tuple(str(row[name]) for name in key))
     table = _table(model)
     statement = _insert(session, table)
     columns = [name for name in rows[0] if name not in key]
