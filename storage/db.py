@@ -78,6 +78,20 @@ def read_only(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the planner's statistics after a bulk load (and, on PostgreSQL, vacuum it).
+
+    Without it a freshly loaded PostgreSQL database reads the heap behind every index-only scan
+    until autovacuum comes by, and both planners guess row counts.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return a session factory whose objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)

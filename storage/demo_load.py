@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from storage.apply import IngestConfig
-from storage.db import make_engine, make_session_factory
+from storage.db import analyze, make_engine, make_session_factory
 from storage.demo import generate_demo_events
 from storage.ingest import IngestReport, ingest_in_batches
 
@@ -66,6 +66,11 @@ def load_demo(
         _advance(counter, reported, progress)
         for future in futures:
             report.add(future.result())
+    engine = make_engine(request.database_url)
+    try:
+        analyze(engine)
+    finally:
+        engine.dispose()
     return report
 
 

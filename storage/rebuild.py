@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig
-from storage.db import session_scope
+from storage.db import analyze, session_scope
 from storage.schemas import EventRejected, parse_event
 from storage.tables import DERIVED_TABLES, EventLog
 
@@ -54,6 +54,7 @@ def rebuild(
                 count += _reapply(session, rows, config)
                 if progress:
                     progress(len(rows))
+    analyze(factory.kw["bind"])
     return count
 
 
