@@ -5,7 +5,9 @@
 2. metrics: every metric of the registry over its default period, last-quarter and `by plan`,
    computed in-process as `/kpi` does (median and worst of several runs, in ms);
 3. cli: `kpibot kpi mrr` as a user runs it, interpreter start included;
-4. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
+4. slash: a real `kpibot serve` on the reference data, a fake Slack Web API beside it, and
+   signed `/kpi` requests for every metric, one after another (p50 and p99 in ms, per metric);
+5. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
    2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
    1,000; checks that exactly the unique events were applied.
 
@@ -45,7 +47,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--years", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", default="seed,metrics,cli,webhooks")
+    parser.add_argument("--only", default="seed,metrics,cli,slash,webhooks")
     parser.add_argument("--per-sender", type=int, default=2_000)
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -58,12 +60,14 @@ def main() -> None:
     for backend, url in _backends(args):
         print(f"\n== {backend} ({make_url(url).render_as_string(hide_password=True)})")
         results: dict[str, Any] = {}
-        if parts & {"seed", "metrics", "cli"}:
+        if parts & {"seed", "metrics", "cli", "slash"}:
             results["seed"] = _seed(url, args)
         if "metrics" in parts:
             results["metrics_ms"] = _metrics(url, args.runs)
         if "cli" in parts:
             results["cli_seconds"] = _cli(url)
+        if "slash" in parts:
+            results["slash_ms"] = _slash(url, args.runs * 4)
         if "webhooks" in parts:
             results["webhooks"] = _webhooks(backend, args.per_sender)
         report["backends"][backend] = results
@@ -218,11 +222,45 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
     return results
 
 
+def _slash(url: str, runs: int) -> dict[str, dict[str, float]]:
+    """Time signed `/kpi <metric> as-of-day` requests to a running server, per metric."""
+    from metrics.registry import METRICS
+    from tests.bot.slack import send_command
+    from tests.fake_slack import FakeSlack
+    from tests.signing import TEST_SLACK_SIGNING_SECRET
+
+    timings: dict[str, dict[str, float]] = {}
+    with FakeSlack() as slack:
+        env = {
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_SIGNING_SECRET": TEST_SLACK_SIGNING_SECRET,
+            "SLACK_API_URL": slack.base_url,
+        }
+        with _server(url, **env) as base_url, httpx.Client() as client:
+            send_command(base_url, "help", client=client)  # Bolt's first auth.test
+            for metric in METRICS:
+                question = f"{metric.id} 2026-10"
+                samples = []
+                for _ in range(runs + 2):
+                    started = time.perf_counter()
+                    response = send_command(base_url, question, client=client)
+                    samples.append((time.perf_counter() - started) * 1000)
+                    if "blocks" not in response.json():
+                        raise RuntimeError(f"/kpi {question}: {response.text[:200]}")
+                samples = sorted(samples[2:])
+                p50 = statistics.median(samples)
+                p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+                timings[metric.id] = {"p50": round(p50, 1), "p99": round(p99, 1)}
+                print(f"/kpi {question:<28} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
+    return timings
+
+
 class _server:
     """`kpibot serve` in its own process on a free port, stopped on exit."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **env: str) -> None:
         self.url = url
+        self.env = env
 
     def __enter__(self) -> str:
         with socket.socket() as probe:
@@ -233,6 +271,7 @@ class _server:
             "DATABASE_URL": self.url,
             "KPIBOT_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
             "KPIBOT_LOG_LEVEL": "WARNING",
+            **self.env,
         }
         self.process = subprocess.Popen(  # noqa: S603  (our own CLI)
             [sys.executable, "-m", "bot", "serve", f"--port={port}"],

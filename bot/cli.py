@@ -401,7 +401,7 @@ def status(settings: Settings) -> None:
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the web server: webhooks, /healthz and /metrics (migrates the database first)."""
+    """Run the web server: Slack, webhooks, /healthz and /metrics (migrates the database first)."""
     import logging
 
     import uvicorn
@@ -428,13 +428,32 @@ def serve(settings: Settings, host: str, port: int) -> None:
         "webhook sources with a secret: "
         + (", ".join(sources) or "none (set KPIBOT_WEBHOOK_SECRET…)")
     )
-    click.echo("Not built yet: the Slack app, detractor alerts and digests.")
+    click.echo(_slack_line(settings))
+    socket = None
+    if settings.slack_mode == "socket":
+        from bot.slack_app import start_socket_mode
+
+        socket = start_socket_mode(app.state.slack_app, settings)
     try:
         uvicorn.run(
             app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True
         )
     finally:
+        if socket is not None:
+            socket.close()
         engine.dispose()
+
+
+def _slack_line(settings: Settings) -> str:
+    if settings.slack_mode == "socket":
+        return f"Slack: Socket Mode, Web API at {settings.slack_api_url}"
+    if settings.slack_mode == "http":
+        return f"Slack: requests at POST /slack/events, Web API at {settings.slack_api_url}"
+    return (
+        "Slack: offline (no SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET): ask with "
+        "`kpibot kpi churn last-quarter`; messages the bot sends are printed here and kept in "
+        "the outbox. Not built yet: detractor alerts and digests."
+    )
 
 
 def _safe_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -71,6 +72,15 @@ class Settings(BaseSettings):
         "nps", validation_alias=_env("KPIBOT_TYPEFORM_KIND")
     )
 
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    allowed_users: str = Field("", validation_alias=_env("KPIBOT_ALLOWED_USERS"))
+    admins: str = Field("", validation_alias=_env("KPIBOT_ADMINS"))
+
     @field_validator(
         "webhook_secret",
         "stripe_webhook_secret",
@@ -78,6 +88,9 @@ class Settings(BaseSettings):
         "typeform_webhook_secret",
         "zendesk_webhook_secret",
         "segment_webhook_secret",
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
         mode="before",
     )
     @classmethod
@@ -111,6 +124,28 @@ class Settings(BaseSettings):
         if value not in known_currencies():
             raise ValueError(f"unknown currency {value!r} (an ISO 4217 code such as USD)")
         return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"SLACK_API_URL must be an http(s) URL, not {value[:60]!r}")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("allowed_users", "admins")
+    @classmethod
+    def _user_list(cls, value: str) -> str:
+        parse_user_list(value)
+        return value
+
+    @property
+    def slack_mode(self) -> Literal["socket", "http", "offline"]:
+        """How kpibot talks to Slack: Socket Mode, HTTP (`/slack/events`), or not at all."""
+        if self.slack_bot_token is None:
+            return "offline"
+        if self.slack_app_token is not None:
+            return "socket"
+        return "http" if self.slack_signing_secret is not None else "offline"
 
     def source_secret(self, source: str) -> str | None:
         """The secret of a webhook source (None when unset: its route answers 404)."""
@@ -172,6 +207,19 @@ def parse_health_weights(text: str) -> HealthWeights:
             raise ValueError(f"the weight of {name} must be a number of at least 0")
         weights[name] = weight
     return HealthWeights(**weights)
+
+
+def parse_user_list(text: str) -> frozenset[str]:
+    """Parse 'U012AB3CD, ana@example.com': Slack user ids (upper case) and emails (lower case)."""
+    users: set[str] = set()
+    for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
+        if "@" in item:
+            users.add(item.lower())
+        elif re.fullmatch(r"[UW][A-Z0-9]{2,}", item.upper()):
+            users.add(item.upper())
+        else:
+            raise ValueError(f"{item[:60]!r} is neither a Slack user id (U…) nor an email")
+    return frozenset(users)
 
 
 def load_settings() -> Settings:

@@ -1,4 +1,7 @@
-"""The ASGI web application of `kpibot serve`: webhooks, `/healthz` and `/metrics`.
+"""The ASGI web application of `kpibot serve`: Slack, webhooks, `/healthz` and `/metrics`.
+
+`POST /slack/events` takes Slack's commands, interactivity and events; Bolt verifies the signature
+and dispatches in the thread pool, so a slow answer never stalls the event loop.
 
 Every webhook route follows the rules of SPEC.md: a bad or stale signature is 401 with nothing
 stored; over 1 MiB is 413; a body that is not JSON is 400; events that break the schema are kept as
@@ -17,6 +20,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.settings import Settings
-from storage.db import make_session_factory, session_scope
+from storage.db import make_session_factory, read_only, session_scope
 from storage.ingest import IngestReport, ingest_events
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected
 from storage.sources.registry import get_source
@@ -80,10 +84,18 @@ class WebMetrics:
                 self.events.labels(source, outcome).inc(amount)
 
 
-def create_web(settings: Settings, engine: Engine) -> Starlette:
-    """Build the web application on `engine` with the webhook secrets of `settings`."""
+def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Starlette:
+    """Build the web application on `engine`: webhooks, the Slack app (unless offline), health.
+
+    `slack_options` go to `bot.slack_app.create_app` (a `client`, an `answer_budget`).
+    """
     factory = make_session_factory(engine)
     metrics = WebMetrics.create()
+    slack = None
+    if settings.slack_mode != "offline":
+        from bot.slack_app import create_app
+
+        slack = create_app(settings, make_session_factory(read_only(engine)), **slack_options)
 
     async def webhook(request: Request) -> Response:
         name = request.path_params["source"]
@@ -105,8 +117,24 @@ def create_web(settings: Settings, engine: Engine) -> Starlette:
     async def prometheus(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def slack_events(request: Request) -> Response:
+        if slack is None or settings.slack_mode != "http":
+            why = (
+                "this server talks to Slack over Socket Mode"
+                if settings.slack_mode == "socket"
+                else "Slack is not configured here: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"
+            )
+            return _refused(404, why)
+        body = await _read_body(request)
+        if body is None:
+            return _refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        bolt_request = to_bolt_request(request, body)
+        bolt_response = await run_in_threadpool(slack.dispatch, bolt_request)
+        return to_starlette_response(bolt_response)
+
     app = Starlette(
         routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
             Route("/webhooks/{source}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
@@ -114,6 +142,7 @@ def create_web(settings: Settings, engine: Engine) -> Starlette:
     )
     app.state.metrics = metrics
     app.state.session_factory = factory
+    app.state.slack_app = slack
     return app
 
 

@@ -46,6 +46,13 @@ def ask(
 ) -> Reply:
     """Parse `text` and answer it: a KPI result, help, the metric list or a definition."""
     command = parse_command(text, now=now, timezone=config.timezone, fiscal=config.fiscal)
+    return answer(command, session=session, config=config, locale=locale)
+
+
+def answer(
+    command: Command, *, session: Session, config: MetricConfig, locale: str = "en"
+) -> Reply:
+    """Answer a parsed command (callers that check who may ask what parse first, then answer)."""
     french = locale.startswith("fr")
     if command.kind == "metric":
         assert command.query is not None

@@ -240,6 +240,16 @@ class FakeSlack:
         except SlackError as e:
             return _Reply.error(str(e))
 
+    def response_url(self, name: str = "1") -> str:
+        """Return a slash command response_url on this server (its posts record as "response_url")."""
+        return f"{self.base_url}commands/T0KPI/{name}/secret"
+
+    def handle_response_url(self, path: str, args: dict[str, Any], headers: dict[str, str]) -> None:
+        """Record a message posted to a response_url as a call to the method "response_url"."""
+        with self._cond:
+            self.calls.append(Call("response_url", {**args, "path": path}, headers, time.time()))
+            self._cond.notify_all()
+
     def receive_upload(self, file_id: str, data: bytes) -> bool:
         """Store the bytes posted to an upload URL; False when the file id was never issued."""
         with self._cond:
@@ -394,6 +404,15 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = url.path.removeprefix("/api/").strip("/")
+        if path.startswith("commands/"):  # a slash command's response_url (no token: the URL is)
+            try:
+                args = json.loads(body)
+            except ValueError:
+                self._send(400, b"invalid_payload", "text/plain")
+                return
+            fake.handle_response_url(path, args, dict(self.headers.items()))
+            self._send(200, b"ok", "text/plain")
+            return
         if path.startswith("upload/"):
             received = fake.receive_upload(path.removeprefix("upload/"), body)
             text = f"OK - {len(body)}" if received else "Not Found"

@@ -28,3 +28,23 @@ def standard_headers(
         "webhook-signature": signature,
         "content-type": "application/json",
     }
+
+
+TEST_SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # Slack's documentation example
+
+
+def slack_headers(
+    body: bytes, *, secret: str = TEST_SLACK_SIGNING_SECRET, at: datetime | None = None
+) -> dict[str, str]:
+    """Headers Slack sends with a request: its timestamp and v0 HMAC-SHA256 signature."""
+    import hashlib
+    import hmac
+
+    timestamp = str(int((at or datetime.now(UTC)).timestamp()))
+    base = b"v0:" + timestamp.encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "x-slack-request-timestamp": timestamp,
+        "x-slack-signature": f"v0={digest}",
+        "content-type": "application/x-www-form-urlencoded",
+    }

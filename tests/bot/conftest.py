@@ -35,13 +35,16 @@ def _free_port() -> int:
 
 @pytest.fixture
 def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`."""
+    """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`.
+
+    `slack_options` go to the Bolt app's factory (`answer_budget`, `client`).
+    """
     started: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
 
-    def start(**overrides: Any) -> RunningServer:
+    def start(slack_options: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
         settings = Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
         engine = make_engine(database_url)
-        app = create_web(settings, engine)
+        app = create_web(settings, engine, **(slack_options or {}))
         port = _free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,3 +70,37 @@ def test_every_request_url_is_the_slack_events_route(manifest: dict[str, Any]) -
     for url in urls:
         parts = urlsplit(url)
         assert (parts.scheme, parts.netloc, parts.path) == ("https", "YOUR-HOST", "/slack/events")
+
+
+# The bot scope each Web API method needs (docs.slack.dev/reference/methods).
+METHOD_SCOPES = {
+    "chat_postMessage": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    "chat_update": {"chat:write"},
+    "conversations_open": {"im:write"},
+    "users_info": {"users:read"},
+    "users_lookupByEmail": {"users:read", "users:read.email"},
+    "views_publish": set(),
+    "views_open": set(),
+    "files_upload_v2": {"files:write"},
+    "auth_test": set(),
+}
+
+
+def test_declares_the_scopes_the_code_uses(manifest: dict[str, Any]) -> None:
+    declared = set(manifest["oauth_config"]["scopes"]["bot"])
+    code = "\n".join(p.read_text() for p in (MANIFEST.parent / "bot").rglob("*.py"))
+    used = {m for m in re.findall(r"\.(\w+)\(", code) if m in METHOD_SCOPES}
+    assert {"views_publish", "users_info"} <= used  # the scan finds the bot's calls
+    unknown = set(re.findall(r"client\.(\w+)\(", code)) - set(METHOD_SCOPES)
+    assert not unknown, f"add the scopes of {unknown} to METHOD_SCOPES and the manifest"
+    for method in used:
+        assert METHOD_SCOPES[method] <= declared, method
+
+
+def test_the_command_the_code_listens_to_is_declared(manifest: dict[str, Any]) -> None:
+    code = "\n".join(p.read_text() for p in (MANIFEST.parent / "bot").rglob("*.py"))
+    commands = set(re.findall(r"@app\.command\(\"(/\w+)\"\)", code))
+    events = set(re.findall(r"@app\.event\(\"(\w+)\"\)", code))
+    assert commands == {c["command"] for c in manifest["features"]["slash_commands"]}
+    assert events == set(manifest["settings"]["event_subscriptions"]["bot_events"])

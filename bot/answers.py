@@ -1,0 +1,71 @@
+"""The `/kpi` service: checks who may ask, answers the text, and builds the Block Kit message.
+
+Slack's listener and `kpibot kpi` share `metrics.ask`; this adds what only a Slack user has: an
+identity (access lists), the choice to `share` in the channel, and the message itself. Problems
+with the text raise `QueryError`, refusals raise `NotAllowed`: the app's error handler turns both
+into an ephemeral reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.access import Access, EmailOf
+from bot.blocks import reply_message
+from bot.settings import Settings
+from metrics.ask import answer
+from metrics.query import parse_command
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlashAnswer:
+    """A reply to `/kpi`: the message, and whether it goes to the whole channel (`share`)."""
+
+    message: Message
+    public: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        """Return the body Slack expects from a slash command's answer."""
+        return {**self.message, "response_type": "in_channel" if self.public else "ephemeral"}
+
+
+def answer_slash(
+    text: str,
+    *,
+    user_id: str,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    access: Access,
+    email_of: EmailOf,
+    now: datetime,
+) -> SlashAnswer:
+    """Return the answer to `/kpi text` asked by `user_id`; raise QueryError or NotAllowed."""
+    locale, config = settings.locale, settings.metric_config
+    access.check_ask(user_id, email_of, locale=locale)
+    command = parse_command(text, now=now, timezone=config.timezone, fiscal=config.fiscal)
+    if command.kind == "digest":
+        action = "gérer les digests" if locale.startswith("fr") else "manage digests"
+        access.check_admin(user_id, email_of, action=action, locale=locale)
+    with factory() as session:
+        reply = answer(command, session=session, config=config, locale=locale)
+    share = command.query is not None and command.query.share
+    message = reply_message(
+        reply, locale=locale, timezone=settings.timezone, shared_by=user_id if share else None
+    )
+    return SlashAnswer(message, public=share)
+
+
+def working_message(locale: str) -> Message:
+    """Return the interim reply sent when an answer takes longer than Slack waits."""
+    text = (
+        ":hourglass_flowing_sand: Je calcule… la réponse arrive dans un instant."
+        if locale.startswith("fr")
+        else ":hourglass_flowing_sand: Working on it… the answer follows in a moment."
+    )
+    return {"text": text, "response_type": "ephemeral"}

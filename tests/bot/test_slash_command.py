@@ -1,0 +1,300 @@
+"""`/kpi` through the running web app: signed form bodies as Slack sends them, a fake Slack Web API.
+
+The server is the real ASGI app under uvicorn; `slack_sdk` inside it talks to `FakeSlack` over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from bot.blocks import MAX_BLOCKS, MAX_FIELD_TEXT, MAX_FIELDS, MAX_HEADER_TEXT, MAX_TEXT
+from storage.db import session_scope
+from tests.bot.slack import USER_ID, command_body, send_command
+from tests.builders import cancel, ingest, paying_accounts
+from tests.fake_slack import FakeSlack
+from tests.signing import TEST_SLACK_SIGNING_SECRET, slack_headers
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as fake:
+        fake.add_user("ana@example.com", USER_ID, "ana")
+        yield fake
+
+
+@pytest.fixture
+def start_bot(web_server, slack):
+    def start(slack_options=None, **overrides):
+        return web_server(
+            slack_options,
+            slack_bot_token=slack.token,
+            slack_signing_secret=TEST_SLACK_SIGNING_SECRET,
+            slack_api_url=slack.base_url,
+            **overrides,
+        )
+
+    return start
+
+
+@pytest.fixture
+def bot(start_bot):
+    """A bot over four customers paying 100/month since January; acc-1 churned in August."""
+    server = start_bot()
+    ingest(
+        server.factory,
+        [
+            *paying_accounts(4, amount="100.00", since="2026-01-05"),
+            cancel("acc-1", "2026-08-10", amount="100.00"),
+        ],
+    )
+    return server
+
+
+def answer(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"], body  # every message carries a text fallback
+    return body
+
+
+def shown(message: dict[str, Any]) -> str:
+    """Every text a person sees in the message's blocks, joined."""
+    texts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                texts.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message["blocks"])
+    return "\n".join(texts)
+
+
+def test_a_signed_command_is_answered_with_the_figures_in_blocks(bot):
+    message = answer(send_command(bot.url, "churn 2026-Q3"))
+    assert message["response_type"] == "ephemeral"
+    header = message["blocks"][0]
+    assert header["type"] == "header"
+    assert header["text"]["text"] == "Logo churn — Q3 2026"
+    seen = shown(message)
+    assert "*25%*" in seen  # 1 of the 4 customers at the start of Q3
+    assert "1 of 4 customers" in seen
+    assert "vs Q2 2026: 0%" in seen and ":red_circle: ↑" in seen  # churn up is worse
+    assert "1 Jul – 30 Sep 2026 (UTC)" in seen
+    assert "Definition" in seen and "Data as of" in seen
+    assert "25%" in message["text"]
+
+
+def test_share_posts_in_the_channel_and_says_who_shared(bot):
+    message = answer(send_command(bot.url, "mrr 2026-10 share"))
+    assert message["response_type"] == "in_channel"
+    assert "*$300.00*" in shown(message)
+    assert f"<@{USER_ID}>" in shown(message)
+
+
+def test_a_breakdown_answers_each_part_from_its_own_accounts(start_bot):
+    server = start_bot()
+    events = [
+        *paying_accounts(2, amount="100.00", since="2026-01-05", prefix="pro", plan="pro"),
+        *paying_accounts(3, amount="50.00", since="2026-01-05", prefix="basic", plan="basic"),
+        cancel("basic-1", "2026-08-10", amount="50.00"),
+    ]
+    ingest(server.factory, events)
+    message = answer(send_command(server.url, "churn 2026-Q3 by plan"))
+    fields = [f["text"] for block in message["blocks"] for f in block.get("fields", [])]
+    assert any(f.startswith("*basic*\n33.33%") for f in fields), fields
+    assert any(f.startswith("*pro*\n0%") for f in fields), fields
+
+
+def test_a_100_part_breakdown_stays_within_block_kit_limits(start_bot):
+    server = start_bot()
+    events = []
+    for n in range(100):
+        plan = f"plan-{n:03d}-" + "x" * 50 + "<&>"  # 62 characters: plans hold 64
+        events += paying_accounts(
+            1, amount=f"{n + 1}.00", since="2026-01-05", prefix=f"a{n}", plan=plan
+        )
+    assert ingest(server.factory, events).rejected == 0
+    message = answer(send_command(server.url, "mrr 2026-10 by plan"))
+    blocks = message["blocks"]
+    assert len(blocks) <= MAX_BLOCKS
+    for block in blocks:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= MAX_HEADER_TEXT
+        if block["type"] == "section":
+            assert len(block.get("text", {}).get("text", "")) <= MAX_TEXT
+            assert len(block.get("fields", [])) <= MAX_FIELDS
+            assert all(len(f["text"]) <= MAX_FIELD_TEXT for f in block.get("fields", []))
+    seen = shown(message)
+    assert "<&>" not in seen and "&lt;&amp;&gt;" in seen  # plan names are escaped
+    assert "… and 80 more" in seen  # the rest is named, with the command that shows it all
+    assert len(message["text"]) <= 3000
+
+
+@pytest.mark.parametrize(
+    ("secret", "age", "signed"),
+    [
+        ("another-secret-0123456789abcdef", timedelta(0), True),
+        (TEST_SLACK_SIGNING_SECRET, timedelta(minutes=6), True),  # a replayed old request
+        (TEST_SLACK_SIGNING_SECRET, -timedelta(minutes=6), True),  # from the future
+        (TEST_SLACK_SIGNING_SECRET, timedelta(0), False),
+    ],
+)
+def test_requests_not_signed_by_slack_are_refused(bot, slack, secret, age, signed):
+    body = command_body("churn 2026-Q3")
+    headers = slack_headers(body, secret=secret, at=datetime.now(UTC) - age)
+    if not signed:
+        headers = {"content-type": headers["content-type"]}
+    response = httpx.post(bot.url + "/slack/events", content=body, headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert "25%" not in response.text
+    assert slack.calls_to("response_url") == []
+
+
+def test_a_tampered_body_is_refused(bot):
+    body = command_body("churn 2026-Q3")
+    headers = slack_headers(body)
+    tampered = body.replace(b"churn", b"mrr")
+    response = httpx.post(bot.url + "/slack/events", content=tampered, headers=headers, timeout=10)
+    assert response.status_code == 401
+
+
+def test_an_unknown_metric_suggests_the_closest(bot):
+    message = answer(send_command(bot.url, "chrun last-quarter"))
+    assert message["response_type"] == "ephemeral"
+    seen = shown(message)
+    assert "`churn`" in seen
+    assert "/kpi churn last-quarter" in seen  # an example built from what was typed
+
+
+def test_a_bad_period_explains_the_accepted_forms(bot):
+    message = answer(send_command(bot.url, "churn 2026-Q7"))
+    seen = shown(message)
+    assert "2026-Q7" in seen
+    assert "Example" in seen and "`/kpi churn" in seen
+
+
+def test_help_list_and_explain(bot):
+    assert "/kpi churn last-quarter" in shown(answer(send_command(bot.url, "help")))
+    assert "`nps`" in shown(answer(send_command(bot.url, "list")))
+    explained = shown(answer(send_command(bot.url, "explain arpa")))
+    assert "Average revenue per account" in explained or "ARPA" in explained
+
+
+def test_french_answers(start_bot):
+    server = start_bot(locale="fr")
+    ingest(server.factory, paying_accounts(2, amount="1234.50", since="2026-01-05"))
+    message = answer(send_command(server.url, "mrr 2026-10"))
+    seen = shown(message)
+    assert "2\u202f469,00\xa0$US" in seen or "2\u202f469,00\xa0$" in seen, seen
+    assert "Données à jour au" in seen
+
+
+def test_a_user_not_allowed_is_told_why(start_bot, slack):
+    server = start_bot(allowed_users="U0BOSS01", admins="U0BOSS01")
+    message = answer(send_command(server.url, "mrr 2026-10"))
+    assert message["response_type"] == "ephemeral"
+    assert "KPIBOT_ALLOWED_USERS" in message["text"]
+    assert "<@U0BOSS01>" in shown(message)
+    assert "$" not in shown(message)
+
+
+def test_a_user_allowed_by_email_is_answered(start_bot, slack):
+    server = start_bot(allowed_users="ana@example.com")
+    message = answer(send_command(server.url, "mrr 2026-10"))
+    assert "KPIBOT_ALLOWED_USERS" not in message["text"]
+    assert message["blocks"][0]["type"] == "header"
+    assert [c.args["user"] for c in slack.calls_to("users.info")] == [USER_ID]
+    answer(send_command(server.url, "mrr 2026-09"))
+    assert len(slack.calls_to("users.info")) == 1  # the email is cached
+
+
+def test_digest_management_is_for_admins(start_bot):
+    server = start_bot(admins="U0BOSS01")
+    refused = answer(send_command(server.url, "digest list"))
+    assert "KPIBOT_ADMINS" in refused["text"]
+    admin = answer(send_command(server.url, "digest list", user_id="U0BOSS01"))
+    assert "KPIBOT_ADMINS" not in admin["text"]
+
+
+def test_an_unexpected_error_shows_a_reference_that_is_in_the_log(bot, caplog):
+    with session_scope(bot.factory) as session:  # a store gone wrong: a table is missing
+        session.execute(text("ALTER TABLE mrr_movement RENAME TO mrr_movement_away"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="kpibot.slack"):
+            message = answer(send_command(bot.url, "churn 2026-Q3"))
+    finally:
+        with session_scope(bot.factory) as session:
+            session.execute(text("ALTER TABLE mrr_movement_away RENAME TO mrr_movement"))
+    reference = re.search(r"reference `([0-9a-f]{8})`", shown(message))
+    assert reference, shown(message)
+    assert message["response_type"] == "ephemeral"
+    assert "Traceback" not in json.dumps(message)
+    assert any(reference.group(1) in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_answer_is_acknowledged_first_then_sent_to_the_response_url(start_bot, slack):
+    server = start_bot({"answer_budget": 0})
+    ingest(server.factory, paying_accounts(3, amount="100.00", since="2026-01-05"))
+    started = time.monotonic()
+    ack = answer(send_command(server.url, "mrr 2026-10", response_url=slack.response_url()))
+    assert time.monotonic() - started < 3
+    assert "Working on it" in ack["text"]
+    [posted] = slack.wait_for("response_url")
+    assert posted.args["response_type"] == "ephemeral"
+    assert "*$300.00*" in shown(posted.args)
+
+
+def test_slack_url_verification_is_answered(bot):
+    body = json.dumps({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV"}).encode()
+    headers = {**slack_headers(body), "content-type": "application/json"}
+    response = httpx.post(bot.url + "/slack/events", content=body, headers=headers, timeout=10)
+    assert response.status_code == 200
+    assert "3eZbrw1aBm2rZgRNFdxV" in response.text
+
+
+def test_without_slack_credentials_the_route_says_what_to_set(web_server):
+    server = web_server()
+    body = command_body("mrr")
+    response = httpx.post(server.url + "/slack/events", content=body, headers=slack_headers(body))
+    assert response.status_code == 404
+    assert "SLACK_BOT_TOKEN" in response.json()["error"]
+
+
+_words = st.sampled_from(
+    ["churn", "mrr", "nps", "by", "plan", "where", "segment=smb", "vs", "last-year", "share",
+     "last-quarter", "2026-Q3", "2026-W53", "2026-13", "explain", "list", "help", "account",
+     "trimestre-dernier", "par", "où", "=", "..", "2026-01-01..2025-01-01", "\"", "«", "`",
+     "<@U1>", "&amp;", "last-0-days", "last-99999999999-days", "digest"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.one_of(_words, st.text(max_size=12)), max_size=8).map(" ".join))
+def test_any_text_gets_a_helpful_reply_in_time(bot, typed):
+    started = time.monotonic()
+    response = send_command(bot.url, typed)
+    assert time.monotonic() - started < 3
+    message = answer(response)
+    assert message["response_type"] in ("ephemeral", "in_channel")
+    assert message["blocks"]
+    assert "reference `" not in shown(message)  # no input is an unexpected error
+    assert len(message["blocks"]) <= MAX_BLOCKS
