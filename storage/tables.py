@@ -248,6 +248,39 @@ class FxRate(SQLModel, table=True):
     rate: Decimal = Field(sa_type=DecimalText)
 
 
+class OutboxMessage(SQLModel, table=True):
+    """A message kpibot sends on its own initiative: written here first, then delivered.
+
+    Not derived from the event log, so `kpibot rebuild` leaves it alone. A non-null `dedupe_key`
+    is unique: the database, not a prior check, makes sure a message is never queued twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_outbox_dedupe_key"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    kind: str = Field(max_length=16)  # kpi | alert | digest | home | …
+    dedupe_key: str | None = Field(default=None, max_length=255)
+    target: str = Field(max_length=320)  # a channel id, a user id, or an email to resolve
+    target_kind: str = Field(max_length=8)  # channel | user | email
+    text: str = Field(sa_column=Column(Text, nullable=False))  # the notification fallback
+    blocks: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    thread_ts: str | None = Field(default=None, max_length=32)
+    status: str = Field(max_length=16)  # pending | sent | printed | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    slack_ts: str | None = Field(default=None, max_length=32)
+    slack_channel: str | None = Field(default=None, max_length=32)
+
+
 DERIVED_TABLES: tuple[type[SQLModel], ...] = (
     MrrMovement,
     Subscription,

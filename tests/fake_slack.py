@@ -241,7 +241,7 @@ class FakeSlack:
             return _Reply.error(str(e))
 
     def response_url(self, name: str = "1") -> str:
-        """Return a slash command response_url on this server (its posts record as "response_url")."""
+        """Return a slash command response_url here (posts to it record as "response_url")."""
         return f"{self.base_url}commands/T0KPI/{name}/secret"
 
     def handle_response_url(self, path: str, args: dict[str, Any], headers: dict[str, str]) -> None:
@@ -406,11 +406,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path.removeprefix("/api/").strip("/")
         if path.startswith("commands/"):  # a slash command's response_url (no token: the URL is)
             try:
-                args = json.loads(body)
+                posted = json.loads(body)
             except ValueError:
                 self._send(400, b"invalid_payload", "text/plain")
                 return
-            fake.handle_response_url(path, args, dict(self.headers.items()))
+            fake.handle_response_url(path, posted, dict(self.headers.items()))
             self._send(200, b"ok", "text/plain")
             return
         if path.startswith("upload/"):
