@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    alert_fallback_channel: str | None = Field(
+        None, validation_alias=_env("KPIBOT_ALERT_FALLBACK_CHANNEL")
+    )
     allowed_users: str = Field("", validation_alias=_env("KPIBOT_ALLOWED_USERS"))
     admins: str = Field("", validation_alias=_env("KPIBOT_ADMINS"))
 
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("customer_lifetime_years", mode="before")
+    @field_validator("customer_lifetime_years", "alert_fallback_channel", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

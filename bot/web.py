@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +32,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.dispatcher import OutboxDispatcher, make_notifier
 from bot.settings import Settings
 from storage.db import make_session_factory, read_only, session_scope
 from storage.ingest import IngestReport, ingest_events
@@ -132,17 +135,29 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         bolt_response = await run_in_threadpool(slack.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 
+    dispatcher = OutboxDispatcher(make_notifier(settings, factory))
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
             Route("/webhooks/{source}", webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
-        ]
+        ],
     )
     app.state.metrics = metrics
     app.state.session_factory = factory
     app.state.slack_app = slack
+    app.state.dispatcher = dispatcher
     return app
 
 

@@ -37,17 +37,26 @@ def _free_port() -> int:
 def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
     """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`.
 
-    `slack_options` go to the Bolt app's factory (`answer_budget`, `client`).
+    `slack_options` go to the Bolt app's factory (`answer_budget`, `client`); `lifespan=True`
+    runs the app's start-up and shut-down (the outbox dispatcher).
     """
     started: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
 
-    def start(slack_options: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
+    def start(
+        slack_options: dict[str, Any] | None = None, *, lifespan: bool = False, **overrides: Any
+    ) -> RunningServer:
         settings = Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
         engine = make_engine(database_url)
         app = create_web(settings, engine, **(slack_options or {}))
         port = _free_port()
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="on" if lifespan else "off",
+            )
         )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
