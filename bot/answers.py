@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Access, EmailOf
-from bot.blocks import reply_message
+from bot.blocks import escape, reply_message
+from bot.home_blocks import account_message
 from bot.settings import Settings
-from metrics.ask import answer
+from metrics.ask import Reply, answer
 from metrics.query import parse_command
 
 Message = dict[str, Any]
@@ -53,12 +54,30 @@ def answer_slash(
         action = "gérer les digests" if locale.startswith("fr") else "manage digests"
         access.check_admin(user_id, email_of, action=action, locale=locale)
     with factory() as session:
-        reply = answer(command, session=session, config=config, locale=locale)
+        reply = answer(command, session=session, config=config, now=now, locale=locale)
     share = command.query is not None and command.query.share
-    message = reply_message(
-        reply, locale=locale, timezone=settings.timezone, shared_by=user_id if share else None
+    return SlashAnswer(
+        message_for(
+            reply, locale=locale, timezone=settings.timezone, shared_by=user_id if share else None
+        ),
+        public=share,
     )
-    return SlashAnswer(message, public=share)
+
+
+def message_for(
+    reply: Reply, *, locale: str, timezone: str, shared_by: str | None = None
+) -> Message:
+    """Return the Block Kit message of any reply: a KPI, an account card, help or a list."""
+    if reply.card is None:
+        return reply_message(reply, locale=locale, timezone=timezone, shared_by=shared_by)
+    message = account_message(reply.card, locale=locale, timezone=timezone)
+    if reply.lines:
+        also = "Autres comptes trouvés" if locale.startswith("fr") else "Also matching"
+        names = ", ".join(escape(line) for line in reply.lines)
+        message["blocks"].insert(
+            -1, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{also}: {names}"}]}
+        )
+    return message
 
 
 def working_message(locale: str) -> Message:

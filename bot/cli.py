@@ -173,7 +173,18 @@ def kpi(settings: Settings, text: tuple[str, ...], output: str, as_of: str | Non
             click.echo(error.message + (f" ({hint})" if hint else ""), err=True)
             click.echo(f"Example: {example}", err=True)
             sys.exit(2)
-    if reply.result is not None and output == "json":
+    if reply.card is not None:
+        from dataclasses import asdict
+
+        from bot.answers import message_for
+        from bot.console import render
+
+        if output == "json":
+            click.echo(json.dumps(asdict(reply.card), ensure_ascii=False, indent=2, default=str))
+        else:
+            message = message_for(reply, locale=settings.locale, timezone=settings.timezone)
+            click.echo(render(message))
+    elif reply.result is not None and output == "json":
         click.echo(json.dumps(reply.result.to_json(settings.locale), ensure_ascii=False, indent=2))
     elif reply.result is not None:
         click.echo(answer_text(reply.result, locale=settings.locale, timezone=settings.timezone))
@@ -181,6 +192,21 @@ def kpi(settings: Settings, text: tuple[str, ...], output: str, as_of: str | Non
         click.echo(json.dumps({"kind": reply.command.kind, "lines": list(reply.lines)}))
     else:
         click.echo("\n".join(reply.lines))
+
+
+@main.command()
+@click.option("--user", "email", help="The email of a CSM: their Home shows their own book.")
+@click.option("--as-of", help="As of this day or instant (ISO 8601) instead of now.")
+@click.pass_obj
+def home(settings: Settings, email: str | None, as_of: str | None) -> None:
+    """Print kpibot's App Home tab as Slack shows it: a CSM's book, else the team's KPIs."""
+    from bot.console import render
+    from bot.home import home_for
+
+    now = _as_of(as_of, settings.timezone)
+    with _reading(settings) as factory:
+        view = home_for(email, factory=factory, settings=settings, now=now)
+    click.echo(render(view))
 
 
 def _as_of(text: str | None, timezone: str) -> Any:

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import EmailOf
+from bot.home_blocks import home_view
 from bot.settings import Settings
+from metrics.accounts import book, team_headlines
 
 
 def build_home(
@@ -19,15 +21,19 @@ def build_home(
     email_of: EmailOf,
     now: datetime,
 ) -> dict[str, Any]:
-    """Return the Home view of `user_id`: their own book, or the team's KPIs if they own none."""
-    from bot.home_blocks import home_view
-    from metrics.accounts import book, team_headlines
+    """Return the Home view of a Slack user, found by the email of their Slack profile."""
+    return home_for(email_of(user_id), factory=factory, settings=settings, now=now)
 
-    config, locale = settings.metric_config, settings.locale
-    email = email_of(user_id)
+
+def home_for(
+    email: str | None, *, factory: sessionmaker[Session], settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """Return the Home view for `email`: their book if they own accounts, else the team's KPIs."""
+    config, locale, timezone = settings.metric_config, settings.locale, settings.timezone
     with factory() as session:
-        owned = book(session, owner_email=email, config=config, now=now) if email else None
-        if owned is not None and owned.total_accounts:
-            return home_view(book=owned, locale=locale, timezone=settings.timezone)
+        if email:
+            owned = book(session, owner_email=email, config=config, now=now)
+            if owned.total_accounts:
+                return home_view(book=owned, locale=locale, timezone=timezone)
         headlines = team_headlines(session, config=config, now=now, locale=locale)
-    return home_view(headlines=headlines, locale=locale, timezone=settings.timezone)
+    return home_view(headlines=headlines, locale=locale, timezone=timezone)

@@ -11,12 +11,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from metrics.accounts import AccountCard, account_card, find_accounts
 from metrics.compute import compute_kpi
 from metrics.context import MetricConfig
 from metrics.periods import PERIOD_EXAMPLES
 from metrics.query import DIMENSIONS, Command, KpiQuery, parse_command
 from metrics.registry import METRICS, Metric
 from metrics.result import KpiResult
+
+MAX_OTHER_MATCHES = 4  # other accounts named after a card, when the name matched several
 
 _GROUPS = {
     "revenue": ("Revenue", "Revenu"),
@@ -29,11 +32,12 @@ _GROUPS = {
 
 @dataclass(frozen=True)
 class Reply:
-    """What to show: a KPI `result` (with the `query` behind it), or lines of text."""
+    """What to show: a KPI `result` (with the `query` behind it), an account card, or lines."""
 
     command: Command
     result: KpiResult | None = None
     lines: tuple[str, ...] = field(default_factory=tuple)
+    card: AccountCard | None = None  # kind == "account"; `lines` then names other matches
 
     @property
     def query(self) -> KpiQuery | None:
@@ -46,11 +50,11 @@ def ask(
 ) -> Reply:
     """Parse `text` and answer it: a KPI result, help, the metric list or a definition."""
     command = parse_command(text, now=now, timezone=config.timezone, fiscal=config.fiscal)
-    return answer(command, session=session, config=config, locale=locale)
+    return answer(command, session=session, config=config, now=now, locale=locale)
 
 
 def answer(
-    command: Command, *, session: Session, config: MetricConfig, locale: str = "en"
+    command: Command, *, session: Session, config: MetricConfig, now: datetime, locale: str = "en"
 ) -> Reply:
     """Answer a parsed command (callers that check who may ask what parse first, then answer)."""
     french = locale.startswith("fr")
@@ -73,11 +77,16 @@ def answer(
     if command.kind == "explain":
         assert command.metric is not None
         return Reply(command, lines=tuple(explain(command.metric, config, locale)))
-    if command.kind in ("account", "digest"):
+    if command.kind == "account":
+        matches = find_accounts(session, command.argument, limit=MAX_OTHER_MATCHES + 1)
+        card = account_card(session, account_id=matches[0].account_id, config=config, now=now)
+        others = tuple(f"{m.name} ({m.account_id})" for m in matches[1:])
+        return Reply(command, card=card, lines=others)
+    if command.kind == "digest":
         waiting = (
-            "Cette commande arrive avec l'application Slack ; elle n'est pas encore disponible."
+            "Les digests arrivent bientôt : cette commande n'est pas encore disponible."
             if french
-            else "This command comes with the Slack app; it is not available yet."
+            else "Digests are coming: this command is not available yet."
         )
         return Reply(command, lines=(waiting,))
     return Reply(command, lines=tuple(help_lines(locale)))

@@ -186,3 +186,49 @@ def test_import_backfills_a_csv_and_reimporting_changes_nothing(database_url, tm
         ["webhooks", "list", "--status", "rejected"], database_url=database_url, cwd=tmp_path
     )
     assert "import:invoice:inv-2" in listed.stdout and "data.amount" in listed.stdout
+
+
+def _seed_book(database_url, tmp_path: Path) -> None:
+    from tests.builders import make_response
+
+    events = [
+        make_account("acme", name="Acme Corp", owner_email="ana@example.com"),
+        make_subscription("2026-01-05", account_id="acme", amount="1200.00", interval="year"),
+        make_response("2026-11-20", account_id="acme", score=2, comment="Nobody calls back"),
+        make_account("globex", name="Globex", owner_email="bob@example.com"),
+        make_subscription("2026-01-05", account_id="globex", subscription_id="g", amount="70.00"),
+    ]
+    path = tmp_path / "book.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 0
+
+
+def test_kpi_account_prints_the_card_offline(database_url, tmp_path: Path):
+    _seed_book(database_url, tmp_path)
+    card = run(
+        ["kpi", "account", "acme corp", "--as-of", "2026-11-23"],
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    assert card.returncode == 0, card.stderr
+    assert "Acme Corp" in card.stdout and "$100.00" in card.stdout
+    assert "Nobody calls back" in card.stdout
+    assert "*" not in card.stdout.replace("* ", "")  # rendered for a terminal, not mrkdwn
+
+    unknown = run(["kpi", "account", "Globx"], database_url=database_url, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "Globex" in unknown.stderr
+
+
+def test_home_prints_a_csm_book_or_the_team_kpis(database_url, tmp_path: Path):
+    _seed_book(database_url, tmp_path)
+    ana = run(
+        ["home", "--user", "ana@example.com", "--as-of", "2026-11-23"],
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    assert ana.returncode == 0, ana.stderr
+    assert "Acme Corp" in ana.stdout and "Globex" not in ana.stdout
+    team = run(["home", "--as-of", "2026-11-23"], database_url=database_url, cwd=tmp_path)
+    assert team.returncode == 0, team.stderr
+    assert "$170.00" in team.stdout and "Acme Corp" not in team.stdout

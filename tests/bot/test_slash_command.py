@@ -20,8 +20,15 @@ from sqlalchemy import text
 
 from bot.blocks import MAX_BLOCKS, MAX_FIELD_TEXT, MAX_FIELDS, MAX_HEADER_TEXT, MAX_TEXT
 from storage.db import session_scope
-from tests.bot.slack import USER_ID, command_body, send_command
-from tests.builders import cancel, ingest, paying_accounts
+from tests.bot.slack import USER_ID, command_body, send_command, send_event
+from tests.builders import (
+    cancel,
+    ingest,
+    make_account,
+    make_response,
+    make_subscription,
+    paying_accounts,
+)
 from tests.fake_slack import FakeSlack
 from tests.signing import TEST_SLACK_SIGNING_SECRET, slack_headers
 
@@ -298,3 +305,77 @@ def test_any_text_gets_a_helpful_reply_in_time(bot, typed):
     assert message["blocks"]
     assert "reference `" not in shown(message)  # no input is an unexpected error
     assert len(message["blocks"]) <= MAX_BLOCKS
+
+
+@pytest.fixture
+def book_bot(start_bot):
+    """Ana owns Acme Corp (1,200/year) and Acme Labs; Bob owns Globex."""
+    server = start_bot()
+    events = [
+        make_account("acme", name="Acme Corp", owner_email="ana@example.com", plan="scale"),
+        make_subscription(
+            "2026-01-05",
+            account_id="acme",
+            subscription_id="acme-s",
+            amount="1200.00",
+            interval="year",
+        ),
+        make_account("acme-labs", name="Acme Labs", owner_email="ana@example.com"),
+        make_subscription(
+            "2026-01-05", account_id="acme-labs", subscription_id="al-s", amount="30.00"
+        ),
+        make_account("globex", name="Globex", owner_email="bob@example.com"),
+        make_subscription("2026-01-05", account_id="globex", subscription_id="g-s", amount="70.00"),
+        make_response("2026-11-20", account_id="acme", score=3, comment="Support <never> answers"),
+    ]
+    assert ingest(server.factory, events).rejected == 0
+    return server
+
+
+def test_an_account_card(book_bot):
+    message = answer(send_command(book_bot.url, "account acme corp"))
+    assert message["blocks"][0]["text"]["text"].startswith("Acme Corp")
+    seen = shown(message)
+    assert "$100.00" in seen  # 1,200 a year is 100 a month
+    assert "scale" in seen and "ana@example.com" in seen
+    assert "Support &lt;never&gt; answers" in seen  # the latest NPS comment, escaped
+    assert "Also matching" not in seen
+
+
+def test_an_account_name_matching_several_names_the_others(book_bot):
+    seen = shown(answer(send_command(book_bot.url, "account acm")))
+    assert "Also matching" in seen and "Acme Labs" in seen
+
+
+def test_an_unknown_account_suggests_the_closest(book_bot):
+    seen = shown(answer(send_command(book_bot.url, "account Globx")))
+    assert "Globex" in seen
+    assert "reference `" not in seen
+
+
+def test_the_home_tab_shows_a_csm_their_own_book(book_bot, slack):
+    response = send_event(book_bot.url, {"type": "app_home_opened", "user": USER_ID, "tab": "home"})
+    assert response.status_code == 200
+    [call] = slack.wait_for("views.publish")
+    assert call.args["user_id"] == USER_ID
+    view = call.args["view"]
+    assert view["type"] == "home"
+    seen = shown(view)
+    assert "Acme Corp" in seen and "Acme Labs" in seen
+    assert "Globex" not in seen  # Bob's
+    assert "$130.00" in seen  # the book's MRR: 100 + 30
+
+
+def test_the_home_tab_shows_the_team_kpis_to_someone_without_accounts(book_bot, slack):
+    slack.add_user("carol@example.com", "U0CAROL1", "carol")
+    send_event(book_bot.url, {"type": "app_home_opened", "user": "U0CAROL1", "tab": "home"})
+    [call] = slack.wait_for("views.publish")
+    seen = shown(call.args["view"])
+    assert "MRR" in seen and "$200.00" in seen  # 100 + 30 + 70, the whole team's
+    assert "Acme Corp" not in seen
+
+
+def test_the_messages_tab_publishes_nothing(book_bot, slack):
+    send_event(book_bot.url, {"type": "app_home_opened", "user": USER_ID, "tab": "messages"})
+    time.sleep(0.5)
+    assert slack.calls_to("views.publish") == []
