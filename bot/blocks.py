@@ -43,6 +43,7 @@ __all__ = [
     "MAX_HEADER_TEXT",
     "MAX_PARTS_SHOWN",
     "MAX_TEXT",
+    "clip",
     "error_message",
     "escape",
     "kpi_message",
@@ -161,7 +162,7 @@ def error_message(error: QueryError, *, locale: str) -> Message:
     """Return the reply to a question not understood: what, suggestions and an example."""
     words = _WORDS[language(locale)]
     colon = words["colon"]
-    lines = [f":warning: {_clip(escape(error.message), MAX_TEXT // 2)}"]
+    lines = [f":warning: {clip(escape(error.message), MAX_TEXT // 2)}"]
     # Suggestions the message already names in backticks ("Did you mean `churn`?") are not repeated.
     tries = [f"`{_code(s)}`" for s in error.suggestions[:5] if f"`{s}`" not in error.message]
     if tries:
@@ -193,10 +194,10 @@ def _summary(result: KpiResult, locale: str) -> str:
         result.metric, result.current.inputs, currency=result.currency, locale=locale
     )
     if inputs:
-        lines.append(_clip(escape(inputs), MAX_TEXT // 3))
+        lines.append(clip(escape(inputs), MAX_TEXT // 3))
     if result.filters:
         conditions = f" {words['and']} ".join(
-            f"{_clip(escape(dim), MAX_NAME)} = `{_code(value)}`" for dim, value in result.filters
+            f"{clip(escape(dim), MAX_NAME)} = `{_code(value)}`" for dim, value in result.filters
         )
         lines.append(f"{words['where']} {conditions}")
     return "\n".join(lines)
@@ -206,7 +207,7 @@ def _figure(value: Value, result: KpiResult, locale: str, *, bold: bool = False)
     """Return a formatted value (in bold for the headline), or "n/a — reason" when undefined."""
     if value.value is None:
         missing = f"*{not_available(locale)}*" if bold else not_available(locale)
-        reason = _clip(escape(value.reason), MAX_REASON) if value.reason else ""
+        reason = clip(escape(value.reason), MAX_REASON) if value.reason else ""
         return f"{missing} — {reason}" if reason else missing
     shown = format_value(value.value, result.unit, currency=result.currency, locale=locale)
     return f"*{shown}*" if bold else shown
@@ -246,7 +247,7 @@ def _breakdown(result: KpiResult, locale: str) -> list[Block]:
     for start in range(0, len(fields), MAX_FIELDS):
         block: Block = {"type": "section", "fields": fields[start : start + MAX_FIELDS]}
         if start == 0:
-            block["text"] = _mrkdwn(f"*{_clip(title, MAX_NAME)}*")
+            block["text"] = _mrkdwn(f"*{clip(title, MAX_NAME)}*")
         blocks.append(block)
     left_out = len(result.breakdown) - len(shown)
     if left_out:
@@ -257,7 +258,7 @@ def _breakdown(result: KpiResult, locale: str) -> list[Block]:
 
 def _part_field(part: Part, result: KpiResult, locale: str) -> dict[str, str]:
     """Return one part as a field: its key in bold, its value, and its main input."""
-    key = _clip(escape(part.key), MAX_NAME) if part.key else _WORDS[language(locale)]["none"]
+    key = clip(escape(part.key), MAX_NAME) if part.key else _WORDS[language(locale)]["none"]
     lines = [f"*{key}*", _figure(part.value, result, locale)]
     if part.value.value is not None:
         detail = main_input(
@@ -265,7 +266,7 @@ def _part_field(part: Part, result: KpiResult, locale: str) -> dict[str, str]:
         )
         if detail:
             lines.append(escape(detail))
-    return _mrkdwn(_clip("\n".join(lines), MAX_FIELD_TEXT))
+    return _mrkdwn(clip("\n".join(lines), MAX_FIELD_TEXT))
 
 
 def _json_command(result: KpiResult) -> str:
@@ -317,15 +318,15 @@ def _with_commands(line: str) -> str:
 
 def _code(text: str) -> str:
     """Return text to show between backticks: escaped, without backticks, of a sane length."""
-    return _clip(escape(text.replace("`", "'")), MAX_COMMAND)
+    return clip(escape(text.replace("`", "'")), MAX_COMMAND)
 
 
 def _mention(user_id: str) -> str:
     """Return a mention of a Slack user id, or the text escaped if it is not one."""
-    return f"<@{user_id}>" if _USER_ID.match(user_id) else _clip(escape(user_id), MAX_NAME)
+    return f"<@{user_id}>" if _USER_ID.match(user_id) else clip(escape(user_id), MAX_NAME)
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     """Return `text` cut to `limit` characters with "…", never through an entity like "&amp;"."""
     if len(text) <= limit:
         return text
@@ -339,7 +340,7 @@ def _clip(text: str, limit: int) -> str:
 def _chunks(lines: list[str], limit: int) -> list[str]:
     """Return `lines` joined by newlines into texts of at most `limit` characters each."""
     chunks: list[str] = []
-    for line in (_clip(line, limit) for line in lines):
+    for line in (clip(line, limit) for line in lines):
         if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
             chunks[-1] += "\n" + line
         else:
@@ -355,7 +356,7 @@ def _fallback(text: str) -> str:
     line_end = text.rfind("\n", 0, MAX_FALLBACK - 1)
     if line_end > MAX_FALLBACK * 3 // 4:
         return text[:line_end] + "\n…"
-    return _clip(text, MAX_FALLBACK)
+    return clip(text, MAX_FALLBACK)
 
 
 def _message(text: str, blocks: list[Block]) -> Message:
@@ -371,11 +372,11 @@ def _header(text: str) -> Block:
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(_clip(text, MAX_TEXT))}
+    return {"type": "section", "text": _mrkdwn(clip(text, MAX_TEXT))}
 
 
 def _context(texts: list[str]) -> Block:
-    elements = [_mrkdwn(_clip(text, MAX_TEXT)) for text in texts[:MAX_CONTEXT_ELEMENTS]]
+    elements = [_mrkdwn(clip(text, MAX_TEXT)) for text in texts[:MAX_CONTEXT_ELEMENTS]]
     return {"type": "context", "elements": elements}
 
 

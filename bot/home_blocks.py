@@ -23,6 +23,7 @@ from bot.blocks import (
     MAX_FIELDS,
     MAX_HEADER_TEXT,
     MAX_TEXT,
+    clip,
     escape,
 )
 from metrics.answer import main_input
@@ -171,7 +172,7 @@ def account_message(card: AccountCard, *, locale: str, timezone: str) -> dict[st
     figures = words["figures"].format(
         day=format_day(card.as_of, locale), zone=escape(timezone), currency=money
     )
-    account_id = words["account_id"].format(id=_clip(_code(card.account_id), MAX_NAME))
+    account_id = words["account_id"].format(id=clip(_code(card.account_id), MAX_NAME))
     blocks.append(_context([f"{account_id} · {figures}", as_of]))
     return {"text": _fallback(_card_text(card, locale)), "blocks": blocks[:MAX_BLOCKS]}
 
@@ -263,7 +264,7 @@ def _listing(title: str, lines: list[str], left_out: int, locale: str) -> list[B
         bullets.append(_WORDS[language(locale)]["more"].format(n=format_count(left_out, locale)))
     texts: list[str] = [title] if title else []
     for line in bullets:
-        line = _clip(line, MAX_TEXT)
+        line = clip(line, MAX_TEXT)
         if texts and len(texts[-1]) + 1 + len(line) <= MAX_TEXT:
             texts[-1] += "\n" + line
         else:
@@ -323,7 +324,7 @@ def _surveys_text(card: AccountCard, locale: str) -> str:
         nps = f"{_BAND_EMOJI[_nps_band(card.nps)]} {nps}"
     lines = [f"*{words['nps']}*{colon} {nps}"]
     if card.nps is not None and card.nps.comment and card.nps.comment.strip():
-        comment = _clip(escape(card.nps.comment.strip()), MAX_COMMENT)
+        comment = clip(escape(card.nps.comment.strip()), MAX_COMMENT)
         lines.extend(f">{line}" for line in comment.splitlines() if line.strip())
     if card.previous_nps is not None:
         lines.append(f"{words['previous']}{colon} {_answer(card.previous_nps, locale)}")
@@ -343,7 +344,7 @@ def _latest(answer: SurveyAnswer | None, locale: str) -> str:
     who = " ".join((answer.respondent_name or "").split())
     respondent = _name(who) if who else ""
     if answer.respondent_email:
-        email = _clip(escape(answer.respondent_email), MAX_NAME)
+        email = clip(escape(answer.respondent_email), MAX_NAME)
         respondent = f"{respondent} ({email})" if respondent else email
     return _answer(answer, locale, bold=True) + (f" — {respondent}" if respondent else "")
 
@@ -409,35 +410,24 @@ def _as_of(moment: datetime | None, locale: str, timezone: str) -> str:
 
 def _field(title: str, value: str | None, locale: str) -> dict[str, str]:
     shown = _name(value) if value and value.strip() else not_available(locale)
-    return _mrkdwn(_clip(f"*{title}*\n{shown}", MAX_FIELD_TEXT))
+    return _mrkdwn(clip(f"*{title}*\n{shown}", MAX_FIELD_TEXT))
 
 
 def _name(text: str) -> str:
     """A name, email or other short text from data: one line, escaped, of a readable length."""
-    return _clip(escape(" ".join(text.splitlines()).strip()), MAX_NAME)
+    return clip(escape(" ".join(text.splitlines()).strip()), MAX_NAME)
 
 
 def _one_line(text: str, limit: int) -> str:
-    return _clip(escape(" ".join(text.split())), limit)
+    return clip(escape(" ".join(text.split())), limit)
 
 
 def _code(text: str) -> str:
     return escape(" ".join(text.replace("`", "'").split()))
 
 
-def _clip(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters with "…", never through an entity like "&amp;"."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&", max(0, len(cut) - len("&amp;") + 1))
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
 def _fallback(text: str) -> str:
-    return _clip(escape(text).strip() or "kpibot", MAX_FALLBACK)
+    return clip(escape(text).strip() or "kpibot", MAX_FALLBACK)
 
 
 def _header(text: str) -> Block:
@@ -448,11 +438,11 @@ def _header(text: str) -> Block:
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(_clip(text, MAX_TEXT) or " ")}
+    return {"type": "section", "text": _mrkdwn(clip(text, MAX_TEXT) or " ")}
 
 
 def _context(texts: list[str]) -> Block:
-    elements = [_mrkdwn(_clip(t, MAX_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS] if t]
+    elements = [_mrkdwn(clip(t, MAX_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS] if t]
     return {"type": "context", "elements": elements}
 
 

@@ -109,7 +109,46 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ConsoleNotifier:
+class _QueueingNotifier:
+    """`send` for both notifiers: queue in the outbox (once per dedupe key), then hand over."""
+
+    _factory: sessionmaker[Session]
+    _clock: Clock
+
+    def send(
+        self,
+        *,
+        kind: str,
+        target: str,
+        target_kind: str,
+        message: Mapping[str, Any],
+        dedupe_key: str | None = None,
+    ) -> None:
+        """Queue `message` for `target` and deliver it; nothing new if `dedupe_key` was queued."""
+        now = self._clock()
+        with session_scope(self._factory) as session:
+            row = enqueue(
+                session,
+                kind=kind,
+                target=target,
+                target_kind=target_kind,
+                message=message,
+                dedupe_key=dedupe_key,
+                now=now,
+            )
+            if row is not None:
+                self._queued(session, row, now)
+        if row is not None:
+            self._committed(row, now)
+
+    def _queued(self, session: Session, row: OutboxMessage, now: datetime) -> None:
+        """Called inside the transaction that queued `row`."""
+
+    def _committed(self, row: OutboxMessage, now: datetime) -> None:
+        """Called once the queued `row` is committed."""
+
+
+class ConsoleNotifier(_QueueingNotifier):
     """Offline mode: keep every message in the outbox as printed and show it on `stream`."""
 
     def __init__(
@@ -125,30 +164,10 @@ class ConsoleNotifier:
         self._width, self._color, self._clock = width, color, clock
         self._lock = threading.Lock()
 
-    def send(
-        self,
-        *,
-        kind: str,
-        target: str,
-        target_kind: str,
-        message: Mapping[str, Any],
-        dedupe_key: str | None = None,
-    ) -> None:
-        """Keep `message` in the outbox as printed and print it (nothing if already queued)."""
-        now = self._clock()
-        with session_scope(self._factory) as session:
-            row = enqueue(
-                session,
-                kind=kind,
-                target=target,
-                target_kind=target_kind,
-                message=message,
-                dedupe_key=dedupe_key,
-                now=now,
-            )
-            if row is None:
-                return
-            mark_printed(session, row, now=now)
+    def _queued(self, session: Session, row: OutboxMessage, now: datetime) -> None:
+        mark_printed(session, row, now=now)
+
+    def _committed(self, row: OutboxMessage, now: datetime) -> None:
         self._print(row, now)
 
     def deliver_due(self, now: datetime | None = None, *, limit: int = 100) -> int:
@@ -196,7 +215,7 @@ class _Undeliverable(Exception):
     """A target that cannot receive this kind of message (e.g. a home view for a channel)."""
 
 
-class SlackNotifier:
+class SlackNotifier(_QueueingNotifier):
     """Deliver outbox rows to Slack, with retries, Retry-After and an optional fallback channel."""
 
     def __init__(
@@ -217,29 +236,8 @@ class SlackNotifier:
         self._fallback, self._batch, self._clock = fallback_channel, batch_size, clock
         self._emails: dict[str, tuple[str, datetime]] = {}
 
-    def send(
-        self,
-        *,
-        kind: str,
-        target: str,
-        target_kind: str,
-        message: Mapping[str, Any],
-        dedupe_key: str | None = None,
-    ) -> None:
-        """Queue `message` for `target`, then deliver what is due (nothing new if a duplicate)."""
-        now = self._clock()
-        with session_scope(self._factory) as session:
-            row = enqueue(
-                session,
-                kind=kind,
-                target=target,
-                target_kind=target_kind,
-                message=message,
-                dedupe_key=dedupe_key,
-                now=now,
-            )
-        if row is not None:
-            self.deliver_due(now)
+    def _committed(self, row: OutboxMessage, now: datetime) -> None:
+        self.deliver_due(now)
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """Claim and send the rows due at `now`, batch after batch; return how many were sent."""
