@@ -70,6 +70,8 @@ class FakeSlack:
 
     def __init__(self, token: str = "xoxb-test-token") -> None:  # noqa: S107
         self.token = token
+        self.app_token: str | None = None  # set by FakeSocketMode
+        self.socket_mode_url: str | None = None
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: set[str] = set()
         self.missing_channels: set[str] = set()
@@ -225,6 +227,10 @@ class FakeSlack:
         token = auth.removeprefix("Bearer ").strip() if auth else str(args.get("token", ""))
         if not token:
             return _Reply.error("not_authed")
+        if method == "apps.connections.open":
+            if token != self.app_token or self.socket_mode_url is None:
+                return _Reply.error("invalid_auth")
+            return _Reply({"ok": True, "url": self.socket_mode_url})
         if token != self.token:
             return _Reply.error("invalid_auth")
         if not decoded:
