@@ -32,7 +32,7 @@ log = logging.getLogger("kpibot.slack")
 
 # Slack waits 3 s for the acknowledgement; an answer not ready after this many seconds is sent
 # later through the command's response_url, after an interim "working on it".
-ANSWER_BUDGET_SECONDS = 2.0
+ANSWER_BUDGET_SECONDS = 1.0
 ANSWER_WORKERS = 8
 
 

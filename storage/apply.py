@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -52,6 +52,8 @@ from storage.tables import (
 from storage.upsert import insert_ignoring_conflicts, newest_by_key, upsert_newer
 
 IN_CHUNK = 500  # ids per IN (...) list
+USAGE_WINDOW_DAYS = 30  # a user counts as active for the 30 days ending with each active day
+Span = tuple[date, date]  # first and last day, both included
 
 
 @dataclass(frozen=True)
@@ -364,14 +366,20 @@ class Applier:
 
     def _usage(self, items: list[Applicable]) -> None:
         reports = [(item.event.occurred_at, item.event.data) for item in items]
-        merged_keys = sorted(
-            {(d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded) and d.merge}
+        touched = sorted(
+            {(d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded)}
         )
-        # A merge reads the day's users and writes the union: serialise it per account.
-        self.lock_accounts(sorted({account_id for account_id, _ in merged_keys}))
-        days: dict[tuple[str, date], tuple[set[str], datetime]] = {}
-        for account_id, day, users, recorded_at in self._stored_usage(merged_keys):
-            days[(account_id, day)] = (set(users), recorded_at)
+        # Every touched day is read before and after the writes: the users a day gained extend
+        # the coverage spans; a user a day lost makes its account's spans re-derived in full.
+        self.lock_accounts(sorted({account_id for account_id, _ in touched}))
+        before = {
+            (account_id, day): (set(users), recorded_at)
+            for account_id, day, users, recorded_at in self._stored_usage(touched)
+        }
+        merged_keys = {
+            (d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded) and d.merge
+        }
+        days = {key: state for key, state in before.items() if key in merged_keys}
         replaced: dict[tuple[str, date], tuple[set[str], datetime]] = {}
         for occurred_at, data in sorted(reports, key=lambda r: r[0]):
             assert isinstance(data, UsageRecorded)
@@ -408,7 +416,17 @@ class Applier:
             [row(key, users, at) for key, (users, at) in days.items()],
             key=("account_id", "day"),
         )
-        self.derive_coverage(sorted({account_id for account_id, _ in (*replaced, *days)}))
+        after = {(a, day): set(users) for a, day, users, _ in self._stored_usage(touched)}
+        gained: dict[tuple[str, str], list[date]] = defaultdict(list)
+        shrunk: set[str] = set()
+        for (account_id, day), users in after.items():
+            previous = before.get((account_id, day), (set(), None))[0]
+            if previous - users:
+                shrunk.add(account_id)
+            for user in users - previous:
+                gained[(account_id, user)].append(day)
+        self.derive_coverage(sorted(shrunk))
+        self._extend_coverage({pair: d for pair, d in gained.items() if pair[0] not in shrunk})
 
     def derive_coverage(self, account_ids: Sequence[str]) -> None:
         """Re-derive the usage coverage spans of `account_ids` from all their usage days."""
@@ -422,45 +440,72 @@ class Applier:
             ):
                 for user in users:
                     active[(account_id, user)].append(day)
+            fresh = {pair: coverage_spans(days) for pair, days in active.items()}
+            self._replace_spans(self._stored_spans(part), fresh)
+
+    def _extend_coverage(self, gained: dict[tuple[str, str], list[date]]) -> None:
+        """Add the days users gained to their coverage spans, without reading usage days."""
+        accounts = sorted({account_id for account_id, _ in gained})
+        for part in chunks(accounts):
+            stored = self._stored_spans(part)
             fresh = {
-                (account_id, user, first): last
-                for (account_id, user), days in active.items()
-                for first, last in coverage_spans(days)
+                pair: merge_spans([*stored.get(pair, []), *(_window(day) for day in gained[pair])])
+                for pair in gained
+                if pair[0] in part
             }
-            stored = {
-                (account_id, user, first): last
-                for account_id, user, first, last in self.session.execute(
-                    select(
-                        col(UsageCoverage.account_id),
-                        col(UsageCoverage.user_id),
-                        col(UsageCoverage.covered_from),
-                        col(UsageCoverage.covered_to),
-                    ).where(col(UsageCoverage.account_id).in_(part))
-                )
-            }
-            stale = [key for key, last in stored.items() if fresh.get(key) != last]
-            for account_id, user, first in stale:
-                self.session.execute(
-                    delete(UsageCoverage).where(
-                        col(UsageCoverage.account_id) == account_id,
-                        col(UsageCoverage.user_id) == user,
-                        col(UsageCoverage.covered_from) == first,
-                    )
-                )
-            insert_ignoring_conflicts(
-                self.session,
-                UsageCoverage,
-                [
-                    {"account_id": a, "user_id": u, "covered_from": f, "covered_to": last}
-                    for (a, u, f), last in fresh.items()
-                    if stored.get((a, u, f)) != last
-                ],
-            )
+            self._replace_spans({pair: stored.get(pair, []) for pair in fresh}, fresh)
+
+    def _stored_spans(self, account_ids: Sequence[str]) -> dict[tuple[str, str], list[Span]]:
+        stored: dict[tuple[str, str], list[Span]] = defaultdict(list)
+        for account_id, user, first, last in self.session.execute(
+            select(
+                col(UsageCoverage.account_id),
+                col(UsageCoverage.user_id),
+                col(UsageCoverage.covered_from),
+                col(UsageCoverage.covered_to),
+            ).where(col(UsageCoverage.account_id).in_(account_ids))
+        ):
+            stored[(account_id, user)].append((first, last))
+        return stored
+
+    def _replace_spans(
+        self,
+        stored: Mapping[tuple[str, str], list[Span]],
+        fresh: Mapping[tuple[str, str], list[Span]],
+    ) -> None:
+        """Write the difference between `stored` and `fresh` spans (per account and user)."""
+        stale: list[tuple[str, str, date]] = []
+        written: list[dict[str, Any]] = []
+        for pair in stored.keys() | fresh.keys():
+            old, new = dict(stored.get(pair, [])), dict(fresh.get(pair, []))
+            stale += [(*pair, first) for first in old if first not in new]
+            written += [
+                {
+                    "account_id": pair[0],
+                    "user_id": pair[1],
+                    "covered_from": first,
+                    "covered_to": last,
+                }
+                for first, last in new.items()
+                if old.get(first) != last
+            ]
+        key = tuple_(
+            col(UsageCoverage.account_id),
+            col(UsageCoverage.user_id),
+            col(UsageCoverage.covered_from),
+        )
+        for part in chunks(sorted(stale)):
+            self.session.execute(delete(UsageCoverage).where(key.in_(part)))
+        upsert_newer(
+            self.session, UsageCoverage, written, key=("account_id", "user_id", "covered_from")
+        )
 
     def _stored_usage(
         self, keys: Sequence[tuple[str, date]]
     ) -> Iterable[tuple[str, date, list[str], datetime]]:
+        """Yield the stored usage days of `keys` (account, day)."""
         accounts = sorted({account_id for account_id, _ in keys})
+        days = sorted({day for _, day in keys})
         wanted = set(keys)
         for part in chunks(accounts):
             for account_id, day, users, recorded_at in self.session.execute(
@@ -469,7 +514,10 @@ class Applier:
                     col(UsageDay.day),
                     col(UsageDay.user_ids),
                     col(UsageDay.recorded_at),
-                ).where(col(UsageDay.account_id).in_(part))
+                ).where(
+                    col(UsageDay.account_id).in_(part),
+                    col(UsageDay.day).between(days[0], days[-1]),
+                )
             ):
                 if (account_id, day) in wanted:
                     yield account_id, day, users, recorded_at
@@ -628,16 +676,25 @@ def _lock_key(account_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def coverage_spans(days: Sequence[date], window: int = 30) -> list[tuple[date, date]]:
-    """Merge [day, day + window − 1] over sorted active `days` into disjoint spans."""
-    spans: list[tuple[date, date]] = []
-    reach = timedelta(days=window - 1)
-    for day in days:
-        if spans and day <= spans[-1][1] + timedelta(days=1):
-            spans[-1] = (spans[-1][0], max(spans[-1][1], day + reach))
+def coverage_spans(days: Sequence[date], window: int = USAGE_WINDOW_DAYS) -> list[Span]:
+    """Merge [day, day + window − 1] over active `days` into disjoint spans."""
+    return merge_spans([_window(day, window) for day in days])
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Merge intervals that overlap or touch into disjoint spans, in order."""
+    merged: list[Span] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + timedelta(days=1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
         else:
-            spans.append((day, day + reach))
-    return spans
+            merged.append((first, last))
+    return merged
+
+
+def _window(day: date, window: int = USAGE_WINDOW_DAYS) -> Span:
+    """The days whose 30-day window counts a user active on `day`."""
+    return day, day + timedelta(days=window - 1)
 
 
 def _same_movement(stored: MrrMovement, fresh: dict[str, Any]) -> bool:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from storage.apply import coverage_spans
 from storage.db import session_scope
-from storage.tables import UsageCoverage
+from storage.tables import EventLog, UsageCoverage, UsageDay
 from tests.builders import event, ingest
 
 START = date(2026, 1, 1)
@@ -65,3 +65,64 @@ def test_ingested_usage_matches_a_brute_force_count(session_factory):
                 .where(UsageCoverage.covered_from <= end, UsageCoverage.covered_to >= end)
             )
         assert counted == expected, end_offset
+
+
+def _stored(session_factory):
+    with session_scope(session_factory) as session:
+        spans = {
+            (a, u, f, t)
+            for a, u, f, t in session.execute(
+                select(
+                    UsageCoverage.account_id,
+                    UsageCoverage.user_id,
+                    UsageCoverage.covered_from,
+                    UsageCoverage.covered_to,
+                )
+            )
+        }
+        active: dict[tuple[str, str], list[date]] = {}
+        for account_id, day, users in session.execute(
+            select(UsageDay.account_id, UsageDay.day, UsageDay.user_ids)
+        ):
+            for user in users:
+                active.setdefault((account_id, user), []).append(day)
+    derived = {
+        (a, u, f, t) for (a, u), days in active.items() for f, t in coverage_spans(sorted(days))
+    }
+    return spans, derived
+
+
+_reports = st.lists(
+    st.tuples(
+        st.sampled_from(["acc-1", "acc-2"]),
+        st.sampled_from([0, 1, 30, 31]),  # few days: the same day reported again, window edges
+        st.lists(st.sampled_from(["u1", "u2", "u3"]), max_size=3, unique=True),
+        st.booleans(),  # merge
+        st.integers(0, 200),  # when it was sent (hours after the day)
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(_reports, st.integers(1, 6))
+def test_spans_kept_up_to_date_equal_spans_derived_from_scratch(session_factory, reports, batches):
+    """Days gaining users extend spans in place; days losing users re-derive: same result."""
+    with session_scope(session_factory) as session:
+        session.execute(delete(UsageCoverage))
+        session.execute(delete(UsageDay))
+        session.execute(delete(EventLog))
+    events = []
+    for n, (account_id, offset, users, merge, hours) in enumerate(reports):
+        day = START + timedelta(days=offset)
+        sent = (datetime.combine(day, time(23)) + timedelta(hours=hours)).isoformat()
+        data = {"account_id": account_id, "day": day.isoformat(), "user_ids": users, "merge": merge}
+        events.append(event("usage.recorded", sent, data, event_id=f"usage-{n}"))
+    size = max(1, len(events) // batches)
+    for start in range(0, len(events), size):
+        ingest(session_factory, events[start : start + size])
+    spans, derived = _stored(session_factory)
+    assert spans == derived
