@@ -216,7 +216,7 @@ def parse_user_list(text: str) -> frozenset[str]:
     """Parse 'U012AB3CD, ana@example.com': Slack user ids (upper case) and emails (lower case)."""
     users: set[str] = set()
     for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
-        if "@" in item:
+        if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", item):
             users.add(item.lower())
         elif re.fullmatch(r"[UW][A-Z0-9]{2,}", item.upper()):
             users.add(item.upper())

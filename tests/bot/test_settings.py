@@ -1,0 +1,65 @@
+"""Settings: `.env.example` lists every one, and bad values are refused with a clear reason."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings, parse_user_list
+
+EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
+
+
+def test_env_example_lists_every_setting_with_a_comment():
+    text = EXAMPLE.read_text(encoding="utf-8")
+    listed = re.findall(r"^([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE)
+    names = {
+        str(field.validation_alias.choices[0])  # type: ignore[union-attr]
+        for field in Settings.model_fields.values()
+    }
+    assert names == set(listed)
+    for name in listed:  # each setting has a comment line right above it or above its group
+        before = text[: text.index(f"\n{name}=")].rstrip().splitlines()
+        assert before and (before[-1].startswith("#") or re.match(r"[A-Z_]+=", before[-1])), name
+
+
+def test_slack_mode_follows_the_credentials():
+    base = {"_env_file": None}
+    assert Settings(**base).slack_mode == "offline"  # type: ignore[arg-type]
+    assert Settings(**base, slack_bot_token="xoxb-1").slack_mode == "offline"  # type: ignore[arg-type]
+    http = Settings(**base, slack_bot_token="xoxb-1", slack_signing_secret="s")  # type: ignore[arg-type]
+    assert http.slack_mode == "http"
+    socket = Settings(**base, slack_bot_token="xoxb-1", slack_app_token="xapp-1")  # type: ignore[arg-type]
+    assert socket.slack_mode == "socket"
+    assert "xoxb-1" not in repr(http)  # secrets stay out of logs and tracebacks
+
+
+def test_user_lists_take_ids_and_emails():
+    assert parse_user_list(" u0abc12, Ana@Example.com ;W0XYZ9") == {
+        "U0ABC12",
+        "ana@example.com",
+        "W0XYZ9",
+    }
+    with pytest.raises(ValueError, match="neither a Slack user id"):
+        parse_user_list("@ana")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        ("slack_api_url", "slack.com/api", "http(s) URL"),
+        ("allowed_users", "#general", "neither a Slack user id"),
+        ("admins", "bob", "neither a Slack user id"),
+    ],
+)
+def test_bad_values_are_refused_with_a_reason(setting, value, reason):
+    with pytest.raises(ValidationError, match=re.escape(reason)):
+        Settings(_env_file=None, **{setting: value})  # type: ignore[arg-type]
+
+
+def test_the_api_url_gets_its_trailing_slash():
+    settings = Settings(_env_file=None, slack_api_url="http://127.0.0.1:9/api")  # type: ignore[call-arg]
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
