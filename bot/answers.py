@@ -8,16 +8,17 @@ into an ephemeral reply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Access, EmailOf
-from bot.blocks import escape, reply_message
+from bot.blocks import MAX_TEXT, clip, escape, reply_message
 from bot.home_blocks import account_message
 from bot.settings import Settings
+from metrics.accounts import AccountCard, SurveyAnswer
 from metrics.ask import Reply, answer
 from metrics.query import parse_command
 
@@ -55,6 +56,8 @@ def answer_slash(
         access.check_admin(user_id, email_of, action=action, locale=locale)
     with factory() as session:
         reply = answer(command, session=session, config=config, now=now, locale=locale)
+    if reply.card is not None and not _sees_people(reply.card, user_id, access, email_of):
+        reply = replace(reply, card=without_people(reply.card))
     share = command.query is not None and command.query.share
     return SlashAnswer(
         message_for(
@@ -62,6 +65,33 @@ def answer_slash(
         ),
         public=share,
     )
+
+
+def without_people(card: AccountCard) -> AccountCard:
+    """Return the card without comments, respondents and contacts (for people not its owner)."""
+
+    def anonymous(answer: SurveyAnswer | None) -> SurveyAnswer | None:
+        if answer is None:
+            return None
+        return replace(answer, comment=None, respondent_name=None, respondent_email=None)
+
+    return replace(
+        card,
+        nps=anonymous(card.nps),
+        previous_nps=anonymous(card.previous_nps),
+        csat=anonymous(card.csat),
+        contacts=(),
+        contacts_total=0,
+        people_hidden=True,
+    )
+
+
+def _sees_people(card: AccountCard, user_id: str, access: Access, email_of: EmailOf) -> bool:
+    """Survey comments and contacts are for the account's owner and the admins (SPEC)."""
+    if access.is_admin(user_id, email_of):
+        return True
+    email = email_of(user_id)
+    return bool(email and card.owner_email and email.lower() == card.owner_email.lower())
 
 
 def message_for(
@@ -73,7 +103,7 @@ def message_for(
     message = account_message(reply.card, locale=locale, timezone=timezone)
     if reply.lines:
         also = "Autres comptes trouvés" if locale.startswith("fr") else "Also matching"
-        names = ", ".join(escape(line) for line in reply.lines)
+        names = clip(", ".join(escape(line) for line in reply.lines), MAX_TEXT - len(also) - 2)
         message["blocks"].insert(
             -1, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{also}: {names}"}]}
         )

@@ -47,6 +47,7 @@ __all__ = [
     "error_message",
     "escape",
     "kpi_message",
+    "refusal_blocks",
     "reply_message",
     "unexpected_error_message",
 ]
@@ -177,6 +178,12 @@ def unexpected_error_message(reference: str, *, locale: str) -> Message:
     """Return the reply to an unexpected failure, with the reference id that is in the log."""
     text = _WORDS[language(locale)]["unexpected"].format(reference=_code(reference))
     return _message(text.replace("`", ""), [_section(f":warning: {text}")])
+
+
+def refusal_blocks(reason: str) -> list[Block]:
+    """Return the blocks telling a user why they may not do this (admin mentions kept)."""
+    text = re.sub(r"&lt;@([UW][A-Z0-9]+)&gt;", r"<@\1>", escape(reason))
+    return [_section(f":no_entry: {text}")]
 
 
 def escape(text: str) -> str:

@@ -16,6 +16,9 @@ from typing import Any
 
 __all__ = ["EMOJI", "mrkdwn_to_text", "render", "visible_width"]
 
+# C0 and C1 control characters but tab and newline: data must not drive the terminal.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
 BOLD = ("\x1b[1m", "\x1b[22m")
 ITALIC = ("\x1b[3m", "\x1b[23m")
 DIM = ("\x1b[2m", "\x1b[22m")
@@ -126,6 +129,7 @@ def render(
 
 def mrkdwn_to_text(text: str, *, color: bool = False) -> str:
     """Return Slack mrkdwn as readable text: links, mentions, emphasis, entities and emoji."""
+    text = without_controls(text)
     style = _Style(80, color)
     out: list[str] = []
     position = 0
@@ -144,7 +148,12 @@ def mrkdwn_to_text(text: str, *, color: bool = False) -> str:
 
 def plain_to_text(text: str) -> str:
     """Return a plain_text object's text with its emoji codes as symbols (no mrkdwn)."""
-    return _emoji(text)
+    return _emoji(without_controls(text))
+
+
+def without_controls(text: str) -> str:
+    """Return `text` without control characters (escape sequences from data) but newline and tab."""
+    return _CONTROLS.sub("", text)
 
 
 def visible_width(text: str) -> int:

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.access import EmailOf
+from bot.access import Access, EmailOf, NotAllowed
+from bot.blocks import refusal_blocks
 from bot.home_blocks import home_view
 from bot.settings import Settings
 from metrics.accounts import book, team_headlines
@@ -18,10 +19,15 @@ def build_home(
     *,
     factory: sessionmaker[Session],
     settings: Settings,
+    access: Access,
     email_of: EmailOf,
     now: datetime,
 ) -> dict[str, Any]:
-    """Return the Home view of a Slack user, found by the email of their Slack profile."""
+    """Return the Home view of a Slack user (found by their email), or why they may not see it."""
+    try:
+        access.check_ask(user_id, email_of, locale=settings.locale)
+    except NotAllowed as refused:
+        return {"type": "home", "blocks": refusal_blocks(refused.reason)}
     return home_for(email_of(user_id), factory=factory, settings=settings, now=now)
 
 

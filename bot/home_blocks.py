@@ -83,6 +83,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "no_answer": "no answer yet",
         "previous": "Previous",
         "contacts": "Contacts",
+        "people_hidden": ":lock: Survey comments, respondents and contacts are shown to the "
+        "account's owner and kpibot's admins.",
         "more": "… and {n} more",
         "account_id": "Account `{id}`",
         "as_of": "Data as of {instant}",
@@ -90,7 +92,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "figures": "Figures for {day} ({zone}), amounts in {currency}",
         "hello": "Hello {name}",
         "book": "Your book",
-        "book_totals": "{accounts} · {customers} paying · MRR *{mrr}*",
+        "book_totals": "{accounts} · {customers} paying{s} · MRR *{mrr}*",
         "accounts": "{n} account{s}",
         "list_title": "*Accounts*, red first, then by MRR",
         "renewals": "*Renewals due in the next {days} days*",
@@ -122,6 +124,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "no_answer": "aucune réponse pour l'instant",
         "previous": "Précédent",
         "contacts": "Contacts",
+        "people_hidden": ":lock: Les commentaires, les répondants et les contacts sont réservés "
+        "au responsable du compte et aux administrateurs de kpibot.",
         "more": "… et {n} de plus",
         "account_id": "Compte `{id}`",
         "as_of": "Données à jour au {instant}",
@@ -129,7 +133,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "figures": "Chiffres du {day} ({zone}), montants en {currency}",
         "hello": "Bonjour {name}",
         "book": "Votre portefeuille",
-        "book_totals": "{accounts} · {customers} payants · MRR *{mrr}*",
+        "book_totals": "{accounts} · {customers} payant{s} · MRR *{mrr}*",
         "accounts": "{n} compte{s}",
         "list_title": "*Comptes*, rouges d'abord, puis par MRR",
         "renewals": "*Renouvellements dans les {days} prochains jours*",
@@ -137,8 +141,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "detractors": "*Détracteurs récents* ({days} derniers jours)",
         "no_detractors": "Aucun détracteur ces {days} derniers jours.",
         "team": "Les chiffres de l'équipe",
-        "nothing": "Rien à montrer pour l'instant : aucune donnée reçue.",
-        "hint": "Posez vos questions avec `/kpi aide` · un compte : `/kpi compte <nom>`",
+        "nothing": "Rien à montrer pour l'instant\u00a0: aucune donnée reçue.",
+        "hint": "Posez vos questions avec `/kpi aide` · un compte\u00a0: `/kpi compte <nom>`",
     },
 }
 
@@ -168,6 +172,8 @@ def account_message(card: AccountCard, *, locale: str, timezone: str) -> dict[st
     ]
     if card.contacts:
         blocks.append(_section(_contacts_text(card, locale)))
+    if card.people_hidden:
+        blocks.append(_context([_WORDS[language(locale)]["people_hidden"]]))
     as_of = _as_of(card.data_as_of, locale, timezone)
     figures = words["figures"].format(
         day=format_day(card.as_of, locale), zone=escape(timezone), currency=money
@@ -212,6 +218,7 @@ def _book_blocks(book: Book, locale: str) -> list[Block]:
     accounts = words["accounts"].format(n=format_count(count, locale), s="" if count == 1 else "s")
     totals = words["book_totals"].format(
         accounts=accounts,
+        s="" if book.customers <= 1 or not locale.startswith("fr") else "s",
         customers=format_count(book.customers, locale),
         mrr=format_money(book.mrr, money, locale),
     )

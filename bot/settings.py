@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from metrics.context import HealthWeights, MetricConfig
@@ -141,14 +141,29 @@ class Settings(BaseSettings):
         parse_user_list(value)
         return value
 
+    @model_validator(mode="after")
+    def _whole_slack_configuration(self) -> Settings:
+        # A token alone would neither receive commands nor be offline: say what is missing.
+        if self.slack_bot_token is not None and not (
+            self.slack_signing_secret or self.slack_app_token
+        ):
+            raise ValueError(
+                "SLACK_BOT_TOKEN is set but Slack cannot reach kpibot: set SLACK_SIGNING_SECRET "
+                "(requests to POST /slack/events) or SLACK_APP_TOKEN (Socket Mode)"
+            )
+        if self.slack_bot_token is None and (self.slack_signing_secret or self.slack_app_token):
+            raise ValueError(
+                "SLACK_SIGNING_SECRET or SLACK_APP_TOKEN is set without SLACK_BOT_TOKEN: set the "
+                "bot token too, or unset them to run offline"
+            )
+        return self
+
     @property
     def slack_mode(self) -> Literal["socket", "http", "offline"]:
         """How kpibot talks to Slack: Socket Mode, HTTP (`/slack/events`), or not at all."""
         if self.slack_bot_token is None:
             return "offline"
-        if self.slack_app_token is not None:
-            return "socket"
-        return "http" if self.slack_signing_secret is not None else "offline"
+        return "socket" if self.slack_app_token is not None else "http"
 
     def source_secret(self, source: str) -> str | None:
         """The secret of a webhook source (None when unset: its route answers 404)."""

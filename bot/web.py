@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +35,7 @@ from starlette.routing import Route
 
 from bot.dispatcher import OutboxDispatcher, make_notifier
 from bot.settings import Settings
+from bot.slack_app import RECEIVED_AT, create_app
 from storage.db import make_session_factory, read_only, session_scope
 from storage.ingest import IngestReport, ingest_events
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected
@@ -95,9 +97,10 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     factory = make_session_factory(engine)
     metrics = WebMetrics.create()
     slack = None
+    signing = settings.slack_signing_secret
+    # Checked before Bolt parses anything: an unsigned body never reaches a parser or the log.
+    verifier = SignatureVerifier(signing.get_secret_value()) if signing else None
     if settings.slack_mode != "offline":
-        from bot.slack_app import create_app
-
         slack = create_app(settings, make_session_factory(read_only(engine)), **slack_options)
 
     async def webhook(request: Request) -> Response:
@@ -121,7 +124,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def slack_events(request: Request) -> Response:
-        if slack is None or settings.slack_mode != "http":
+        if slack is None or verifier is None or settings.slack_mode != "http":
             why = (
                 "this server talks to Slack over Socket Mode"
                 if settings.slack_mode == "socket"
@@ -131,7 +134,14 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         body = await _read_body(request)
         if body is None:
             return _refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
-        bolt_request = to_bolt_request(request, body)
+        try:
+            if not verifier.is_valid_request(body, dict(request.headers)):
+                return _refused(401, "the request is not signed by Slack (or is too old)")
+            bolt_request = to_bolt_request(
+                request, body, addition_context_properties={RECEIVED_AT: time.monotonic()}
+            )
+        except ValueError:  # UnicodeDecodeError, JSONDecodeError: not a payload Slack sends
+            return _refused(400, "the body is not a Slack payload")
         bolt_response = await run_in_threadpool(slack.dispatch, bolt_request)
         return to_starlette_response(bolt_response)
 

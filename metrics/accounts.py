@@ -119,6 +119,7 @@ class AccountCard:
     contacts_total: int
     as_of: date
     data_as_of: datetime | None
+    people_hidden: bool = False  # comments, respondents and contacts left out for this reader
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ def register(app: App, services: BotServices) -> None:
             user_id,
             factory=services.factory,
             settings=services.settings,
+            access=services.access,
             email_of=services.users.email_of,
             now=services.clock(),
         )

@@ -180,3 +180,17 @@ def test_a_real_builder_s_message_renders_without_markup():
     text = render(unexpected_error_message("ab12cd", locale="en"))
     assert text.startswith("⚠️ Something went wrong on our side (reference `ab12cd`).")
     assert "*" not in text
+
+
+def test_data_cannot_drive_the_terminal():
+    hostile = "We leave\x1b]0;pwned\x07\x1b[2J\x1b[31mFAKE\x9b1m\rover"
+    message = {
+        "text": hostile,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": hostile}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": hostile}},
+        ],
+    }
+    shown = render(message)
+    assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert "We leave" in shown and "FAKE" in shown

@@ -29,12 +29,24 @@ def test_env_example_lists_every_setting_with_a_comment():
 def test_slack_mode_follows_the_credentials():
     base = {"_env_file": None}
     assert Settings(**base).slack_mode == "offline"  # type: ignore[arg-type]
-    assert Settings(**base, slack_bot_token="xoxb-1").slack_mode == "offline"  # type: ignore[arg-type]
     http = Settings(**base, slack_bot_token="xoxb-1", slack_signing_secret="s")  # type: ignore[arg-type]
     assert http.slack_mode == "http"
     socket = Settings(**base, slack_bot_token="xoxb-1", slack_app_token="xapp-1")  # type: ignore[arg-type]
     assert socket.slack_mode == "socket"
     assert "xoxb-1" not in repr(http)  # secrets stay out of logs and tracebacks
+
+
+@pytest.mark.parametrize(
+    ("credentials", "missing"),
+    [
+        ({"slack_bot_token": "xoxb-1"}, "SLACK_SIGNING_SECRET"),
+        ({"slack_signing_secret": "s"}, "SLACK_BOT_TOKEN"),
+        ({"slack_app_token": "xapp-1"}, "SLACK_BOT_TOKEN"),
+    ],
+)
+def test_a_partial_slack_configuration_is_refused(credentials, missing):
+    with pytest.raises(ValidationError, match=missing):
+        Settings(_env_file=None, **credentials)  # type: ignore[arg-type]
 
 
 def test_user_lists_take_ids_and_emails():

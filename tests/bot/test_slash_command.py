@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -379,3 +380,81 @@ def test_the_messages_tab_publishes_nothing(book_bot, slack):
     send_event(book_bot.url, {"type": "app_home_opened", "user": USER_ID, "tab": "messages"})
     time.sleep(0.5)
     assert slack.calls_to("views.publish") == []
+
+
+def test_comments_and_contacts_are_for_the_owner_and_admins(book_bot, start_bot, slack):
+    ingest(
+        book_bot.factory,
+        [
+            make_account(
+                "globex",
+                name="Globex",
+                owner_email="bob@example.com",
+                contacts=[{"email": "ceo@globex.test", "name": "Jo", "phone": "+33 6 12 34 56 78"}],
+            )
+        ],
+    )
+    slack.add_user("bob@example.com", "U0BOB001", "bob")
+    strangers = shown(answer(send_command(book_bot.url, "account acme corp", user_id="U0BOB001")))
+    assert "$100.00" in strangers  # the figures are for everyone allowed to ask
+    assert "Support &lt;never&gt; answers" not in strangers
+    assert "owner" in strangers and ":lock:" in strangers
+    owner = shown(answer(send_command(book_bot.url, "account acme corp")))  # Ana owns Acme
+    assert "Support &lt;never&gt; answers" in owner
+    bobs = shown(answer(send_command(book_bot.url, "account globex", user_id="U0BOB001")))
+    assert "+33 6 12 34 56 78" in bobs
+    assert "+33 6 12 34 56 78" not in shown(answer(send_command(book_bot.url, "account globex")))
+
+
+def test_the_home_tab_respects_the_allowed_users(start_bot, slack):
+    server = start_bot(allowed_users="U0BOSS01")
+    ingest(server.factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    send_event(server.url, {"type": "app_home_opened", "user": USER_ID, "tab": "home"})
+    [call] = slack.wait_for("views.publish")
+    seen = shown(call.args["view"])
+    assert "KPIBOT_ALLOWED_USERS" in seen
+    assert "$" not in seen
+
+
+def test_an_error_after_a_deferred_ack_still_reaches_the_user(start_bot, slack):
+    server = start_bot({"answer_budget": 0})
+    for n in range(5):
+        response = send_command(server.url, "chrun", response_url=slack.response_url(str(n)))
+        assert response.status_code == 200
+        assert "Working on it" in response.json()["text"]
+    posted = slack.wait_for("response_url", count=5)
+    assert all("`churn`" in shown(call.args) for call in posted)
+
+
+def test_slow_answers_never_block_other_commands(start_bot, slack):
+    server = start_bot({"answer_budget": 0})
+    ingest(server.factory, paying_accounts(3, amount="100.00", since="2026-01-05"))
+    urls = [slack.response_url(str(n)) for n in range(40)]
+    with ThreadPoolExecutor(8) as senders:
+        replies = list(
+            senders.map(lambda url: send_command(server.url, "mrr 2026-10", response_url=url), urls)
+        )
+    assert [r.status_code for r in replies] == [200] * 40
+    posted = slack.wait_for("response_url", count=40, timeout=30)
+    assert sorted(call.args["path"] for call in posted) == sorted(
+        url.removeprefix(slack.base_url) for url in urls
+    )
+    assert all("*$300.00*" in shown(call.args) for call in posted)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"{", "application/json"),
+        (b"payload=%7B", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_unsigned_garbage_is_refused_without_parsing(bot, body, content_type):
+    response = httpx.post(
+        bot.url + "/slack/events", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == 401
+    signed = {**slack_headers(body), "content-type": content_type}
+    response = httpx.post(bot.url + "/slack/events", content=body, headers=signed)
+    assert response.status_code in (400, 401, 404)  # signed yet unreadable: never a 500
