@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
@@ -30,6 +31,7 @@ from bot.slack_users import UserDirectory
 from metrics.query import QueryError
 
 log = logging.getLogger("kpibot.slack")
+_SERVICES: WeakKeyDictionary[App, BotServices] = WeakKeyDictionary()
 
 # Slack waits 3 s for the acknowledgement; an answer not ready this many seconds after the request
 # arrived is sent later through the command's response_url, after an interim "working on it".
@@ -103,7 +105,15 @@ def create_app(
     )
     register_all(app, services)
     app.error(_error_handler(services))
+    _SERVICES[app] = services
     return app
+
+
+def shutdown(app: App) -> None:
+    """Stop the app's answer threads: queued answers are dropped, running ones finish."""
+    services = _SERVICES.pop(app, None)
+    if services is not None:
+        services.answers.shutdown(wait=False, cancel_futures=True)
 
 
 def _authorize(token: str | None) -> Callable[..., AuthorizeResult]:

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from bot.dispatcher import OutboxDispatcher, make_notifier
 from bot.settings import Settings
-from bot.slack_app import RECEIVED_AT, create_app
+from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import make_session_factory, read_only, session_scope
 from storage.ingest import IngestReport, ingest_events
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected
@@ -154,6 +154,8 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
             yield
         finally:
             dispatcher.stop()
+            if slack is not None:
+                shutdown(slack)
 
     app = Starlette(
         lifespan=lifespan,
