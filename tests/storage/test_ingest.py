@@ -196,3 +196,22 @@ def test_score_outside_its_scale_is_rejected_with_the_reason(session_factory):
     assert report.rejected == 1
     assert report.rejections[0].reason == "data: score 11 is outside the scale 0..10"
     assert _count(session_factory, SurveyResponse) == 0
+
+
+def test_a_large_batch_logs_each_event_once_with_its_fate(session_factory):
+    """Batches of COPY_THRESHOLD events or more take PostgreSQL's COPY path: same outcome."""
+    events = [make_invoice("2026-03-01", invoice_id=f"inv-{n:03d}") for n in range(120)]
+    events[7] = make_invoice("2026-03-01", invoice_id="inv-bad", currency="XYZ")
+    first = ingest(session_factory, events[:60])
+    assert (first.applied, first.duplicate, first.rejected) == (59, 0, 1)
+    second = ingest(session_factory, list(reversed(events)))
+    assert (second.applied, second.duplicate, second.rejected) == (60, 59, 1)
+    with session_scope(session_factory) as session:
+        logged = dict(
+            session.execute(
+                select(EventLog.status, func.count()).group_by(EventLog.status)  # type: ignore[arg-type]
+            ).all()
+        )
+        invoices = session.scalar(select(func.count()).select_from(Invoice))
+    assert logged == {"applied": 119, "rejected": 1}
+    assert invoices == 119
