@@ -26,6 +26,7 @@ from bot.blocks import (
     clip,
     escape,
 )
+from bot.home_words import HOME_WORDS
 from metrics.answer import main_input
 from metrics.format import (
     format_change,
@@ -61,95 +62,11 @@ _BAND_EMOJI = {
     "red": ":red_circle:",
     None: ":white_circle:",
 }
-_WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "colon": ":",
-        "mrr": "MRR",
-        "plan": "Plan",
-        "segment": "Segment",
-        "owner": "Owner",
-        "since": "Customer since",
-        "renewal": "Next renewal",
-        "health": "Health",
-        "green": "green",
-        "yellow": "yellow",
-        "red": "red",
-        "none": "no score",
-        "no_health": "no health signal yet",
-        "usage": "usage",
-        "nps": "NPS",
-        "mrr_trend": "MRR trend",
-        "csat": "CSAT",
-        "no_answer": "no answer yet",
-        "previous": "Previous",
-        "contacts": "Contacts",
-        "people_hidden": ":lock: Survey comments, respondents and contacts are shown to the "
-        "account's owner and kpibot's admins.",
-        "more": "… and {n} more",
-        "account_id": "Account `{id}`",
-        "as_of": "Data as of {instant}",
-        "no_data": "No data yet",
-        "figures": "Figures for {day} ({zone}), amounts in {currency}",
-        "hello": "Hello {name}",
-        "book": "Your book",
-        "book_totals": "{accounts} · {customers} paying{s} · MRR *{mrr}*",
-        "accounts": "{n} account{s}",
-        "list_title": "*Accounts*, red first, then by MRR",
-        "renewals": "*Renewals due in the next {days} days*",
-        "no_renewals": "No renewal due in the next {days} days.",
-        "detractors": "*Recent detractors* (last {days} days)",
-        "no_detractors": "No detractor in the last {days} days.",
-        "team": "Team headlines",
-        "nothing": "Nothing to show yet: no data has been received.",
-        "hint": "Ask anything with `/kpi help` · one account: `/kpi account <name>`",
-    },
-    "fr": {
-        "colon": "\u00a0:",
-        "mrr": "MRR",
-        "plan": "Offre",
-        "segment": "Segment",
-        "owner": "CSM",
-        "since": "Client depuis",
-        "renewal": "Prochain renouvellement",
-        "health": "Santé",
-        "green": "vert",
-        "yellow": "jaune",
-        "red": "rouge",
-        "none": "sans score",
-        "no_health": "aucun signal de santé pour l'instant",
-        "usage": "usage",
-        "nps": "NPS",
-        "mrr_trend": "tendance du MRR",
-        "csat": "CSAT",
-        "no_answer": "aucune réponse pour l'instant",
-        "previous": "Précédent",
-        "contacts": "Contacts",
-        "people_hidden": ":lock: Les commentaires, les répondants et les contacts sont réservés "
-        "au responsable du compte et aux administrateurs de kpibot.",
-        "more": "… et {n} de plus",
-        "account_id": "Compte `{id}`",
-        "as_of": "Données à jour au {instant}",
-        "no_data": "Aucune donnée pour l'instant",
-        "figures": "Chiffres du {day} ({zone}), montants en {currency}",
-        "hello": "Bonjour {name}",
-        "book": "Votre portefeuille",
-        "book_totals": "{accounts} · {customers} payant{s} · MRR *{mrr}*",
-        "accounts": "{n} compte{s}",
-        "list_title": "*Comptes*, rouges d'abord, puis par MRR",
-        "renewals": "*Renouvellements dans les {days} prochains jours*",
-        "no_renewals": "Aucun renouvellement dans les {days} prochains jours.",
-        "detractors": "*Détracteurs récents* ({days} derniers jours)",
-        "no_detractors": "Aucun détracteur ces {days} derniers jours.",
-        "team": "Les chiffres de l'équipe",
-        "nothing": "Rien à montrer pour l'instant\u00a0: aucune donnée reçue.",
-        "hint": "Posez vos questions avec `/kpi aide` · un compte\u00a0: `/kpi compte <nom>`",
-    },
-}
 
 
 def account_message(card: AccountCard, *, locale: str, timezone: str) -> dict[str, Any]:
     """Return one account's card: figures, health and its signals, NPS, contacts, freshness."""
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     money = card.reporting_currency
     renewal = not_available(locale)
     if card.renewal is not None:
@@ -173,7 +90,7 @@ def account_message(card: AccountCard, *, locale: str, timezone: str) -> dict[st
     if card.contacts:
         blocks.append(_section(_contacts_text(card, locale)))
     if card.people_hidden:
-        blocks.append(_context([_WORDS[language(locale)]["people_hidden"]]))
+        blocks.append(_context([HOME_WORDS[language(locale)]["people_hidden"]]))
     as_of = _as_of(card.data_as_of, locale, timezone)
     figures = words["figures"].format(
         day=format_day(card.as_of, locale), zone=escape(timezone), currency=money
@@ -192,7 +109,7 @@ def home_view(
     user_name: str | None = None,
 ) -> dict[str, Any]:
     """Return the App Home view: the user's book if they own accounts, else team headlines."""
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     name = " ".join((user_name or "").split())
     title = words["hello"].format(name=name) if name else "kpibot"
     blocks: list[Block] = [_header(title)]
@@ -212,7 +129,7 @@ def home_view(
 
 def _book_blocks(book: Book, locale: str) -> list[Block]:
     """The totals, band counts, account lines, renewals due and recent detractors of a book."""
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     money = book.currency
     count = book.total_accounts
     accounts = words["accounts"].format(n=format_count(count, locale), s="" if count == 1 else "s")
@@ -268,7 +185,9 @@ def _listing(title: str, lines: list[str], left_out: int, locale: str) -> list[B
     """A titled list as sections of at most MAX_TEXT characters, then how many are left out."""
     bullets = [f"• {line}" for line in lines] if title else lines
     if left_out > 0:
-        bullets.append(_WORDS[language(locale)]["more"].format(n=format_count(left_out, locale)))
+        bullets.append(
+            HOME_WORDS[language(locale)]["more"].format(n=format_count(left_out, locale))
+        )
     texts: list[str] = [title] if title else []
     for line in bullets:
         line = clip(line, MAX_TEXT)
@@ -308,7 +227,7 @@ def _headline_text(result: KpiResult, locale: str) -> str:
 
 
 def _health_text(health: AccountHealth, locale: str) -> str:
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     title = f"*{words['health']}*{words['colon']}"
     if health.score is None:
         return f"{title} {_BAND_EMOJI[None]} {not_available(locale)} — {words['no_health']}"
@@ -324,7 +243,7 @@ def _health_text(health: AccountHealth, locale: str) -> str:
 
 def _surveys_text(card: AccountCard, locale: str) -> str:
     """The latest NPS (with its comment and respondent) and the previous one, the latest CSAT."""
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     colon = words["colon"]
     nps = _latest(card.nps, locale)
     if card.nps is not None:
@@ -347,7 +266,7 @@ def _nps_band(answer: SurveyAnswer) -> str:
 
 def _latest(answer: SurveyAnswer | None, locale: str) -> str:
     if answer is None:
-        return _WORDS[language(locale)]["no_answer"]
+        return HOME_WORDS[language(locale)]["no_answer"]
     who = " ".join((answer.respondent_name or "").split())
     respondent = _name(who) if who else ""
     if answer.respondent_email:
@@ -367,7 +286,7 @@ def _answer(answer: SurveyAnswer, locale: str, *, bold: bool = False) -> str:
 
 
 def _contacts_text(card: AccountCard, locale: str) -> str:
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     lines = [f"*{words['contacts']}*"]
     shown = 0
     for contact in card.contacts:
@@ -384,7 +303,7 @@ def _contacts_text(card: AccountCard, locale: str) -> str:
 
 def _card_text(card: AccountCard, locale: str) -> str:
     """The notification text: the account, MRR, health, latest NPS and renewal in one line each."""
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     colon = words["colon"]
     lines = [
         " ".join(card.name.split())[:MAX_NAME],
@@ -404,12 +323,12 @@ def _score(health: AccountHealth, locale: str) -> str:
     """The score and its band, "61.5 (yellow)", or "n/a" without a score."""
     if health.score is None:
         return not_available(locale)
-    band = _WORDS[language(locale)][health.band or "none"]
+    band = HOME_WORDS[language(locale)][health.band or "none"]
     return f"{format_score(health.score, locale)} ({band})"
 
 
 def _as_of(moment: datetime | None, locale: str, timezone: str) -> str:
-    words = _WORDS[language(locale)]
+    words = HOME_WORDS[language(locale)]
     if moment is None:
         return words["no_data"]
     return escape(words["as_of"].format(instant=format_instant(moment, timezone, locale)))
