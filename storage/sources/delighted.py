@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
+from storage.sources.fields import body_id, native_event, text
 
 SIGNATURE_HEADER = "x-delighted-webhook-signature"
 RESPONSE_EVENTS = frozenset({"survey_response.created", "survey_response.updated"})
 SCALES = {"nps": (0, 10), "csat": (1, 5)}
-MAX_TYPE = 64
 
 
 class DelightedSource:
@@ -65,11 +65,11 @@ class DelightedSource:
         except UnicodeDecodeError:
             raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
         event_type = payload.get("event_type")
-        given_id = _text(payload.get("event_id"))
+        given_id = text(payload.get("event_id"))
         if not isinstance(event_type, str) or not event_type.strip():
             return [SourceEvent(given_id, raw, None, "event_type: missing")]
         if event_type not in RESPONSE_EVENTS:
-            event_id = given_id or _body_id(delivery.body)
+            event_id = given_id or body_id(delivery.body)
             return [SourceEvent(event_id, raw, _ignored(event_id, event_type, delivery))]
         mapped = _response(payload, event_type, given_id)
         if isinstance(mapped, str):
@@ -84,7 +84,7 @@ def _response(
     data = payload.get("event_data")
     if not isinstance(data, dict):
         return "event_data: must be an object (the survey response)"
-    response_id = _text(data.get("id"))
+    response_id = text(data.get("id"))
     if response_id is None:
         return "event_data.id: missing (the response id)"
     moment = None
@@ -102,9 +102,8 @@ def _response(
     if not isinstance(survey_type, str) or not survey_type.strip():
         return "event_data.survey_type: missing (nps, csat, …)"
     kind = survey_type.strip().lower()
-    occurred_at = _iso(moment)
     if kind not in SCALES:
-        return _native(event_id, f"delighted.{event_type}.{kind}", occurred_at, {})
+        return native_event(event_id, f"delighted.{event_type}.{kind}", moment, {})
     score = data.get("score")
     if isinstance(score, bool) or not isinstance(score, int):
         return "event_data.score: must be a whole number"
@@ -122,12 +121,12 @@ def _response(
     }
     optional = {
         "account_id": _account_id(data, person),
-        "respondent_email": _text(person.get("email")),
-        "respondent_name": _text(person.get("name")),
-        "comment": _text(data.get("comment")),
+        "respondent_email": text(person.get("email")),
+        "respondent_name": text(person.get("name")),
+        "comment": text(data.get("comment")),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
-    return _native(event_id, "survey.responded", occurred_at, fields)
+    return native_event(event_id, "survey.responded", moment, fields)
 
 
 def _account_id(data: dict[str, Any], person: dict[str, Any]) -> str | None:
@@ -137,29 +136,14 @@ def _account_id(data: dict[str, Any], person: dict[str, Any]) -> str | None:
             continue
         for key, value in properties.items():
             if isinstance(key, str) and re.sub(r"[^a-z]", "", key.lower()) == "accountid":
-                found = _text(value)
+                found = text(value)
                 if found is not None:
                     return found
     return None
 
 
 def _ignored(event_id: str, event_type: str, delivery: Delivery) -> dict[str, Any]:
-    return _native(event_id, f"delighted.{event_type}", _iso(delivery.received_at), {})
-
-
-def _native(event_id: str, type_: str, occurred_at: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
-
-
-def _text(value: Any) -> str | None:
-    """Return a non-empty string or whole number as text, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
+    return native_event(event_id, f"delighted.{event_type}", delivery.received_at, {})
 
 
 def _unix(value: Any) -> datetime | None:
@@ -169,11 +153,3 @@ def _unix(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _body_id(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()[:40]

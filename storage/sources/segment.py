@@ -32,15 +32,15 @@ import hashlib
 import hmac
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
+from storage.sources.fields import instant, native_event, text
 
 SIGNATURE_HEADER = "x-signature"
-MAX_TYPE = 64
 MAX_ATTRIBUTES = 100
 ACTIVITY = frozenset({"track", "page", "screen"})
 ACCOUNT_TRAITS = ("name", "plan", "segment", "owner_email", "currency", "website")
@@ -73,7 +73,7 @@ class SegmentSource:
             raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
         mapped = _message(payload, delivery.options)
         if isinstance(mapped, str):
-            return [SourceEvent(_text(payload.get("messageId")), raw, None, mapped)]
+            return [SourceEvent(text(payload.get("messageId")), raw, None, mapped)]
         return [SourceEvent(mapped["id"], raw, mapped)]
 
 
@@ -83,26 +83,26 @@ def _message(payload: dict[str, Any], options: Mapping[str, str]) -> dict[str, A
     if not isinstance(call, str) or not call.strip():
         return "type: missing (track, page, screen, identify, group, …)"
     call = call.strip().lower()
-    message_id = _text(payload.get("messageId"))
+    message_id = text(payload.get("messageId"))
     if message_id is None:
         return "messageId: missing"
-    at = _instant(payload.get("timestamp")) or _instant(payload.get("receivedAt"))
+    at = instant(payload.get("timestamp")) or instant(payload.get("receivedAt"))
     if at is None:
         return "timestamp: missing or not an ISO 8601 time"
     if call in ACTIVITY:
         return _usage(payload, call, message_id, at, options)
     if call == "group":
         return _group(payload, message_id, at)
-    return _native(message_id, f"segment.{call}", at, {})
+    return native_event(message_id, f"segment.{call}", at, {})
 
 
 def _usage(
     payload: dict[str, Any], call: str, message_id: str, at: datetime, options: Mapping[str, str]
 ) -> dict[str, Any] | str:
-    user_id = _text(payload.get("userId"))
+    user_id = text(payload.get("userId"))
     account_id = _account_id(payload)
     if user_id is None or account_id is None:
-        return _native(message_id, f"segment.{call}", at, {})  # anonymous, or no account
+        return native_event(message_id, f"segment.{call}", at, {})  # anonymous, or no account
     try:
         zone = ZoneInfo(options.get("timezone", "UTC"))
     except (ZoneInfoNotFoundError, ValueError):
@@ -113,7 +113,7 @@ def _usage(
         "user_ids": [user_id],
         "merge": True,
     }
-    return _native(message_id, "usage.recorded", at, data)
+    return native_event(message_id, "usage.recorded", at, data)
 
 
 def _account_id(payload: dict[str, Any]) -> str | None:
@@ -126,17 +126,17 @@ def _account_id(payload: dict[str, Any]) -> str | None:
         traits.get("account_id"),
         _object(traits.get("company")).get("id"),
     )
-    return next((found for found in map(_text, candidates) if found is not None), None)
+    return next((found for found in map(text, candidates) if found is not None), None)
 
 
 def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, Any] | str:
-    account_id = _text(payload.get("groupId"))
+    account_id = text(payload.get("groupId"))
     if account_id is None:
         return "groupId: missing"
     traits = _object(payload.get("traits"))
     data: dict[str, Any] = {"account_id": account_id}
     for name in ("name", "plan", "segment", "currency"):
-        if _text(traits.get(name)) is not None and isinstance(traits[name], str):
+        if text(traits.get(name)) is not None and isinstance(traits[name], str):
             data[name] = traits[name].strip()
     owner = traits.get("owner_email", traits.get("ownerEmail"))
     if isinstance(owner, str) and owner.strip():
@@ -152,25 +152,20 @@ def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, 
         and (value is None or isinstance(value, str | int | bool) or _finite(value))
     }
     data["attributes"] = dict(sorted(attributes.items())[:MAX_ATTRIBUTES])
-    return _native(message_id, "account.upserted", at, data)
+    return native_event(message_id, "account.upserted", at, data)
 
 
 def _domain(website: Any) -> str | None:
     """Return the host of a website trait ("https://www.acme.com/" → "acme.com")."""
     if not isinstance(website, str) or not website.strip():
         return None
-    text = website.strip()
+    site = website.strip()
     try:
-        host = urlsplit(text if "//" in text else "//" + text).hostname or ""
+        host = urlsplit(site if "//" in site else "//" + site).hostname or ""
     except ValueError:
         return None
     host = host.removeprefix("www.")
     return host if "." in host and len(host) <= 255 else None
-
-
-def _native(message_id: str, type_: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
-    occurred_at = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return {"id": message_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
 
 
 def _finite(value: Any) -> bool:
@@ -179,25 +174,3 @@ def _finite(value: Any) -> bool:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    """Return a non-empty string or whole number as text, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _instant(value: Any) -> datetime | None:
-    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -30,13 +30,12 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
+from storage.sources.fields import body_id, instant, native_event, text
 
 SIGNATURE_HEADER = "typeform-signature"
-MAX_TYPE = 64
 COMMENT_REF = "comment"
 NAME_REF = "name"
 
@@ -66,14 +65,14 @@ class TypeformSource:
         except UnicodeDecodeError:
             raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
         response = payload.get("form_response")
-        token = _text(response.get("token")) if isinstance(response, dict) else None
-        event_id = _text(payload.get("event_id")) or token
+        token = text(response.get("token")) if isinstance(response, dict) else None
+        event_id = text(payload.get("event_id")) or token
         event_type = payload.get("event_type", "form_response")
         if not isinstance(event_type, str) or not event_type.strip():
             return [SourceEvent(event_id, raw, None, "event_type: must be a string")]
         if event_type != "form_response":
-            ignored_id = event_id or "sha256:" + hashlib.sha256(delivery.body).hexdigest()[:40]
-            native = _native(ignored_id, f"typeform.{event_type}", _iso(delivery.received_at), {})
+            ignored_id = event_id or body_id(delivery.body)
+            native = native_event(ignored_id, f"typeform.{event_type}", delivery.received_at, {})
             return [SourceEvent(ignored_id, raw, native)]
         if not isinstance(response, dict):
             return [SourceEvent(event_id, raw, None, "form_response: must be an object")]
@@ -95,7 +94,7 @@ def _response(
     kind = options.get("kind", "nps")
     if kind not in ("nps", "csat"):
         return f"KPIBOT_TYPEFORM_KIND must be nps or csat, not {kind!r}"
-    submitted_at = _instant(response.get("submitted_at"))
+    submitted_at = instant(response.get("submitted_at"))
     if submitted_at is None:
         return "form_response.submitted_at: missing or not an ISO 8601 time"
     answers = response.get("answers", [])
@@ -129,13 +128,13 @@ def _response(
         "source": "typeform",
     }
     optional = {
-        "account_id": _text(hidden.get(account_ref)),
-        "respondent_email": _answer_text(by_ref.get(email_ref)) or _text(hidden.get(email_ref)),
-        "respondent_name": _answer_text(by_ref.get(NAME_REF)) or _text(hidden.get(NAME_REF)),
+        "account_id": text(hidden.get(account_ref)),
+        "respondent_email": _answer_text(by_ref.get(email_ref)) or text(hidden.get(email_ref)),
+        "respondent_name": _answer_text(by_ref.get(NAME_REF)) or text(hidden.get(NAME_REF)),
         "comment": _answer_text(by_ref.get(COMMENT_REF)),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
-    return _native(event_id, "survey.responded", _iso(submitted_at), fields)
+    return native_event(event_id, "survey.responded", submitted_at, fields)
 
 
 def _number(answer: dict[str, Any]) -> int | None:
@@ -178,38 +177,8 @@ def _answer_text(answer: dict[str, Any] | None) -> str | None:
     if answer is None:
         return None
     for key in ("email", "text"):
-        found = _text(answer.get(key))
+        found = text(answer.get(key))
         if found is not None:
             return found
     choice = answer.get("choice")
-    return _text(choice.get("label")) if isinstance(choice, dict) else None
-
-
-def _native(event_id: str, type_: str, occurred_at: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
-
-
-def _text(value: Any) -> str | None:
-    """Return a non-empty string or whole number as text, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _instant(value: Any) -> datetime | None:
-    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return text(choice.get("label")) if isinstance(choice, dict) else None

@@ -29,7 +29,6 @@ import base64
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from storage.sources.base import (
@@ -39,11 +38,11 @@ from storage.sources.base import (
     check_timestamp,
     constant_time_equal,
 )
+from storage.sources.fields import body_id, instant, native_event, text
 
 SIGNATURE_HEADER = "x-zendesk-webhook-signature"
 TIMESTAMP_HEADER = "x-zendesk-webhook-signature-timestamp"
 EVENT_PREFIX = "zen:event-type:"
-MAX_TYPE = 64
 GOOD, BAD = 5, 1  # legacy CSAT is good/bad: the two ends of a 1-5 scale
 SCORES = {
     "good": GOOD,
@@ -73,7 +72,7 @@ class ZendeskSource:
         digest = hmac.new(secret.encode(), stamp.encode() + delivery.body, hashlib.sha256)
         if not constant_time_equal(base64.b64encode(digest.digest()).decode(), given):
             raise WebhookRejected(401, "bad X-Zendesk-Webhook-Signature (check the signing secret)")
-        signed_at = _instant(stamp)
+        signed_at = instant(stamp)
         if signed_at is None:
             raise WebhookRejected(401, "X-Zendesk-Webhook-Signature-Timestamp is not a time")
         check_timestamp(int(signed_at.timestamp()), delivery.received_at)
@@ -88,10 +87,10 @@ class ZendeskSource:
             raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
         kind = payload.get("type")
         if isinstance(kind, str) and kind.startswith(EVENT_PREFIX):
-            event_id = _text(payload.get("id")) or _body_id(delivery.body)
-            when = _instant(payload.get("time")) or delivery.received_at
+            event_id = text(payload.get("id")) or body_id(delivery.body)
+            when = instant(payload.get("time")) or delivery.received_at
             name = "zendesk." + kind.removeprefix(EVENT_PREFIX)
-            return [SourceEvent(event_id, raw, _native(event_id, name, when, {}))]
+            return [SourceEvent(event_id, raw, native_event(event_id, name, when, {}))]
         mapped = _rating(payload)
         if isinstance(mapped, str):
             return [SourceEvent(None, raw, None, mapped)]
@@ -100,10 +99,10 @@ class ZendeskSource:
 
 def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
     """Return the native event of the body's rating, or the reason it cannot be mapped."""
-    ticket_id = _text(payload.get("ticket_id"))
+    ticket_id = text(payload.get("ticket_id"))
     if ticket_id is None:
         return "ticket_id: missing (use {{ticket.id}} in the trigger's JSON body)"
-    updated_at = _instant(payload.get("updated_at"))
+    updated_at = instant(payload.get("updated_at"))
     if updated_at is None:
         return "updated_at: missing or not ISO 8601 (use {{ticket.updated_at_with_timestamp}})"
     rating = payload.get("satisfaction_rating")
@@ -116,7 +115,7 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
     stamp = int(updated_at.timestamp())
     event_id = f"ticket-{ticket_id}:{score_text.replace(' ', '_')[:40]}:{stamp}"
     if score_text in NOT_RATED:
-        return _native(event_id, f"zendesk.satisfaction.{score_text}", updated_at, {})
+        return native_event(event_id, f"zendesk.satisfaction.{score_text}", updated_at, {})
     score = SCORES.get(score_text)
     if score is None:
         # `{{satisfaction.current_rating}}` renders "Good, I'm satisfied" in English.
@@ -133,41 +132,10 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
         "source": "zendesk",
     }
     optional = {
-        "account_id": _text(payload.get("organization_external_id")),
-        "respondent_email": _text(payload.get("requester_email")),
-        "respondent_name": _text(payload.get("requester_name")),
-        "comment": _text(rating.get("comment")),
+        "account_id": text(payload.get("organization_external_id")),
+        "respondent_email": text(payload.get("requester_email")),
+        "respondent_name": text(payload.get("requester_name")),
+        "comment": text(rating.get("comment")),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
-    return _native(event_id, "survey.responded", updated_at, fields)
-
-
-def _native(event_id: str, type_: str, when: datetime, data: dict[str, Any]) -> dict[str, Any]:
-    occurred_at = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
-
-
-def _text(value: Any) -> str | None:
-    """Return a non-empty string or whole number as text, else None (placeholders left empty)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _instant(value: Any) -> datetime | None:
-    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _body_id(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()[:40]
+    return native_event(event_id, "survey.responded", updated_at, fields)

@@ -1,0 +1,42 @@
+"""Small readers shared by the provider sources: lenient field parsing and the native envelope."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_TYPE = 64  # the event log's type column
+
+
+def native_event(event_id: str, type_: str, when: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """Return a native event envelope (type cut to the log's column, time as UTC ISO 8601)."""
+    occurred_at = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
+
+
+def text(value: Any) -> str | None:
+    """Return a non-empty string or whole number as text, else None (placeholders left empty)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def instant(value: Any) -> datetime | None:
+    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def body_id(body: bytes) -> str:
+    """Return an id for a delivery that carries none: a digest of its exact bytes."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()[:40]
