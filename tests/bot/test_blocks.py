@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,16 +20,15 @@ from bot.blocks import (
 from metrics.answer import answer_text
 from metrics.ask import Reply, explain, help_lines, metric_list
 from metrics.context import MetricConfig
-from metrics.periods import FiscalCalendar, Period
 from metrics.query import Command, QueryError, parse_command
 from metrics.registry import get_metric
 from metrics.result import KpiResult, Part, Value
 from tests.bot.block_kit import ENTITY, check_message
+from tests.metrics.results import Q3, make_churn
 
 D = Decimal
 NBSP = "\u00a0"
 NOW = datetime(2026, 11, 23, 13, 5, tzinfo=UTC)
-Q3 = Period(date(2026, 7, 1), date(2026, 9, 30), "Europe/Paris", "quarter", FiscalCalendar())
 HUGE = "x" * 10_000
 
 
@@ -39,24 +37,6 @@ def check_block_kit(message: dict[str, Any]) -> dict[str, Any]:
     assert set(message) == {"text", "blocks"}
     assert all(block["type"] != "divider" for block in message["blocks"])
     return check_message(message)
-
-
-def make_churn(**changes: Any) -> KpiResult:
-    """A logo-churn answer for Q3 2026 (5 of 500 churned: 1 %) against Q2 (1.5 %)."""
-    result = KpiResult(
-        metric="churn",
-        label="Logo churn",
-        period=Q3,
-        current=Value(D("1.0000000000"), {"churned": 5, "customers_start": 500}),
-        unit="percent",
-        definition="Customers lost in the period ÷ customers at its start × 100.",
-        currency="USD",
-        previous_period=Q3.previous(),
-        previous=Value(D("1.5"), {"churned": 3, "customers_start": 200}),
-        data_as_of=NOW,
-        higher_is_better=False,
-    )
-    return replace(result, **changes)
 
 
 def build(result: KpiResult, locale: str = "en", **options: Any) -> dict[str, Any]:
