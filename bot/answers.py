@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.access import Access, EmailOf
-from bot.blocks import MAX_TEXT, clip, escape, reply_message
+from bot.blocks import MAX_TEXT, clip, context_block, escape, reply_message
 from bot.home_blocks import account_message
 from bot.settings import Settings
 from metrics.accounts import AccountCard, SurveyAnswer
@@ -104,9 +104,7 @@ def message_for(
     if reply.lines:
         also = "Autres comptes trouvés" if locale.startswith("fr") else "Also matching"
         names = clip(", ".join(escape(line) for line in reply.lines), MAX_TEXT - len(also) - 2)
-        message["blocks"].insert(
-            -1, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{also}: {names}"}]}
-        )
+        message["blocks"].insert(-1, context_block([f"{also}: {names}"]))
     return message
 
 

@@ -44,11 +44,15 @@ __all__ = [
     "MAX_PARTS_SHOWN",
     "MAX_TEXT",
     "clip",
+    "context_block",
     "error_message",
     "escape",
+    "header_block",
     "kpi_message",
+    "mrkdwn_text",
     "refusal_blocks",
     "reply_message",
+    "section_block",
     "unexpected_error_message",
 ]
 
@@ -132,13 +136,13 @@ def kpi_message(
     """Return a KPI answer: header, value and change, inputs, breakdown, definition and dates."""
     words = _WORDS[language(locale)]
     blocks = [
-        _header(f"{result.label} — {result.period.label(locale)}"),
-        _section(_summary(result, locale)),
+        header_block(f"{result.label} — {result.period.label(locale)}"),
+        section_block(_summary(result, locale)),
         *_breakdown(result, locale),
-        _context(_footer(result, locale, timezone)),
+        context_block(_footer(result, locale, timezone)),
     ]
     if shared_by:
-        blocks.append(_context([words["shared_by"].format(user=_mention(shared_by))]))
+        blocks.append(context_block([words["shared_by"].format(user=_mention(shared_by))]))
     return _message(answer_text(result, locale=locale, timezone=timezone), blocks)
 
 
@@ -155,7 +159,7 @@ def reply_message(
         shown = [f"*{escape(lines[0])}*", *map(_with_commands, lines[1:])]
     else:
         shown = [_with_commands(line) for line in lines]
-    blocks = [_section(chunk) for chunk in _chunks(shown, MAX_TEXT)]
+    blocks = [section_block(chunk) for chunk in _chunks(shown, MAX_TEXT)]
     return _message("\n".join(lines), blocks)
 
 
@@ -169,7 +173,7 @@ def error_message(error: QueryError, *, locale: str) -> Message:
     if tries:
         lines.append(f"{words['try']}{colon} {' · '.join(tries)}")
     lines.append(f"{words['example']}{colon} `{_code(error.example)}`")
-    blocks = [_section("\n".join(lines)), _context([words["help"]])]
+    blocks = [section_block("\n".join(lines)), context_block([words["help"]])]
     text = f"{error.message}\n{words['example']}{colon} {error.example}"
     return _message(text, blocks)
 
@@ -177,13 +181,13 @@ def error_message(error: QueryError, *, locale: str) -> Message:
 def unexpected_error_message(reference: str, *, locale: str) -> Message:
     """Return the reply to an unexpected failure, with the reference id that is in the log."""
     text = _WORDS[language(locale)]["unexpected"].format(reference=_code(reference))
-    return _message(text.replace("`", ""), [_section(f":warning: {text}")])
+    return _message(text.replace("`", ""), [section_block(f":warning: {text}")])
 
 
 def refusal_blocks(reason: str) -> list[Block]:
     """Return the blocks telling a user why they may not do this (admin mentions kept)."""
     text = re.sub(r"&lt;@([UW][A-Z0-9]+)&gt;", r"<@\1>", escape(reason))
-    return [_section(f":no_entry: {text}")]
+    return [section_block(f":no_entry: {text}")]
 
 
 def escape(text: str) -> str:
@@ -254,12 +258,12 @@ def _breakdown(result: KpiResult, locale: str) -> list[Block]:
     for start in range(0, len(fields), MAX_FIELDS):
         block: Block = {"type": "section", "fields": fields[start : start + MAX_FIELDS]}
         if start == 0:
-            block["text"] = _mrkdwn(f"*{clip(title, MAX_NAME)}*")
+            block["text"] = mrkdwn_text(f"*{clip(title, MAX_NAME)}*")
         blocks.append(block)
     left_out = len(result.breakdown) - len(shown)
     if left_out:
         more = words["more"].format(n=format_count(left_out, locale), command=_json_command(result))
-        blocks.append(_context([more]))
+        blocks.append(context_block([more]))
     return blocks
 
 
@@ -273,7 +277,7 @@ def _part_field(part: Part, result: KpiResult, locale: str) -> dict[str, str]:
         )
         if detail:
             lines.append(escape(detail))
-    return _mrkdwn(clip("\n".join(lines), MAX_FIELD_TEXT))
+    return mrkdwn_text(clip("\n".join(lines), MAX_FIELD_TEXT))
 
 
 def _json_command(result: KpiResult) -> str:
@@ -371,21 +375,25 @@ def _message(text: str, blocks: list[Block]) -> Message:
     return {"text": _fallback(text), "blocks": blocks[:MAX_BLOCKS]}
 
 
-def _header(text: str) -> Block:
+def header_block(text: str) -> Block:
+    """Return a header block: plain text on one line, cut to Slack's limit."""
     plain = " ".join(text.split()) or "kpibot"
     if len(plain) > MAX_HEADER_TEXT:
         plain = plain[: MAX_HEADER_TEXT - 1] + "…"
     return {"type": "header", "text": {"type": "plain_text", "text": plain, "emoji": True}}
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(clip(text, MAX_TEXT))}
+def section_block(text: str) -> Block:
+    """Return a section of mrkdwn `text` cut to Slack's limit (never empty)."""
+    return {"type": "section", "text": mrkdwn_text(clip(text, MAX_TEXT) or " ")}
 
 
-def _context(texts: list[str]) -> Block:
-    elements = [_mrkdwn(clip(text, MAX_TEXT)) for text in texts[:MAX_CONTEXT_ELEMENTS]]
+def context_block(texts: list[str]) -> Block:
+    """Return a context block of the non-empty `texts`, within Slack's limits."""
+    elements = [mrkdwn_text(clip(t, MAX_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS] if t]
     return {"type": "context", "elements": elements}
 
 
-def _mrkdwn(text: str) -> dict[str, str]:
+def mrkdwn_text(text: str) -> dict[str, str]:
+    """Return a mrkdwn text object."""
     return {"type": "mrkdwn", "text": text}

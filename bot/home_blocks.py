@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import (
     MAX_BLOCKS,
-    MAX_CONTEXT_ELEMENTS,
     MAX_FALLBACK,
     MAX_FIELD_TEXT,
     MAX_FIELDS,
-    MAX_HEADER_TEXT,
     MAX_TEXT,
     clip,
+    context_block,
     escape,
+    header_block,
+    mrkdwn_text,
+    section_block,
 )
 from bot.home_words import HOME_WORDS
 from metrics.answer import main_input
@@ -82,21 +84,21 @@ def account_message(card: AccountCard, *, locale: str, timezone: str) -> dict[st
         (words["renewal"], renewal),
     ]
     blocks = [
-        _header(card.name),
+        header_block(card.name),
         {"type": "section", "fields": [_field(t, v, locale) for t, v in fields][:MAX_FIELDS]},
-        _section(_health_text(card.health, locale)),
-        _section(_surveys_text(card, locale)),
+        section_block(_health_text(card.health, locale)),
+        section_block(_surveys_text(card, locale)),
     ]
     if card.contacts:
-        blocks.append(_section(_contacts_text(card, locale)))
+        blocks.append(section_block(_contacts_text(card, locale)))
     if card.people_hidden:
-        blocks.append(_context([HOME_WORDS[language(locale)]["people_hidden"]]))
+        blocks.append(context_block([HOME_WORDS[language(locale)]["people_hidden"]]))
     as_of = _as_of(card.data_as_of, locale, timezone)
     figures = words["figures"].format(
         day=format_day(card.as_of, locale), zone=escape(timezone), currency=money
     )
     account_id = words["account_id"].format(id=clip(_code(card.account_id), MAX_NAME))
-    blocks.append(_context([f"{account_id} · {figures}", as_of]))
+    blocks.append(context_block([f"{account_id} · {figures}", as_of]))
     return {"text": _fallback(_card_text(card, locale)), "blocks": blocks[:MAX_BLOCKS]}
 
 
@@ -112,18 +114,18 @@ def home_view(
     words = HOME_WORDS[language(locale)]
     name = " ".join((user_name or "").split())
     title = words["hello"].format(name=name) if name else "kpibot"
-    blocks: list[Block] = [_header(title)]
+    blocks: list[Block] = [header_block(title)]
     data_as_of: datetime | None = None
     if book is not None and book.total_accounts:
         blocks += _book_blocks(book, locale)
         data_as_of = book.data_as_of
     elif headlines:
-        blocks.append(_section(f"*{words['team']}*"))
-        blocks += [_section(_headline_text(result, locale)) for result in headlines]
+        blocks.append(section_block(f"*{words['team']}*"))
+        blocks += [section_block(_headline_text(result, locale)) for result in headlines]
         data_as_of = next((r.data_as_of for r in headlines if r.data_as_of), None)
     else:
-        blocks.append(_section(words["nothing"]))
-    footer = _context([escape(words["hint"]), _as_of(data_as_of, locale, timezone)])
+        blocks.append(section_block(words["nothing"]))
+    footer = context_block([escape(words["hint"]), _as_of(data_as_of, locale, timezone)])
     return {"type": "home", "blocks": [*blocks[: MAX_HOME_BLOCKS - 1], footer]}
 
 
@@ -162,7 +164,7 @@ def _book_blocks(book: Book, locale: str) -> list[Block]:
     ]
     days, recent = book.renewal_days, book.detractor_days
     return [
-        _section(f"*{words['book']}*{words['colon']} {totals}\n{bands}"),
+        section_block(f"*{words['book']}*{words['colon']} {totals}\n{bands}"),
         {"type": "divider"},
         *_listing(words["list_title"], lines, left_out, locale),
         {"type": "divider"},
@@ -195,7 +197,7 @@ def _listing(title: str, lines: list[str], left_out: int, locale: str) -> list[B
             texts[-1] += "\n" + line
         else:
             texts.append(line)
-    return [_section(text) for text in texts]
+    return [section_block(text) for text in texts]
 
 
 def _headline_text(result: KpiResult, locale: str) -> str:
@@ -336,7 +338,7 @@ def _as_of(moment: datetime | None, locale: str, timezone: str) -> str:
 
 def _field(title: str, value: str | None, locale: str) -> dict[str, str]:
     shown = _name(value) if value and value.strip() else not_available(locale)
-    return _mrkdwn(clip(f"*{title}*\n{shown}", MAX_FIELD_TEXT))
+    return mrkdwn_text(clip(f"*{title}*\n{shown}", MAX_FIELD_TEXT))
 
 
 def _name(text: str) -> str:
@@ -354,23 +356,3 @@ def _code(text: str) -> str:
 
 def _fallback(text: str) -> str:
     return clip(escape(text).strip() or "kpibot", MAX_FALLBACK)
-
-
-def _header(text: str) -> Block:
-    plain = " ".join(text.split()) or "kpibot"
-    if len(plain) > MAX_HEADER_TEXT:
-        plain = plain[: MAX_HEADER_TEXT - 1] + "…"
-    return {"type": "header", "text": {"type": "plain_text", "text": plain, "emoji": True}}
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(clip(text, MAX_TEXT) or " ")}
-
-
-def _context(texts: list[str]) -> Block:
-    elements = [_mrkdwn(clip(t, MAX_TEXT)) for t in texts[:MAX_CONTEXT_ELEMENTS] if t]
-    return {"type": "context", "elements": elements}
-
-
-def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": text}
