@@ -9,20 +9,19 @@ says whether the account was a customer at the start, the last one's `mrr_after`
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, func, select, type_coerce
+from sqlalchemy import select
 from sqlmodel import col
 
-from metrics.context import MetricContext
+from metrics.context import TOTAL, MetricContext
+from metrics.ledger import JOINING, ZERO, Running, cents, changes, members, movements, series
 from metrics.periods import Period
 from storage.tables import MrrMovement
-from storage.types import Money
-
-ZERO = Decimal("0.00")
-JOINING = ("new", "reactivation")
+from storage.types import from_cents
 
 
 @dataclass(frozen=True)
@@ -56,25 +55,30 @@ class Activity:
 
 
 def stocks_at(ctx: MetricContext, day: date) -> dict[str, Stock]:
-    """Return MRR and customers at the end of `day`, per group of the context's scope."""
+    """Return MRR and customers at the end of `day`, per group of the context's scope.
+
+    From the running totals kept per data revision (`metrics.ledger`) when there are some, else
+    by summing the movements up to `day`.
+    """
     key = ("stocks", day)
     if key not in ctx.memo:
-        ctx.memo[key] = _sum_movements(ctx, day)
+        kept = series(ctx)
+        ctx.memo[key] = _sum_movements(ctx, day) if kept is None else _bisect(kept, day)
     return dict(ctx.memo[key])
+
+
+def _bisect(kept: dict[str, Running], day: date) -> dict[str, Stock]:
+    stocks = {}
+    for name, totals in kept.items():
+        found = totals.at(day)
+        if found is not None:
+            stocks[name] = Stock(*found)
+    return stocks
 
 
 def _sum_movements(ctx: MetricContext, day: date) -> dict[str, Stock]:
     group = ctx.scope.key_column().label("key")
-    customers = func.sum(
-        case(
-            (col(MrrMovement.kind).in_(JOINING), 1),
-            (col(MrrMovement.kind) == "churn", -1),
-            else_=0,
-        )
-    )
-    mrr = type_coerce(
-        func.sum(col(MrrMovement.mrr_after)) - func.sum(col(MrrMovement.mrr_before)), Money
-    )
+    mrr, customers = changes()
     query = select(group, mrr, customers).where(col(MrrMovement.day) <= day).group_by(group)
     query = ctx.scope.restrict(query, col(MrrMovement.account_id))
     return {
@@ -100,28 +104,17 @@ def _activity(ctx: MetricContext, period: Period) -> dict[str, Activity]:
     ends = stocks_at(ctx, period.end)
     for name, stock in ends.items():
         groups[name].end = stock
-
-    group = ctx.scope.key_column().label("key")
-    query = (
-        select(
-            group,
-            col(MrrMovement.account_id),
-            col(MrrMovement.kind),
-            col(MrrMovement.amount),
-            col(MrrMovement.mrr_before),
-            col(MrrMovement.mrr_after),
-        )
-        .where(col(MrrMovement.day) >= period.start, col(MrrMovement.day) <= period.end)
-        .order_by(col(MrrMovement.account_id), col(MrrMovement.day))
-    )
-    query = ctx.scope.restrict(query, col(MrrMovement.account_id))
-    moved: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    rows = _kept_rows(ctx, period)
+    if rows is None:
+        rows = _scanned_rows(ctx, period)
+    amounts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    moved: dict[str, int] = defaultdict(int)
     joined_net: dict[str, int] = defaultdict(int)
     seen: dict[str, tuple[str, bool, bool, bool]] = {}  # account → group, at start, joined, churned
     counted: set[tuple[str, str]] = set()
-    for name, account_id, kind, amount, mrr_before, mrr_after in ctx.session.execute(query):
+    for name, account_id, kind, amount, mrr_before, mrr_after in rows:
         bucket = groups[name]
-        bucket.amounts[kind] += amount
+        amounts[name][kind] += amount
         moved[name] += mrr_after - mrr_before
         joined_net[name] += 1 if kind in JOINING else -1 if kind == "churn" else 0
         if (account_id, kind) not in counted:
@@ -141,8 +134,47 @@ def _activity(ctx: MetricContext, period: Period) -> dict[str, Activity]:
         bucket.joined_and_churned += joined and churned
     starts = {}
     for name, bucket in groups.items():
-        bucket.start = Stock(bucket.end.mrr - moved[name], bucket.end.customers - joined_net[name])
+        for kind, total in amounts[name].items():
+            bucket.amounts[kind] = from_cents(total)
+        start_mrr = bucket.end.mrr - from_cents(moved[name])
+        bucket.start = Stock(start_mrr, bucket.end.customers - joined_net[name])
         if bucket.start != Stock():
             starts[name] = bucket.start
     ctx.memo.setdefault(("stocks", period.start - timedelta(days=1)), starts)
     return dict(groups)
+
+
+Row = tuple[str, str, str, int, int, int]  # group, account, kind, amount, MRR before, MRR after
+
+
+def _kept_rows(ctx: MetricContext, period: Period) -> Iterable[Row] | None:
+    """The period's movements from memory (`metrics.ledger`), each with its group, if kept."""
+    kept = movements(ctx)
+    if kept is None:
+        return None
+    window = kept.between(period.start, period.end)
+    if not ctx.scope.needs_accounts:
+        return ((TOTAL, *movement) for movement in window)
+    group_of = members(ctx)
+    if group_of is None:
+        return None
+    return ((group_of[m[0]], *m) for m in window if m[0] in group_of)
+
+
+def _scanned_rows(ctx: MetricContext, period: Period) -> Iterable[Row]:
+    """The period's movements from the database, each with its group, per account in day order."""
+    group = ctx.scope.key_column().label("key")
+    query = (
+        select(
+            group,
+            col(MrrMovement.account_id),
+            col(MrrMovement.kind),
+            cents(col(MrrMovement.amount)),
+            cents(col(MrrMovement.mrr_before)),
+            cents(col(MrrMovement.mrr_after)),
+        )
+        .where(col(MrrMovement.day) >= period.start, col(MrrMovement.day) <= period.end)
+        .order_by(col(MrrMovement.account_id), col(MrrMovement.day))
+    )
+    query = ctx.scope.restrict(query, col(MrrMovement.account_id))
+    return ctx.session.execute(query)

@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks
 from storage.db import dumps, session_scope
+from storage.revisions import touch_if_changed
 from storage.schemas import EventRejected, NativeEvent, parse_event
 from storage.tables import EventLog
 from storage.upsert import insert_ignoring_conflicts
@@ -176,6 +177,7 @@ def ingest_events(
         report.rejections.append(Rejection(entry.index, entry.event_id, reason))
     report.applied += len(applicable) - len(refused)
     report.rejections.sort(key=lambda r: r.index)
+    touch_if_changed(session, {i.event.type for i in applicable if i.log_id not in refused})
     return report
 
 

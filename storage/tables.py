@@ -281,6 +281,20 @@ class OutboxMessage(SQLModel, table=True):
     slack_channel: str | None = Field(default=None, max_length=32)
 
 
+class DataRevision(SQLModel, table=True):
+    """A token that changes whenever a family of derived data changes (see `storage.revisions`).
+
+    Readers key what they keep in memory by it: the same token means the same data. Not derived
+    from the event log: `kpibot rebuild` gives it a new token rather than emptying it.
+    """
+
+    __tablename__ = "data_revision"
+
+    name: str = Field(primary_key=True, max_length=32)
+    token: str = Field(max_length=32)
+    changed_at: datetime = Field(sa_type=UTCDateTime)
+
+
 DERIVED_TABLES: tuple[type[SQLModel], ...] = (
     MrrMovement,
     Subscription,

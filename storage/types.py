@@ -23,6 +23,11 @@ def round_money(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def from_cents(hundredths: int) -> Decimal:
+    """Return the amount of an integer number of hundredths, as `Money` reads it (2 places)."""
+    return Decimal(int(hundredths)).scaleb(-2)
+
+
 class Money(TypeDecorator[Decimal]):
     """A `Decimal` amount stored exactly as a BIGINT of hundredths."""
 

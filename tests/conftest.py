@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_session_factory, normalise_url
 from storage.migrate import upgrade
-from storage.tables import DERIVED_TABLES, EventLog, OutboxMessage
+from storage.tables import DERIVED_TABLES, DataRevision, EventLog, OutboxMessage
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -67,7 +67,8 @@ def database_url(
     url = request.getfixturevalue("postgres_url")
     yield url
     engine = make_engine(url)
-    tables = ", ".join(t.__tablename__ for t in (*DERIVED_TABLES, EventLog, OutboxMessage))  # type: ignore[attr-defined]
+    kept = (*DERIVED_TABLES, EventLog, OutboxMessage, DataRevision)
+    tables = ", ".join(t.__tablename__ for t in kept)  # type: ignore[attr-defined]
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()

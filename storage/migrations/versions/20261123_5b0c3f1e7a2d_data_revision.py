@@ -1,0 +1,43 @@
+"""data_revision: tokens that change with derived data, for readers that cache aggregates
+
+Revision ID: 5b0c3f1e7a2d
+Revises: 4e971d60ddbe
+Create Date: 2026-11-23 14:40:00
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+import storage.types
+
+
+revision: str = '5b0c3f1e7a2d'
+down_revision: str | None = '4e971d60ddbe'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('data_revision',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('token', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('changed_at', storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+    # A store upgraded with data in it gets its first token now, so readers may cache at once.
+    revisions = sa.table('data_revision', sa.column('name'), sa.column('token'), sa.column('changed_at'))
+    op.bulk_insert(
+        revisions,
+        [{'name': 'stocks', 'token': uuid.uuid4().hex, 'changed_at': datetime.now(UTC)}],
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('data_revision')

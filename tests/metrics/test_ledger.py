@@ -1,0 +1,157 @@
+"""Stocks and movements kept in memory per data revision (`metrics.ledger`): same answers, fresh.
+
+The kept path and the database path must agree on every revenue and churn metric, with
+breakdowns and filters; a change that can move stocks must be seen at once; one that cannot
+(usage, surveys) must not throw away what is kept.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import delete, select
+
+from metrics import ledger
+from storage.apply import IngestConfig
+from storage.db import session_scope
+from storage.rebuild import rebuild
+from storage.revisions import STOCKS, token
+from storage.tables import DataRevision
+from tests.builders import (
+    cancel,
+    change,
+    event,
+    ingest,
+    kpi,
+    make_account,
+    make_response,
+    make_subscription,
+    paying_accounts,
+)
+
+MOVEMENT_METRICS = (
+    "mrr",
+    "customers",
+    "arpa",
+    "net-new-mrr",
+    "expansion-mrr",
+    "contraction-mrr",
+    "churned-mrr",
+    "reactivation-mrr",
+    "churn",
+    "nrr",
+    "grr",
+    "retention",
+    "clv-arpa",
+    "health",
+)
+QUESTIONS = (
+    ("2026-Q3", {}),
+    ("2026", {"by": "plan"}),
+    ("2026-10", {"by": "segment", "filters": [("plan", "pro")]}),
+    ("2026-01-01..2026-06-30", {"filters": [("segment", "(none)")]}),
+    ("2026-08-16..2026-09-15", {"by": "csm"}),  # ends on a day with movements
+)
+
+
+def _history(seed: int) -> list[dict]:
+    """Accounts on several plans and segments that join, change, churn and come back in 2026."""
+    rng = random.Random(seed)
+    events: list[dict] = []
+    for n in range(1, 31):
+        account_id = f"acc-{n}"
+        attributes = {"plan": rng.choice(["pro", "team", None]), "owner_email": f"csm{n % 3}@x.io"}
+        if rng.random() < 0.7:
+            attributes["segment"] = rng.choice(["smb", "enterprise"])
+        start_month = rng.randint(1, 6)
+        events.append(make_account(account_id, f"2026-0{start_month}-01", **attributes))
+        amount = Decimal(rng.randint(10, 500))
+        events.append(
+            make_subscription(
+                f"2026-0{start_month}-{rng.randint(1, 28):02d}",
+                account_id=account_id,
+                subscription_id=f"{account_id}-s",
+                amount=f"{amount}.00",
+            )
+        )
+        for month in range(start_month + 1, 12):
+            roll = rng.random()
+            when = f"2026-{month:02d}-{rng.randint(1, 28):02d}"
+            if roll < 0.25:
+                amount = Decimal(rng.randint(10, 500))
+                events.append(change(account_id, when, amount=f"{amount}.00"))
+            elif roll < 0.35:
+                events.append(cancel(account_id, when, amount=f"{amount}.00"))
+            elif roll < 0.45:
+                events.append(change(account_id, when, amount=f"{amount}.00"))
+    events.append(make_subscription("2026-09-15", account_id="acc-31", subscription_id="new"))
+    return events
+
+
+def _answers(factory) -> list:
+    answers = []
+    for metric in MOVEMENT_METRICS:
+        for period, options in QUESTIONS:
+            result = kpi(factory, metric, period, **options)
+            answers.append((metric, period, result.current, result.previous, result.breakdown))
+    return answers
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kept_and_database_paths_give_the_same_answers(session_factory, seed):
+    report = ingest(session_factory, _history(seed))
+    assert report.rejected == 0
+    ledger.forget()
+    kept = _answers(session_factory)
+    with session_scope(session_factory) as session:
+        assert token(session, STOCKS) is not None
+        session.execute(delete(DataRevision))  # without a token nothing is kept or reused
+    ledger.forget()
+    from_database = _answers(session_factory)
+    assert kept == from_database
+    assert any(result != Decimal(0) for _, _, result, _, _ in kept)
+
+
+def test_a_subscription_change_is_seen_by_the_next_question(session_factory):
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    assert kpi(session_factory, "mrr", "2026-10").value == Decimal("200.00")
+    ingest(session_factory, [change("acc-1", "2026-03-01", amount="150.00")])
+    assert kpi(session_factory, "mrr", "2026-10").value == Decimal("250.00")
+    ingest(session_factory, [cancel("acc-2", "2026-09-30", amount="100.00")])
+    result = kpi(session_factory, "churn", "2026-Q3")
+    assert result.current.inputs["churned"] == 1
+    assert kpi(session_factory, "mrr", "2026-10").value == Decimal("150.00")
+
+
+def test_an_account_moved_to_another_plan_moves_in_the_breakdown(session_factory):
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05", plan="pro"))
+    parts = {p.key: p.value.value for p in kpi(session_factory, "mrr", by="plan").breakdown}
+    assert parts == {"pro": Decimal("200.00")}
+    ingest(session_factory, [make_account("acc-2", "2026-06-01", plan="team")])
+    parts = {p.key: p.value.value for p in kpi(session_factory, "mrr", by="plan").breakdown}
+    assert parts == {"pro": Decimal("100.00"), "team": Decimal("100.00")}
+
+
+def _token(factory) -> str | None:
+    with session_scope(factory) as session:
+        return session.scalar(select(DataRevision.token).where(DataRevision.name == STOCKS))
+
+
+def test_only_what_can_move_stocks_gives_a_new_token(session_factory):
+    ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
+    first = _token(session_factory)
+    assert first is not None
+    usage = event(
+        "usage.recorded",
+        "2026-10-01",
+        {"account_id": "acc-1", "user_ids": ["u1"], "day": "2026-10-01"},
+    )
+    ingest(session_factory, [usage, make_response("2026-10-02", score=9)])
+    assert _token(session_factory) == first
+    ingest(session_factory, [change("acc-1", "2026-10-03", amount="120.00")])
+    second = _token(session_factory)
+    assert second not in (None, first)
+    rebuild(session_factory, config=IngestConfig(reporting_currency="USD", timezone="UTC"))
+    assert _token(session_factory) not in (None, first, second)
