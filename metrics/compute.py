@@ -47,7 +47,11 @@ def compute_kpi(
         parts = tuple(
             sorted(
                 (Part(key, value) for key, value in grouped.items()),
-                key=lambda part: (part.value.value is None, -(part.value.value or Decimal(0))),
+                key=lambda part: (
+                    part.value.value is None,
+                    -(part.value.value or Decimal(0)),
+                    part.key,  # ties in name order, whatever order the database gave
+                ),
             )
         )
     definition = metric.definition(locale).format(convention=config.churn_convention)
