@@ -37,7 +37,9 @@ from sqlalchemy import Select, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from metrics import ledger
 from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext
+from metrics.ledger import ZERO, Running
 from metrics.periods import Period
 from metrics.result import InputValue, Value
 from metrics.usage import account_usage
@@ -124,12 +126,21 @@ def account_health(
     }
 
 
-def signal_scores(session: Session, accounts: Accounts, end: date) -> dict[str, dict[str, Decimal]]:
-    """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it."""
+def signal_scores(
+    session: Session,
+    accounts: Accounts,
+    end: date,
+    *,
+    trends: dict[str, Decimal] | None = None,
+) -> dict[str, dict[str, Decimal]]:
+    """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it.
+
+    `trends`: the MRR trend scores when the caller already has them (from `metrics.ledger`).
+    """
     return {
         "usage": _usage_scores(session, accounts, end),
         "nps": _nps_scores(session, accounts, end),
-        "mrr_trend": _trend_scores(session, accounts, end),
+        "mrr_trend": _trend_scores(session, accounts, end) if trends is None else trends,
         "csat": _csat_scores(session, accounts, end),
     }
 
@@ -196,13 +207,33 @@ def _trend_scores(session: Session, accounts: Accounts, end: date) -> dict[str, 
         .where(col(MrrMovement.day) <= end, *_among(col(MrrMovement.account_id), accounts))
         .group_by(col(MrrMovement.account_id))
     )
+    return _trends(
+        (account, then or ZERO, now or ZERO) for account, then, now in session.execute(query)
+    )
+
+
+def _trends(rows: Iterable[tuple[str, Decimal, Decimal]]) -> dict[str, Decimal]:
+    """The trend score of each (account, MRR then, MRR now) where either is above 0."""
     scores = {}
-    for account_id, mrr_then, mrr_now in session.execute(query):
+    for account_id, mrr_then, mrr_now in rows:
         if not mrr_then and not mrr_now:
             continue
         trend = "growing" if mrr_now > mrr_then else "flat" if mrr_now == mrr_then else "shrinking"
         scores[account_id] = TREND_SCORES[trend]
     return scores
+
+
+def _kept_trends(kept: dict[str, Running], end: date) -> dict[str, Decimal]:
+    """`_trend_scores` of every account, from the running MRR kept in memory."""
+    then = end - timedelta(days=TREND_DAYS)
+    return _trends(
+        (account_id, _mrr(run, then), _mrr(run, end)) for account_id, run in kept.items()
+    )
+
+
+def _mrr(run: Running, day: date) -> Decimal:
+    found = run.at(day)
+    return ZERO if found is None else found[0]
 
 
 def _csat_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
@@ -246,18 +277,32 @@ def customers_query(ctx: MetricContext, day: date) -> Select[Any]:
     return ctx.scope.restrict(query, account)
 
 
+def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
+    """The accounts paying at the end of `day`, per group: from memory when kept, else SQL."""
+    kept, group_of = ledger.account_series(ctx), ledger.members(ctx)
+    groups: dict[str, list[str]] = defaultdict(list)
+    if kept is None or group_of is None:
+        for group, account_id in ctx.session.execute(customers_query(ctx, day)):
+            groups[group].append(account_id)
+        return groups
+    for account_id, group in group_of.items():
+        run = kept.get(account_id)
+        if run is not None and _mrr(run, day) > 0:
+            groups[group].append(account_id)
+    return groups
+
+
 def health(ctx: MetricContext, period: Period) -> Values:
     """Mean health of the customers at the period's end, with how many fall in each band."""
-    customers = customers_query(ctx, period.end)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for group, account_id in ctx.session.execute(customers):
-        groups[group].append(account_id)
+    groups = _customers(ctx, period.end)
     if ctx.scope.by is None:
         groups.setdefault(TOTAL, [])
     # One plain query per signal over all accounts (cheaper than filtering each by the customer
     # query); only the customers' scores are used below.
+    kept = ledger.account_series(ctx)
+    trends = None if kept is None else _kept_trends(kept, period.end)
     scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    _merge(scores, signal_scores(ctx.session, None, period.end))
+    _merge(scores, signal_scores(ctx.session, None, period.end, trends=trends))
     weights = ctx.config.health_weights
     values: Values = {}
     for group, members in groups.items():

@@ -139,7 +139,8 @@ class Invoice(SQLModel, table=True):
     """A paid invoice (ARPU, repeat purchases, CLV)."""
 
     __tablename__ = "invoice"
-    __table_args__ = (Index("ix_invoice_day", "day"),)
+    # Covering: a period's invoices are summed from the index alone (ARPU, CLV, repeat purchases).
+    __table_args__ = (Index("ix_invoice_day_cover", "day", "account_id", "amount_reporting"),)
 
     invoice_id: str = Field(primary_key=True, max_length=255)
     account_id: str = Field(max_length=255, index=True)
@@ -154,7 +155,30 @@ class SurveyResponse(SQLModel, table=True):
     """An NPS or CSAT answer, attributed to an account when possible."""
 
     __tablename__ = "survey_response"
-    __table_args__ = (Index("ix_survey_response_kind_day", "kind", "day"),)
+    # Both covering: a period's responses of a kind (NPS, CSAT) and each account's latest response
+    # (health) are read from an index alone.
+    __table_args__ = (
+        Index(
+            "ix_survey_response_kind_day_cover",
+            "kind",
+            "day",
+            "account_id",
+            "score",
+            "scale_min",
+            "scale_max",
+        ),
+        Index(
+            "ix_survey_response_latest",
+            "kind",
+            "account_id",
+            "responded_at",
+            "response_id",
+            "day",
+            "score",
+            "scale_min",
+            "scale_max",
+        ),
+    )
 
     response_id: str = Field(primary_key=True, max_length=255)
     account_id: str | None = Field(default=None, max_length=255, index=True)

@@ -1,4 +1,4 @@
-"""data_revision: tokens that change with derived data, for readers that cache aggregates
+"""data_revision (tokens that change with derived data) and covering indexes for the metrics
 
 Revision ID: 5b0c3f1e7a2d
 Revises: 4e971d60ddbe
@@ -39,5 +39,32 @@ def upgrade() -> None:
     )
 
 
+    with op.batch_alter_table('invoice', schema=None) as batch_op:
+        batch_op.drop_index('ix_invoice_day')
+        batch_op.create_index(
+            'ix_invoice_day_cover', ['day', 'account_id', 'amount_reporting'], unique=False
+        )
+    with op.batch_alter_table('survey_response', schema=None) as batch_op:
+        batch_op.drop_index('ix_survey_response_kind_day')
+        batch_op.create_index(
+            'ix_survey_response_kind_day_cover',
+            ['kind', 'day', 'account_id', 'score', 'scale_min', 'scale_max'],
+            unique=False,
+        )
+        batch_op.create_index(
+            'ix_survey_response_latest',
+            ['kind', 'account_id', 'responded_at', 'response_id', 'day', 'score', 'scale_min',
+             'scale_max'],
+            unique=False,
+        )
+
+
 def downgrade() -> None:
+    with op.batch_alter_table('survey_response', schema=None) as batch_op:
+        batch_op.drop_index('ix_survey_response_latest')
+        batch_op.drop_index('ix_survey_response_kind_day_cover')
+        batch_op.create_index('ix_survey_response_kind_day', ['kind', 'day'], unique=False)
+    with op.batch_alter_table('invoice', schema=None) as batch_op:
+        batch_op.drop_index('ix_invoice_day_cover')
+        batch_op.create_index('ix_invoice_day', ['day'], unique=False)
     op.drop_table('data_revision')
