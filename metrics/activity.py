@@ -18,7 +18,17 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from metrics.context import TOTAL, MetricContext
-from metrics.ledger import JOINING, ZERO, Running, cents, changes, members, movements, series
+from metrics.ledger import (
+    JOINING,
+    ZERO,
+    Running,
+    cents,
+    changes,
+    members,
+    movements,
+    remembered,
+    series,
+)
 from metrics.periods import Period
 from storage.tables import MrrMovement
 from storage.types import from_cents
@@ -34,7 +44,7 @@ class Stock:
 
 @dataclass
 class Activity:
-    """One group's customers and MRR over a period."""
+    """One group's customers and MRR over a period (shared once returned: never change it)."""
 
     start: Stock = field(default_factory=Stock)
     end: Stock = field(default_factory=Stock)
@@ -95,7 +105,7 @@ def activity(ctx: MetricContext, period: Period) -> dict[str, Activity]:
     """
     key = ("activity", period.start, period.end)
     if key not in ctx.memo:
-        ctx.memo[key] = _activity(ctx, period)
+        ctx.memo[key] = remembered(ctx, key, lambda: _activity(ctx, period))
     return dict(ctx.memo[key])
 
 

@@ -39,7 +39,8 @@ from storage.types import Money
 
 ZERO = Decimal("0.00")
 JOINING = ("new", "reactivation")
-KEPT_ENTRIES = 64  # scopes × databases kept in memory; the least recently used goes first
+KEPT_ENTRIES = 32  # movement tables kept (per scope and database); least recently used goes first
+RESULT_ENTRIES = 512  # results kept (per question, scope and database)
 
 T = TypeVar("T")
 
@@ -101,11 +102,25 @@ class _Kept:
 
 
 _KEPT = _Kept(KEPT_ENTRIES)
+_RESULTS = _Kept(RESULT_ENTRIES)
 
 
 def forget() -> None:
     """Drop everything kept (for tests and benchmarks that measure the first question)."""
     _KEPT.clear()
+    _RESULTS.clear()
+
+
+def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()`, kept per revision and scope under `key` (computed each time without a token).
+
+    For results derived from movements alone (a period's activity): the same question asked again
+    before the data changes (a teammate, the App Home, a digest) is answered from memory.
+    """
+    revision = _revision(ctx)
+    if revision is None:
+        return compute()
+    return _RESULTS.get((key, revision, ctx.scope.filters, ctx.scope.by), compute)
 
 
 def _revision(ctx: MetricContext) -> tuple[str, str] | None:
