@@ -91,10 +91,20 @@ def combine(scores: dict[str, Decimal], weights: HealthWeights) -> AccountHealth
     shares = _shares(tuple(name for name in SIGNALS if name in scores), weights)
     if not shares:
         return AccountHealth()
-    weighted = sum((share * scores[name] for name, share in shares), Decimal(0))
-    score = weighted.quantize(TENTH, rounding=ROUND_HALF_UP)
+    score = _weighted(scores, shares)
     signals = {name: Signal(scores[name], share) for name, share in shares}
     return AccountHealth(score, band(score), signals)
+
+
+def health_score(scores: dict[str, Decimal], weights: HealthWeights) -> Decimal | None:
+    """`combine(scores, weights).score` alone, without the signals (the metric's inner loop)."""
+    shares = _shares(tuple(name for name in SIGNALS if name in scores), weights)
+    return _weighted(scores, shares) if shares else None
+
+
+def _weighted(scores: dict[str, Decimal], shares: tuple[tuple[str, Decimal], ...]) -> Decimal:
+    weighted = sum((share * scores[name] for name, share in shares), Decimal(0))
+    return weighted.quantize(TENTH, rounding=ROUND_HALF_UP)
 
 
 @cache
@@ -306,10 +316,14 @@ def health(ctx: MetricContext, period: Period) -> Values:
     weights = ctx.config.health_weights
     values: Values = {}
     for group, members in groups.items():
-        healths = [combine(scores.get(account_id, {}), weights) for account_id in members]
-        scored = [h.score for h in healths if h.score is not None]
+        scored = [
+            score
+            for account_id in members
+            if (score := health_score(scores.get(account_id, {}), weights)) is not None
+        ]
+        bands = [band(score) for score in scored]
         inputs: dict[str, InputValue] = {
-            name: sum(h.band == name for h in healths) for name in ("green", "yellow", "red")
+            name: bands.count(name) for name in ("green", "yellow", "red")
         }
         inputs["scored"] = len(scored)
         if scored:
