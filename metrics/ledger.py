@@ -96,6 +96,10 @@ class _Kept:
                 self._values.popitem(last=False)
         return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._values
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
@@ -252,3 +256,18 @@ def members(ctx: MetricContext) -> dict[str, str] | None:
         return None
     key = ("members", revision, ctx.scope.filters, ctx.scope.by)
     return _KEPT.get(key, lambda: _members(ctx))
+
+
+def warm(ctx: MetricContext) -> bool:
+    """Build what questions without a breakdown read, if the revision changed (True: it did).
+
+    Run in the background by the server after each change, so that the first question after it
+    is answered from memory too.
+    """
+    revision = _revision(ctx)
+    if revision is None or ("movements", revision) in _KEPT:
+        return False
+    series(ctx)
+    movements(ctx)
+    account_series(ctx)
+    return True

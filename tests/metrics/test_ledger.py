@@ -155,3 +155,23 @@ def test_only_what_can_move_stocks_gives_a_new_token(session_factory):
     assert second not in (None, first)
     rebuild(session_factory, config=IngestConfig(reporting_currency="USD", timezone="UTC"))
     assert _token(session_factory) not in (None, first, second)
+
+
+def _warm(factory) -> bool:
+    from metrics.context import MetricConfig, MetricContext
+
+    with session_scope(factory) as session:
+        return ledger.warm(MetricContext(session, MetricConfig()))
+
+
+def test_warming_builds_once_per_revision(session_factory):
+    ledger.forget()
+    _warm(session_factory)  # a new store: the migration gave it a first token
+    assert _warm(session_factory) is False
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    assert _warm(session_factory) is True
+    assert _warm(session_factory) is False
+    assert kpi(session_factory, "mrr", "2026-10").value == Decimal("200.00")
+    ingest(session_factory, [change("acc-1", "2026-03-01", amount="150.00")])
+    assert _warm(session_factory) is True
+    assert kpi(session_factory, "mrr", "2026-10").value == Decimal("250.00")
