@@ -1,7 +1,9 @@
-"""The outbox dispatcher of `kpibot serve`: a thread that delivers due outbox rows every second.
+"""The background rounds of `kpibot serve`, each a thread tied to the web application's lifespan.
 
-It starts and stops with the web application (its lifespan). One failed round is logged and the
-next one runs anyway: the rows stay in the outbox, so nothing is lost, only delayed.
+- the outbox dispatcher delivers due outbox rows every second. One failed round is logged and the
+  next one runs anyway: the rows stay in the outbox, so nothing is lost, only delayed;
+- the ledger warmer rebuilds the MRR movements kept in memory (`metrics.ledger`) soon after the data
+  changes, so the first question after a subscription change is as fast as the others.
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.notifier import ConsoleNotifier, Notifier, SlackNotifier
 from bot.settings import Settings
+from metrics import ledger
+from metrics.context import MetricConfig, MetricContext
 
 log = logging.getLogger("kpibot.dispatcher")
 INTERVAL_SECONDS = 1.0
+WARM_SECONDS = 2.0
 
 
 def make_notifier(settings: Settings, factory: sessionmaker[Session]) -> Notifier:
@@ -30,20 +36,24 @@ def make_notifier(settings: Settings, factory: sessionmaker[Session]) -> Notifie
     )
 
 
-class OutboxDispatcher:
-    """Calls `notifier.deliver_due()` every `interval` seconds in a daemon thread."""
+class Periodic:
+    """Calls `task()` every `interval` seconds in a daemon thread named `name`.
 
-    def __init__(self, notifier: Notifier, *, interval: float = INTERVAL_SECONDS) -> None:
-        self.notifier = notifier
+    A failed round is logged and the next one runs anyway.
+    """
+
+    def __init__(self, name: str, task: Callable[[], object], *, interval: float) -> None:
+        self.name = name
+        self.task = task
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start delivering (idempotent)."""
+        """Start the rounds (idempotent)."""
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:
@@ -56,7 +66,28 @@ class OutboxDispatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.notifier.deliver_due()
-            except Exception:  # a failed round must not end delivery: the rows stay queued
-                log.exception("outbox delivery round failed; retrying in %.0f s", self.interval)
+                self.task()
+            except Exception:  # a failed round must not end the rounds
+                log.exception("%s round failed; retrying in %.0f s", self.name, self.interval)
             self._stop.wait(self.interval)
+
+
+class OutboxDispatcher(Periodic):
+    """Calls `notifier.deliver_due()` every `interval` seconds (failed rows stay queued)."""
+
+    def __init__(self, notifier: Notifier, *, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__("outbox", notifier.deliver_due, interval=interval)
+        self.notifier = notifier
+
+
+def ledger_warmer(
+    factory: sessionmaker[Session], config: MetricConfig, *, interval: float = WARM_SECONDS
+) -> Periodic:
+    """Keep `metrics.ledger` built for the current data revision, so no question waits for it."""
+
+    def warm() -> None:
+        with factory() as session:
+            if ledger.warm(MetricContext(session, config)):
+                log.debug("ledger rebuilt for a new data revision")
+
+    return Periodic("ledger", warm, interval=interval)

@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.dispatcher import OutboxDispatcher, make_notifier
+from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import make_session_factory, read_only, session_scope
@@ -146,13 +146,16 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         return to_starlette_response(bolt_response)
 
     dispatcher = OutboxDispatcher(make_notifier(settings, factory))
+    warmer = ledger_warmer(factory, settings.metric_config)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         dispatcher.start()
+        warmer.start()
         try:
             yield
         finally:
+            warmer.stop()
             dispatcher.stop()
             if slack is not None:
                 shutdown(slack)
