@@ -1,11 +1,12 @@
 """Group commit of webhook deliveries: concurrent deliveries of one source share one transaction.
 
-A delivery's events wait here for at most a few milliseconds (`GroupLimits.window_seconds`), or
-until the group holds `max_events`, while other deliveries of the same source join them; the group
-is then stored by one `ingest_events` call in one transaction, in the thread pool, and each
-delivery gets its own part of the report (its own counts, its rejections indexed in its own body)
-only after that commit. While a group's transaction runs, the next deliveries gather for the next
-group, so the busier the server, the larger the groups and the fewer the commits.
+A delivery's events wait here, at most `GroupLimits.window_seconds`, while other deliveries of the
+same source join them: until as many deliveries wait as the largest recent group held (senders
+that were just answered tend to send again; a lone sender soon waits for nobody) or the group
+holds `max_events`. The group is then stored by one `ingest_events` call in one transaction, in
+the thread pool, and each delivery gets its own part of the report (its own counts, its
+rejections indexed in its own body) only after that commit. While a group's transaction runs, the
+next deliveries gather for the next group, so the busier the server, the fewer the commits.
 
 What stays true per delivery:
 - a delivery whose event ids overlap those of a delivery already in the group waits for the next
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ log = logging.getLogger("kpibot.ingest_queue")
 class GroupLimits:
     """How long a delivery waits for others to join its group, and how large a group may grow."""
 
-    window_seconds: float = 0.002
+    window_seconds: float = 0.010
     max_events: int = 2_000
 
 
@@ -68,6 +70,10 @@ class _Delivery:
 class _SourceQueue:
     waiting: deque[_Delivery] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # How many deliveries a group gathers before the window ends: the largest recent group
+    # (its senders, once answered, tend to send again), worn down by one per group.
+    expected: int = sys.maxsize
 
 
 class IngestQueue:
@@ -104,6 +110,7 @@ class IngestQueue:
         ids = frozenset(filter(None, map(_event_id, items)))
         queue = self._sources.setdefault(source, _SourceQueue())
         queue.waiting.append(_Delivery(items, received_at, ids, answer))
+        queue.arrived.set()
         if queue.worker is None:
             queue.worker = asyncio.create_task(self._work(source, queue))
         return await answer
@@ -118,9 +125,9 @@ class IngestQueue:
         group: list[_Delivery] = []
         try:
             while queue.waiting:
-                if self.limits.window_seconds > 0 and not self._full(queue):
-                    await asyncio.sleep(self.limits.window_seconds)
+                await self._gather(queue)
                 group = self._take(queue)
+                queue.expected = max(len(group), min(queue.expected, len(group) + 8) - 1)
                 await self._store(source, group)
                 group = []
         except BaseException as error:  # a bug here must not leave senders waiting forever
@@ -135,6 +142,21 @@ class IngestQueue:
             raise
         finally:
             queue.worker = None
+
+    async def _gather(self, queue: _SourceQueue) -> None:
+        """Wait, at most the window, until as many deliveries wait as recent groups held, or the
+        group would be full."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.window_seconds
+        while len(queue.waiting) < queue.expected and not self._full(queue):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            queue.arrived.clear()
+            try:
+                await asyncio.wait_for(queue.arrived.wait(), remaining)
+            except TimeoutError:
+                return
 
     def _full(self, queue: _SourceQueue) -> bool:
         return sum(len(d.items) for d in queue.waiting) >= self.limits.max_events

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         "nps", validation_alias=_env("KPIBOT_TYPEFORM_KIND")
     )
     webhook_group_window_ms: float = Field(
-        2.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
+        10.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
     )
     webhook_group_max_events: int = Field(
         2_000, ge=1, le=100_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_MAX_EVENTS")
