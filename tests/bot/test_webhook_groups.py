@@ -155,3 +155,48 @@ def test_without_grouping_each_delivery_is_its_own_transaction(web_server):
 
     _check_answers(responses, server)
     assert _metric(server, "kpibot_webhook_group_deliveries_count") == len(payloads)
+
+
+def _lock_error(engine: Any) -> Exception:
+    """The error each database raises when a transaction cannot get past a lock."""
+    if engine.dialect.name == "postgresql":
+        import psycopg
+
+        return psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+    import sqlite3
+
+    return sqlite3.OperationalError("database is locked")
+
+
+def _fail_event_log_inserts(server: Any, times: int) -> list[int]:
+    failed: list[int] = []
+
+    def fail(_connection, _cursor, statement, _parameters, _context, _many):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOG") and len(failed) < times:
+            failed.append(1)
+            raise _lock_error(server.engine)
+
+    event.listen(server.engine, "before_cursor_execute", fail)
+    return failed
+
+
+def test_a_transient_lock_is_retried_and_the_delivery_applied(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    failed = _fail_event_log_inserts(server, times=1)
+
+    [response] = _post_together(server, [make_invoice("2026-01-02", invoice_id="inv-r")])
+
+    assert failed == [1]
+    assert response.status_code == 200 and _counts(response) == (1, 0, 0, 0)
+    assert _stored(server) == (1, {"inv-r"})
+
+
+def test_a_database_that_stays_locked_answers_503_with_retry_after(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    _fail_event_log_inserts(server, times=1_000)
+
+    [response] = _post_together(server, [make_invoice("2026-01-02", invoice_id="inv-l")])
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert _stored(server) == (0, set())
