@@ -68,12 +68,14 @@ class _Delivery:
 
 @dataclass
 class _SourceQueue:
+    loop: asyncio.AbstractEventLoop
     waiting: deque[_Delivery] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    # How many deliveries a group gathers before the window ends: the largest recent group
-    # (its senders, once answered, tend to send again), worn down by one per group.
-    expected: int = sys.maxsize
+    # How many deliveries a group waits for (at most the window): the largest recent group (its
+    # senders, once answered, tend to send again), worn down by one per group; None before the
+    # first group, which waits the whole window.
+    expected: int | None = None
 
 
 class IngestQueue:
@@ -106,9 +108,12 @@ class IngestQueue:
         Raises `DatabaseBusy` when the database stayed locked, and whatever storing the delivery
         alone raised when it cannot be stored at all.
         """
-        answer: asyncio.Future[IngestReport] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[IngestReport] = loop.create_future()
         ids = frozenset(filter(None, map(_event_id, items)))
-        queue = self._sources.setdefault(source, _SourceQueue())
+        queue = self._sources.get(source)
+        if queue is None or queue.loop is not loop:  # an app served again by a new event loop
+            queue = self._sources[source] = _SourceQueue(loop)
         queue.waiting.append(_Delivery(items, received_at, ids, answer))
         queue.arrived.set()
         if queue.worker is None:
@@ -127,7 +132,7 @@ class IngestQueue:
             while queue.waiting:
                 await self._gather(queue)
                 group = self._take(queue)
-                queue.expected = max(len(group), min(queue.expected, len(group) + 8) - 1)
+                queue.expected = max(len(group), (queue.expected or 0) - 1)
                 await self._store(source, group)
                 group = []
         except BaseException as error:  # a bug here must not leave senders waiting forever
@@ -148,7 +153,8 @@ class IngestQueue:
         group would be full."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.window_seconds
-        while len(queue.waiting) < queue.expected and not self._full(queue):
+        expected = sys.maxsize if queue.expected is None else queue.expected
+        while len(queue.waiting) < expected and not self._full(queue):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
