@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -15,6 +15,9 @@ from metrics.context import HealthWeights, MetricConfig
 from metrics.periods import FiscalCalendar
 from storage.apply import IngestConfig
 from storage.schemas import known_currencies
+
+if TYPE_CHECKING:
+    from bot.ingest_queue import GroupLimits
 
 DEFAULT_DATABASE_URL = "sqlite:///data/kpibot.db"
 
@@ -70,6 +73,12 @@ class Settings(BaseSettings):
     )
     typeform_kind: Literal["nps", "csat"] = Field(
         "nps", validation_alias=_env("KPIBOT_TYPEFORM_KIND")
+    )
+    webhook_group_window_ms: float = Field(
+        10.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
+    )
+    webhook_group_max_events: int = Field(
+        2_000, ge=1, le=100_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_MAX_EVENTS")
     )
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
@@ -206,6 +215,16 @@ class Settings(BaseSettings):
     def ingest_config(self) -> IngestConfig:
         """What the ingestion service needs to know."""
         return IngestConfig(reporting_currency=self.currency, timezone=self.timezone)
+
+    @property
+    def group_limits(self) -> GroupLimits:
+        """How concurrent webhook deliveries are gathered into one transaction."""
+        from bot.ingest_queue import GroupLimits
+
+        return GroupLimits(
+            window_seconds=self.webhook_group_window_ms / 1000,
+            max_events=self.webhook_group_max_events,
+        )
 
 
 def parse_health_weights(text: str) -> HealthWeights:

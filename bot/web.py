@@ -25,8 +25,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -34,15 +32,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
+from bot.ingest_queue import DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
-from storage.db import make_session_factory, read_only, session_scope
-from storage.ingest import IngestReport, ingest_events
-from storage.sources.base import Delivery, SourceEvent, WebhookRejected
+from storage.db import make_session_factory, read_only
+from storage.ingest import IngestReport
+from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 
 MAX_BODY_BYTES = 1024 * 1024
-STORE_ATTEMPTS = 3
 log = logging.getLogger("kpibot.web")
 
 
@@ -54,6 +52,8 @@ class WebMetrics:
     events: Counter
     deliveries: Counter
     latency: Histogram
+    groups: Histogram
+    fallbacks: Counter
 
     @classmethod
     def create(cls) -> WebMetrics:
@@ -79,7 +79,26 @@ class WebMetrics:
                 ["source"],
                 registry=registry,
             ),
+            Histogram(
+                "kpibot_webhook_group_deliveries",
+                "Deliveries stored together by one group commit.",
+                ["source"],
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+                registry=registry,
+            ),
+            Counter(
+                "kpibot_webhook_group_fallbacks",
+                "Group commits that failed as a whole and were stored delivery by delivery.",
+                ["source"],
+                registry=registry,
+            ),
         )
+
+    def group(self, source: str, deliveries: int, fell_back: bool) -> None:
+        """Count one group commit of `deliveries` (stored one by one when it `fell_back`)."""
+        self.groups.labels(source).observe(deliveries)
+        if fell_back:
+            self.fallbacks.labels(source).inc()
 
     def count(self, source: str, report: IngestReport) -> None:
         """Add a delivery's events to the counters."""
@@ -96,6 +115,9 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     """
     factory = make_session_factory(engine)
     metrics = WebMetrics.create()
+    queue = IngestQueue(
+        factory, settings.ingest_config, limits=settings.group_limits, observe=metrics.group
+    )
     slack = None
     signing = settings.slack_signing_secret
     # Checked before Bolt parses anything: an unsigned body never reaches a parser or the log.
@@ -106,7 +128,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     async def webhook(request: Request) -> Response:
         name = request.path_params["source"]
         started = time.perf_counter()
-        response = await _webhook(request, name, settings, factory, metrics)
+        response = await _webhook(request, name, settings, queue, metrics)
         if get_source(name) is not None:
             metrics.deliveries.labels(name, str(response.status_code)).inc()
             metrics.latency.labels(name).observe(time.perf_counter() - started)
@@ -155,6 +177,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         try:
             yield
         finally:
+            await queue.close()
             warmer.stop()
             dispatcher.stop()
             if slack is not None:
@@ -173,6 +196,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     app.state.session_factory = factory
     app.state.slack_app = slack
     app.state.dispatcher = dispatcher
+    app.state.ingest_queue = queue
     return app
 
 
@@ -185,7 +209,7 @@ async def _webhook(
     request: Request,
     name: str,
     settings: Settings,
-    factory: sessionmaker[Session],
+    queue: IngestQueue,
     metrics: WebMetrics,
 ) -> Response:
     secret = settings.source_secret(name)
@@ -210,15 +234,9 @@ async def _webhook(
         events = source.events(payload, delivery)
     except WebhookRejected as rejected:
         return _refused(rejected.status, rejected.reason)
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            report = await run_in_threadpool(_store, factory, settings, name, events, delivery)
-            break
-        except DBAPIError as error:
-            if not _transient(error):
-                raise
-            log.warning("webhook %s: transient database error (attempt %d)", name, attempt)
-    else:
+    try:
+        report = await queue.ingest(name, [e.item() for e in events], delivery.received_at)
+    except DatabaseBusy:
         return JSONResponse(
             {"error": "the database is busy: retry shortly"},
             status_code=503,
@@ -237,31 +255,6 @@ async def _webhook(
         },
         status_code=422 if report.rejected else 200,
     )
-
-
-def _transient(error: DBAPIError) -> bool:
-    """A failure that the same transaction, run again, can get past (deadlock, lock timeout)."""
-    code = getattr(error.orig, "sqlstate", None)  # psycopg
-    if code in ("40P01", "40001", "55P03"):  # deadlock, serialization failure, lock unavailable
-        return True
-    return "database is locked" in str(error.orig)  # SQLite past its busy timeout
-
-
-def _store(
-    factory: sessionmaker[Session],
-    settings: Settings,
-    source: str,
-    events: list[SourceEvent],
-    delivery: Delivery,
-) -> IngestReport:
-    with session_scope(factory) as session:
-        return ingest_events(
-            session,
-            [event.item() for event in events],
-            config=settings.ingest_config,
-            source=source,
-            received_at=delivery.received_at,
-        )
 
 
 async def _read_body(request: Request) -> bytes | None:

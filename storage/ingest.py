@@ -58,15 +58,23 @@ class Rejection:
     reason: str
 
 
+OUTCOMES = ("applied", "duplicate", "ignored", "rejected")
+
+
 @dataclass
 class IngestReport:
-    """Counts of what happened to each event of one or more batches."""
+    """Counts of what happened to each event of one or more batches.
+
+    `outcomes` holds each item's fate by its index (one of `OUTCOMES`), so that the report of
+    items gathered from several deliveries can be split back per delivery (`part`).
+    """
 
     applied: int = 0
     duplicate: int = 0
     ignored: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def total(self) -> int:
@@ -81,6 +89,20 @@ class IngestReport:
         self.rejected += other.rejected
         self.rejections.extend(
             Rejection(r.index + offset, r.event_id, r.reason) for r in other.rejections
+        )
+        self.outcomes.extend(other.outcomes)
+
+    def part(self, start: int, stop: int) -> IngestReport:
+        """Return the report of items `start` to `stop` (excluded), indexes counted from `start`."""
+        outcomes = self.outcomes[start:stop]
+        return IngestReport(
+            **{outcome: outcomes.count(outcome) for outcome in OUTCOMES},
+            rejections=[
+                Rejection(r.index - start, r.event_id, r.reason)
+                for r in self.rejections
+                if start <= r.index < stop
+            ],
+            outcomes=outcomes,
         )
 
 
@@ -126,7 +148,8 @@ def ingest_events(
 ) -> IngestReport:
     """Log, de-duplicate and apply decoded JSON events in the caller's transaction."""
     received_at = received_at or datetime.now(UTC)
-    report = IngestReport()
+    report = IngestReport(outcomes=["applied"] * len(items))
+    outcomes = report.outcomes
     received: list[_Received] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -134,6 +157,7 @@ def ingest_events(
         if entry.event_id is not None:
             if entry.event_id in seen:
                 report.duplicate += 1
+                outcomes[index] = "duplicate"
                 continue
             seen.add(entry.event_id)
         received.append(entry)
@@ -155,11 +179,14 @@ def ingest_events(
     for entry in received:
         if entry.event_id is not None and entry.event_id not in log_ids:
             report.duplicate += 1
+            outcomes[entry.index] = "duplicate"
         elif entry.status == "rejected":
             report.rejected += 1
             report.rejections.append(Rejection(entry.index, entry.event_id, entry.reason or ""))
+            outcomes[entry.index] = "rejected"
         elif entry.status == "ignored":
             report.ignored += 1
+            outcomes[entry.index] = "ignored"
         else:
             assert entry.event is not None and entry.event_id is not None
             applicable.append(Applicable(log_ids[entry.event_id], entry.event))
@@ -175,6 +202,7 @@ def ingest_events(
         entry = next(e for e in received if e.event_id == by_log_id[log_id].event.event_id)
         report.rejected += 1
         report.rejections.append(Rejection(entry.index, entry.event_id, reason))
+        outcomes[entry.index] = "rejected"
     report.applied += len(applicable) - len(refused)
     report.rejections.sort(key=lambda r: r.index)
     touch_if_changed(session, {i.event.type for i in applicable if i.log_id not in refused})

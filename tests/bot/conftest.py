@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
@@ -20,11 +21,12 @@ from storage.db import make_engine, make_session_factory
 
 @dataclass
 class RunningServer:
-    """A started server: its base URL, a session factory on its database, and its app."""
+    """A started server: its base URL, a session factory on its database, its app and engine."""
 
     url: str
     factory: sessionmaker[Session]
     app: Any
+    engine: Engine
 
 
 def _free_port() -> int:
@@ -66,7 +68,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 raise RuntimeError("the test web server did not start")
             time.sleep(0.01)
         started.append((server, thread, engine))
-        return RunningServer(f"http://127.0.0.1:{port}", make_session_factory(engine), app)
+        return RunningServer(f"http://127.0.0.1:{port}", make_session_factory(engine), app, engine)
 
     yield start
     for server, thread, engine in started:

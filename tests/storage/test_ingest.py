@@ -77,6 +77,32 @@ def test_a_batch_with_one_bad_event_applies_the_good_ones_and_nothing_of_the_bad
     assert movements(session_factory, "acc-2") == []
 
 
+def test_each_item_has_its_fate_by_index_and_a_part_of_the_report_is_its_own(session_factory):
+    stored = make_invoice("2026-01-01", invoice_id="inv-0")
+    ingest(session_factory, [stored])
+    good = make_invoice("2026-01-02", invoice_id="inv-1")
+    bad = make_invoice("2026-01-03", invoice_id="inv-2", amount="ten")
+    unused = event("ticket.created", "2026-01-01", {"x": 1})
+    refused = make_invoice("2026-01-04", invoice_id="inv-3", currency="EUR")  # no EUR rate
+    report = ingest(session_factory, [good, stored, bad, good, unused, refused])
+    assert report.outcomes == [
+        "applied",
+        "duplicate",
+        "rejected",
+        "duplicate",
+        "ignored",
+        "rejected",
+    ]
+    assert [r.index for r in report.rejections] == [2, 5]
+
+    second = report.part(2, 5)
+    assert (second.applied, second.duplicate, second.ignored, second.rejected) == (0, 1, 1, 1)
+    assert [(r.index, r.event_id) for r in second.rejections] == [(0, bad["id"])]
+    third = report.part(5, 6)
+    assert (third.rejected, [r.index for r in third.rejections]) == (1, [0])
+    assert report.part(0, 2).rejections == []
+
+
 def test_a_rejected_event_resent_after_a_fix_is_applied(session_factory):
     broken = make_invoice("2026-01-01", amount="ten")
     assert ingest(session_factory, [broken]).rejected == 1

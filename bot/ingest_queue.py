@@ -1,0 +1,264 @@
+"""Group commit of webhook deliveries: concurrent deliveries of one source share one transaction.
+
+A delivery's events wait here, at most `GroupLimits.window_seconds`, while other deliveries of the
+same source join them: until as many deliveries wait as the largest recent group held (senders
+that were just answered tend to send again; a lone sender soon waits for nobody) or the group
+holds `max_events`. The group is then stored by one `ingest_events` call in one transaction, in
+the thread pool, and each delivery gets its own part of the report (its own counts, its
+rejections indexed in its own body) only after that commit. While a group's transaction runs, the
+next deliveries gather for the next group, so the busier the server, the fewer the commits.
+
+What stays true per delivery:
+- a delivery whose event ids overlap those of a delivery already in the group waits for the next
+  group, so the same id sent twice concurrently is applied once and the other delivery sees it as
+  a duplicate, exactly as if they had come one after the other;
+- when the grouped transaction fails as a whole (a database error, an unexpected exception),
+  every delivery of the group is stored again alone, in its own transaction, so each gets the
+  outcome it would have had alone (a transient error retried, `DatabaseBusy` when it persists).
+
+Groups never mix sources, and one source has one group in flight at a time (SQLite has one writer
+anyway; on PostgreSQL a group's size is what saves the commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from storage.apply import IngestConfig
+from storage.db import session_scope
+from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events
+
+STORE_ATTEMPTS = 3
+log = logging.getLogger("kpibot.ingest_queue")
+
+
+@dataclass(frozen=True)
+class GroupLimits:
+    """How long a delivery waits for others to join its group, and how large a group may grow."""
+
+    window_seconds: float = 0.010
+    max_events: int = 2_000
+
+
+class DatabaseBusy(Exception):
+    """The database stayed locked through every attempt: the sender should retry shortly."""
+
+
+GroupObserver = Callable[[str, int, bool], None]  # source, deliveries in the group, fell back
+
+
+@dataclass
+class _Delivery:
+    items: list[Any]
+    received_at: datetime
+    event_ids: frozenset[str]
+    answer: asyncio.Future[IngestReport]
+
+
+@dataclass
+class _SourceQueue:
+    loop: asyncio.AbstractEventLoop
+    waiting: deque[_Delivery] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # How many deliveries a group waits for (at most the window): the largest recent group (its
+    # senders, once answered, tend to send again), worn down by one per group; None before the
+    # first group, which waits the whole window.
+    expected: int | None = None
+
+
+class IngestQueue:
+    """Stores webhook deliveries through group commits (see the module's docstring).
+
+    Workers start on demand in the running event loop, one per source with deliveries waiting,
+    and end when their source has none, so the queue works with or without the app's lifespan;
+    `close` (at shutdown) waits for the groups in flight.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        config: IngestConfig,
+        *,
+        limits: GroupLimits | None = None,
+        observe: GroupObserver | None = None,
+    ) -> None:
+        self.factory = factory
+        self.config = config
+        self.limits = limits or GroupLimits()
+        self.observe = observe
+        self._sources: dict[str, _SourceQueue] = {}
+
+    async def ingest(
+        self, source: str, items: list[RawEvent | Malformed], received_at: datetime
+    ) -> IngestReport:
+        """Store one delivery's items; return its own report once its group is committed.
+
+        Raises `DatabaseBusy` when the database stayed locked, and whatever storing the delivery
+        alone raised when it cannot be stored at all.
+        """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[IngestReport] = loop.create_future()
+        ids = frozenset(filter(None, map(_event_id, items)))
+        queue = self._sources.get(source)
+        if queue is None or queue.loop is not loop:  # an app served again by a new event loop
+            queue = self._sources[source] = _SourceQueue(loop)
+        queue.waiting.append(_Delivery(items, received_at, ids, answer))
+        queue.arrived.set()
+        if queue.worker is None:
+            queue.worker = asyncio.create_task(self._work(source, queue))
+        return await answer
+
+    async def close(self) -> None:
+        """Wait for every group waiting or in flight to be stored and answered."""
+        workers = [q.worker for q in self._sources.values() if q.worker is not None]
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(self, source: str, queue: _SourceQueue) -> None:
+        group: list[_Delivery] = []
+        try:
+            while queue.waiting:
+                await self._gather(queue)
+                group = self._take(queue)
+                queue.expected = max(len(group), (queue.expected or 0) - 1)
+                await self._store(source, group)
+                group = []
+        except BaseException as error:  # a bug here must not leave senders waiting forever
+            for delivery in [*group, *queue.waiting]:
+                if delivery.answer.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    delivery.answer.cancel()
+                else:
+                    delivery.answer.set_exception(error)
+            queue.waiting.clear()
+            raise
+        finally:
+            queue.worker = None
+
+    async def _gather(self, queue: _SourceQueue) -> None:
+        """Wait, at most the window, until as many deliveries wait as recent groups held, or the
+        group would be full."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.window_seconds
+        expected = sys.maxsize if queue.expected is None else queue.expected
+        while len(queue.waiting) < expected and not self._full(queue):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            queue.arrived.clear()
+            try:
+                await asyncio.wait_for(queue.arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _full(self, queue: _SourceQueue) -> bool:
+        return sum(len(d.items) for d in queue.waiting) >= self.limits.max_events
+
+    def _take(self, queue: _SourceQueue) -> list[_Delivery]:
+        """The next group: waiting deliveries in arrival order, up to `max_events` events (at
+        least one delivery), leaving for later any whose event ids overlap the group's."""
+        group: list[_Delivery] = []
+        ids: set[str] = set()
+        size = 0
+        kept: deque[_Delivery] = deque()
+        while queue.waiting:
+            delivery = queue.waiting.popleft()
+            if group and (
+                size + len(delivery.items) > self.limits.max_events
+                or not ids.isdisjoint(delivery.event_ids)
+            ):
+                kept.append(delivery)
+                if size + len(delivery.items) > self.limits.max_events:
+                    break
+                continue
+            group.append(delivery)
+            ids.update(delivery.event_ids)
+            size += len(delivery.items)
+        kept.extend(queue.waiting)
+        queue.waiting = kept
+        return group
+
+    async def _store(self, source: str, group: list[_Delivery]) -> None:
+        if len(group) > 1:
+            items = [item for delivery in group for item in delivery.items]
+            received_at = min(delivery.received_at for delivery in group)
+            try:
+                report = await run_in_threadpool(self._commit, source, items, received_at)
+            except Exception as error:  # any failure: each delivery gets its outcome alone
+                log.warning(
+                    "webhook %s: a group of %d deliveries failed (%s); storing each alone",
+                    source,
+                    len(group),
+                    type(error).__name__,
+                )
+            else:
+                start = 0
+                for delivery in group:
+                    stop = start + len(delivery.items)
+                    _answer(delivery, report.part(start, stop))
+                    start = stop
+                self._observe(source, len(group), fell_back=False)
+                return
+        for delivery in group:
+            try:
+                _answer(delivery, await self._store_alone(source, delivery))
+            except Exception as error:
+                if not delivery.answer.done():
+                    delivery.answer.set_exception(error)
+        self._observe(source, len(group), fell_back=len(group) > 1)
+
+    async def _store_alone(self, source: str, delivery: _Delivery) -> IngestReport:
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await run_in_threadpool(
+                    self._commit, source, delivery.items, delivery.received_at
+                )
+            except DBAPIError as error:
+                if not transient(error):
+                    raise
+                log.warning("webhook %s: transient database error (attempt %d)", source, attempt)
+        raise DatabaseBusy(f"the database stayed busy through {STORE_ATTEMPTS} attempts")
+
+    def _commit(self, source: str, items: list[Any], received_at: datetime) -> IngestReport:
+        with session_scope(self.factory) as session:
+            return ingest_events(
+                session, items, config=self.config, source=source, received_at=received_at
+            )
+
+    def _observe(self, source: str, deliveries: int, *, fell_back: bool) -> None:
+        if self.observe is not None:
+            self.observe(source, deliveries, fell_back)
+
+
+def _event_id(item: RawEvent | Malformed) -> str | None:
+    """The id an item is de-duplicated by (as `storage.schemas.parse_event` reads it)."""
+    raw = item.event_id if isinstance(item, Malformed) else None
+    if isinstance(item, RawEvent) and isinstance(item.value, dict):
+        raw = item.value.get("id")
+    return raw.strip() or None if isinstance(raw, str) else None
+
+
+def _answer(delivery: _Delivery, report: IngestReport) -> None:
+    if not delivery.answer.done():  # the sender may have gone; its events are stored anyway
+        delivery.answer.set_result(report)
+
+
+def transient(error: DBAPIError) -> bool:
+    """A failure that the same transaction, run again, can get past (deadlock, lock timeout)."""
+    code = getattr(error.orig, "sqlstate", None)  # psycopg
+    if code in ("40P01", "40001", "55P03"):  # deadlock, serialization failure, lock unavailable
+        return True
+    return "database is locked" in str(error.orig)  # SQLite past its busy timeout

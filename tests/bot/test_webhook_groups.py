@@ -1,0 +1,202 @@
+"""Group commit: concurrent deliveries share a transaction, yet each gets exactly its own answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from sqlalchemy import event, func, select
+
+from storage.db import session_scope
+from storage.tables import EventLog, Invoice
+from tests.builders import make_account, make_invoice
+from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
+
+WINDOW_MS = 400  # long enough that 20 requests sent at once land in one group
+FIRST = 9  # the bad event whose id a good event of a later delivery shares
+
+
+def _post_together(server: Any, payloads: list[Any]) -> list[httpx.Response]:
+    """Post every payload at about the same moment, each from its own thread; the one at
+    `FIRST` goes 100 ms ahead of the others (still well inside one group's window)."""
+    ready = threading.Barrier(len(payloads))
+
+    def post(position: int) -> httpx.Response:
+        body = json.dumps(payloads[position]).encode()
+        headers = standard_headers(body, secret=TEST_WEBHOOK_SECRET)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ready.wait()
+            if position != FIRST:
+                time.sleep(0.1)
+            return client.post("/webhooks/kpibot", content=body, headers=headers)
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        return list(pool.map(post, range(len(payloads))))
+
+
+def _metric(server: Any, name: str) -> float:
+    exposition = httpx.get(server.url + "/metrics").text
+    found = re.search(rf'^{name}{{source="kpibot"}} ([0-9.e+]+)$', exposition, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def _counts(response: httpx.Response) -> tuple[int, int, int, int]:
+    answer = response.json()
+    return answer["applied"], answer["duplicate"], answer["ignored"], answer["rejected"]
+
+
+def _stored(server: Any) -> tuple[int, set[str]]:
+    with session_scope(server.factory) as session:
+        logged = session.scalar(select(func.count()).select_from(EventLog))
+        invoices = set(session.scalars(select(Invoice.invoice_id)))
+    return logged or 0, invoices
+
+
+def _mixed_deliveries() -> tuple[list[Any], dict[str, Any]]:
+    """20 deliveries: good single events, a batch with a bad event in the middle, an ignored
+    type, the same event id in two deliveries, and a bad and a good event sharing one id."""
+    singles = [make_invoice("2026-01-02", invoice_id=f"inv-{n}") for n in range(14)]
+    bad = make_invoice("2026-01-03", invoice_id="inv-bad", amount="-5")
+    batch = {
+        "events": [
+            make_invoice("2026-01-03", invoice_id="inv-b0"),
+            bad,
+            {
+                "id": "t-1",
+                "type": "ticket.created",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "data": {},
+            },
+            make_invoice("2026-01-03", invoice_id="inv-b1"),
+        ]
+    }
+    twice = make_invoice("2026-01-04", invoice_id="inv-twice")
+    broken = make_invoice("2026-01-05", invoice_id="inv-shared", amount="ten")
+    fixed = {**broken, "data": {**broken["data"], "amount": "10.00"}}
+    payloads = [*singles[:7], batch, twice, broken, *singles[7:], twice, fixed, make_account()]
+    return payloads, {"singles": singles, "batch": batch, "bad": bad, "twice": twice}
+
+
+def _check_answers(responses: list[httpx.Response], server: Any) -> None:
+    by_position = dict(enumerate(responses))
+    singles = [by_position[n] for n in (*range(7), *range(10, 17))]
+    for response in singles:
+        assert response.status_code == 200, response.text
+        assert _counts(response) == (1, 0, 0, 0)
+    batch = by_position[7]
+    assert batch.status_code == 422
+    assert _counts(batch) == (2, 0, 1, 1)
+    [rejection] = batch.json()["rejections"]
+    assert rejection["index"] == 1  # its place in its own body, not in the group
+    assert rejection["reason"].startswith("data.amount:")
+    first, second = _counts(by_position[8]), _counts(by_position[17])
+    assert sorted([first, second]) == [(0, 1, 0, 0), (1, 0, 0, 0)]  # applied once
+    broken, fixed = by_position[FIRST], by_position[18]
+    assert broken.status_code == 422 and _counts(broken) == (0, 0, 0, 1)
+    assert _counts(fixed) == (1, 0, 0, 0)  # a bad twin in an earlier delivery never loses it
+    assert _counts(by_position[19]) == (1, 0, 0, 0)
+
+    logged, invoices = _stored(server)
+    assert logged == 14 + 4 + 1 + 1 + 1  # every distinct id once (the bad one as rejected)
+    assert invoices == {f"inv-{n}" for n in range(14)} | {
+        "inv-b0",
+        "inv-b1",
+        "inv-twice",
+        "inv-shared",
+    }
+
+
+def test_twenty_concurrent_deliveries_each_get_their_own_answer(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_window_ms=WINDOW_MS)
+    payloads, _ = _mixed_deliveries()
+
+    responses = _post_together(server, payloads)
+
+    _check_answers(responses, server)
+    groups = _metric(server, "kpibot_webhook_group_deliveries_count")
+    assert groups < len(payloads)  # they were stored together, not one by one
+    assert _metric(server, "kpibot_webhook_group_fallbacks_total") == 0
+
+
+def test_a_failed_group_is_stored_again_delivery_by_delivery(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_window_ms=WINDOW_MS)
+    payloads, _ = _mixed_deliveries()
+    failed: list[int] = []
+
+    def fail_groups(_connection, _cursor, statement, _parameters, context, _many):
+        # A database failure that strikes every transaction storing more than one delivery.
+        if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOG") and (
+            len(context.compiled_parameters) > 4  # the largest delivery has 4 events
+        ):
+            failed.append(len(context.compiled_parameters))
+            raise RuntimeError("injected failure of a grouped transaction")
+
+    event.listen(server.engine, "before_cursor_execute", fail_groups)
+    try:
+        responses = _post_together(server, payloads)
+    finally:
+        event.remove(server.engine, "before_cursor_execute", fail_groups)
+
+    assert failed  # the grouped transaction did fail
+    _check_answers(responses, server)
+    assert _metric(server, "kpibot_webhook_group_fallbacks_total") >= 1
+
+
+def test_without_grouping_each_delivery_is_its_own_transaction(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_max_events=1)
+    payloads, _ = _mixed_deliveries()
+
+    responses = _post_together(server, payloads)
+
+    _check_answers(responses, server)
+    assert _metric(server, "kpibot_webhook_group_deliveries_count") == len(payloads)
+
+
+def _lock_error(engine: Any) -> Exception:
+    """The error each database raises when a transaction cannot get past a lock."""
+    if engine.dialect.name == "postgresql":
+        import psycopg
+
+        return psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+    import sqlite3
+
+    return sqlite3.OperationalError("database is locked")
+
+
+def _fail_event_log_inserts(server: Any, times: int) -> list[int]:
+    failed: list[int] = []
+
+    def fail(_connection, _cursor, statement, _parameters, _context, _many):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOG") and len(failed) < times:
+            failed.append(1)
+            raise _lock_error(server.engine)
+
+    event.listen(server.engine, "before_cursor_execute", fail)
+    return failed
+
+
+def test_a_transient_lock_is_retried_and_the_delivery_applied(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    failed = _fail_event_log_inserts(server, times=1)
+
+    [response] = _post_together(server, [make_invoice("2026-01-02", invoice_id="inv-r")])
+
+    assert failed == [1]
+    assert response.status_code == 200 and _counts(response) == (1, 0, 0, 0)
+    assert _stored(server) == (1, {"inv-r"})
+
+
+def test_a_database_that_stays_locked_answers_503_with_retry_after(web_server):
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    _fail_event_log_inserts(server, times=1_000)
+
+    [response] = _post_together(server, [make_invoice("2026-01-02", invoice_id="inv-l")])
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert _stored(server) == (0, set())
