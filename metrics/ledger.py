@@ -264,10 +264,15 @@ def warm(ctx: MetricContext) -> bool:
     Run in the background by the server after each change, so that the first question after it
     is answered from memory too.
     """
-    revision = _revision(ctx)
-    if revision is None or ("movements", revision) in _KEPT:
+    if _revision(ctx) is None or is_warm(ctx):
         return False
     series(ctx)
     movements(ctx)
     account_series(ctx)
     return True
+
+
+def is_warm(ctx: MetricContext) -> bool:
+    """Tell whether the movements of the current revision are kept in memory."""
+    revision = _revision(ctx)
+    return revision is not None and ("movements", revision) in _KEPT

@@ -1,0 +1,40 @@
+"""`kpibot serve` rebuilds the kept movements in the background after a change."""
+
+from __future__ import annotations
+
+import time
+
+from bot.dispatcher import ledger_warmer
+from metrics import ledger
+from metrics.context import MetricConfig, MetricContext
+from storage.db import session_scope
+from tests.builders import change, ingest, paying_accounts
+
+
+def _is_warm(factory) -> bool:
+    with session_scope(factory) as session:
+        return ledger.is_warm(MetricContext(session, MetricConfig()))
+
+
+def _wait_until_warm(factory, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _is_warm(factory):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_the_warmer_rebuilds_after_each_change(session_factory):
+    ledger.forget()
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    assert not _is_warm(session_factory)
+    warmer = ledger_warmer(session_factory, MetricConfig(), interval=0.05)
+    warmer.start()
+    try:
+        assert _wait_until_warm(session_factory)
+        ingest(session_factory, [change("acc-1", "2026-03-01", amount="150.00")])
+        assert not _is_warm(session_factory)  # a new revision: what is kept is for the old one
+        assert _wait_until_warm(session_factory)
+    finally:
+        warmer.stop()
