@@ -2,8 +2,9 @@
 
 - the outbox dispatcher delivers due outbox rows every second. One failed round is logged and the
   next one runs anyway: the rows stay in the outbox, so nothing is lost, only delayed;
-- the ledger warmer rebuilds the MRR movements kept in memory (`metrics.ledger`) soon after the data
-  changes, so the first question after a subscription change is as fast as the others.
+- the ledger warmer rebuilds the MRR movements and survey responses kept in memory
+  (`metrics.ledger`, `metrics.responses`) soon after they change, so the first question after a
+  change is as fast as the others.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.notifier import ConsoleNotifier, Notifier, SlackNotifier
 from bot.settings import Settings
 from metrics import ledger
 from metrics.context import MetricConfig, MetricContext
+from metrics.responses import kept_responses
 
 log = logging.getLogger("kpibot.dispatcher")
 INTERVAL_SECONDS = 1.0
@@ -87,7 +89,9 @@ def ledger_warmer(
 
     def warm() -> None:
         with factory() as session:
-            if ledger.warm(MetricContext(session, config)):
+            ctx = MetricContext(session, config)
+            if ledger.warm(ctx):
                 log.debug("ledger rebuilt for a new data revision")
+            kept_responses(ctx)  # read again only when the survey responses changed
 
     return Periodic("ledger", warm, interval=interval)

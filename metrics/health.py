@@ -41,6 +41,7 @@ from metrics import ledger
 from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext
 from metrics.ledger import ZERO, Running
 from metrics.periods import Period
+from metrics.responses import kept_responses
 from metrics.result import InputValue, Value
 from metrics.usage import account_usage
 from storage.apply import chunks
@@ -141,17 +142,22 @@ def signal_scores(
     accounts: Accounts,
     end: date,
     *,
-    trends: dict[str, Decimal] | None = None,
+    known: dict[str, dict[str, Decimal]] | None = None,
 ) -> dict[str, dict[str, Decimal]]:
     """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it.
 
-    `trends`: the MRR trend scores when the caller already has them (from `metrics.ledger`).
+    `known`: the signals the caller already has (from what `metrics.ledger` keeps), not queried.
     """
+    queries = {
+        "usage": _usage_scores,
+        "nps": _nps_scores,
+        "mrr_trend": _trend_scores,
+        "csat": _csat_scores,
+    }
+    known = known or {}
     return {
-        "usage": _usage_scores(session, accounts, end),
-        "nps": _nps_scores(session, accounts, end),
-        "mrr_trend": _trend_scores(session, accounts, end) if trends is None else trends,
-        "csat": _csat_scores(session, accounts, end),
+        name: known[name] if name in known else query(session, accounts, end)
+        for name, query in queries.items()
     }
 
 
@@ -287,6 +293,19 @@ def customers_query(ctx: MetricContext, day: date) -> Select[Any]:
     return ctx.scope.restrict(query, account)
 
 
+def _kept_signals(ctx: MetricContext, period: Period) -> dict[str, dict[str, Decimal]]:
+    """The signals that can be read from memory (`metrics.ledger`, `metrics.responses`)."""
+    known = {}
+    series = ledger.account_series(ctx)
+    if series is not None:
+        known["mrr_trend"] = _kept_trends(series, period.end)
+    responses = kept_responses(ctx)
+    if responses is not None:
+        known["nps"] = responses.nps_scores(period.end)
+        known["csat"] = responses.csat_scores(period.end, CSAT_DAYS)
+    return known
+
+
 def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
     """The accounts paying at the end of `day`, per group: from memory when kept, else SQL."""
     kept, group_of = ledger.account_series(ctx), ledger.members(ctx)
@@ -309,10 +328,8 @@ def health(ctx: MetricContext, period: Period) -> Values:
         groups.setdefault(TOTAL, [])
     # One plain query per signal over all accounts (cheaper than filtering each by the customer
     # query); only the customers' scores are used below.
-    kept = ledger.account_series(ctx)
-    trends = None if kept is None else _kept_trends(kept, period.end)
     scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    _merge(scores, signal_scores(ctx.session, None, period.end, trends=trends))
+    _merge(scores, signal_scores(ctx.session, None, period.end, known=_kept_signals(ctx, period)))
     weights = ctx.config.health_weights
     values: Values = {}
     for group, members in groups.items():

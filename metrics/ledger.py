@@ -121,19 +121,28 @@ def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T
     For results derived from movements alone (a period's activity): the same question asked again
     before the data changes (a teammate, the App Home, a digest) is answered from memory.
     """
-    revision = _revision(ctx)
-    if revision is None:
+    current = revision(ctx)
+    if current is None:
         return compute()
-    return _RESULTS.get((key, revision, ctx.scope.filters, ctx.scope.by), compute)
+    return _RESULTS.get((key, current, ctx.scope.filters, ctx.scope.by), compute)
 
 
-def _revision(ctx: MetricContext) -> tuple[str, str] | None:
-    """(database, token) of the stocks' current revision, read once per question."""
-    if "stocks-revision" not in ctx.memo:
-        found = token(ctx.session, STOCKS)
+def revision(ctx: MetricContext, family: str = STOCKS) -> tuple[str, str] | None:
+    """(database, token) of `family`'s current revision, read once per question (None: no token)."""
+    memo_key = ("revision", family)
+    if memo_key not in ctx.memo:
+        found = token(ctx.session, family)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        ctx.memo["stocks-revision"] = None if found is None else (url, found)
-    return ctx.memo["stocks-revision"]
+        ctx.memo[memo_key] = None if found is None else (url, found)
+    return ctx.memo[memo_key]
+
+
+def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T]) -> T:
+    """`compute()`, kept under `key` for the current revision of `family` (each time without)."""
+    found = revision(ctx, family)
+    if found is None:
+        return compute()
+    return _KEPT.get((key, family, found), compute)
 
 
 def changes() -> tuple[Any, Any]:
@@ -169,10 +178,10 @@ def _per_key(session: Session, query: Any) -> dict[str, Running]:
 
 def series(ctx: MetricContext) -> dict[str, Running] | None:
     """Per group of the context's scope, its running MRR and customers (None: nothing kept)."""
-    revision = _revision(ctx)
-    if revision is None:
+    current = revision(ctx)
+    if current is None:
         return None
-    key = ("groups", revision, ctx.scope.filters, ctx.scope.by)
+    key = ("groups", current, ctx.scope.filters, ctx.scope.by)
     return _KEPT.get(key, lambda: _group_series(ctx))
 
 
@@ -185,10 +194,10 @@ def _account_series(session: Session) -> dict[str, Running]:
 
 def account_series(ctx: MetricContext) -> dict[str, Running] | None:
     """Per account with movements, its running MRR and customers (None: nothing kept)."""
-    revision = _revision(ctx)
-    if revision is None:
+    current = revision(ctx)
+    if current is None:
         return None
-    return _KEPT.get(("accounts", revision), lambda: _account_series(ctx.session))
+    return _KEPT.get(("accounts", current), lambda: _account_series(ctx.session))
 
 
 Movement = tuple[str, str, int, int, int]
@@ -231,10 +240,10 @@ def _movements(session: Session) -> Movements:
 
 def movements(ctx: MetricContext) -> Movements | None:
     """Every movement, kept per revision (None: nothing kept)."""
-    revision = _revision(ctx)
-    if revision is None:
+    current = revision(ctx)
+    if current is None:
         return None
-    return _KEPT.get(("movements", revision), lambda: _movements(ctx.session))
+    return _KEPT.get(("movements", current), lambda: _movements(ctx.session))
 
 
 def _members(ctx: MetricContext) -> dict[str, str]:
@@ -251,10 +260,10 @@ def members(ctx: MetricContext) -> dict[str, str] | None:
     The same join and filters as the SQL queries of the scope, so an account without attributes
     is grouped (or filtered) exactly as they would.
     """
-    revision = _revision(ctx)
-    if revision is None:
+    current = revision(ctx)
+    if current is None:
         return None
-    key = ("members", revision, ctx.scope.filters, ctx.scope.by)
+    key = ("members", current, ctx.scope.filters, ctx.scope.by)
     return _KEPT.get(key, lambda: _members(ctx))
 
 
@@ -264,7 +273,7 @@ def warm(ctx: MetricContext) -> bool:
     Run in the background by the server after each change, so that the first question after it
     is answered from memory too.
     """
-    if _revision(ctx) is None or is_warm(ctx):
+    if revision(ctx) is None or is_warm(ctx):
         return False
     series(ctx)
     movements(ctx)
@@ -274,5 +283,5 @@ def warm(ctx: MetricContext) -> bool:
 
 def is_warm(ctx: MetricContext) -> bool:
     """Tell whether the movements of the current revision are kept in memory."""
-    revision = _revision(ctx)
-    return revision is not None and ("movements", revision) in _KEPT
+    current = revision(ctx)
+    return current is not None and ("movements", current) in _KEPT

@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig
 from storage.db import analyze, session_scope
-from storage.revisions import STOCKS, touch
+from storage.revisions import FAMILIES, touch
 from storage.schemas import EventRejected, parse_event
 from storage.tables import DERIVED_TABLES, EventLog
 
@@ -55,7 +55,8 @@ def rebuild(
                 count += _reapply(session, rows, config)
                 if progress:
                     progress(len(rows))
-        touch(session, STOCKS)
+        for family in FAMILIES:
+            touch(session, family)
     analyze(factory.kw["bind"])
     return count
 

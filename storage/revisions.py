@@ -10,7 +10,8 @@ and readers must not cache.
 Families:
 
 - `STOCKS`: what MRR stocks and movements are computed from: MRR movements, and the accounts'
-  attributes that breakdowns and filters group them by (plan, segment, owner, currency).
+  attributes that breakdowns and filters group them by (plan, segment, owner, currency);
+- `SURVEYS`: survey responses and the accounts they are attributed to.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ from storage.tables import DataRevision
 from storage.upsert import upsert_newer
 
 STOCKS = "stocks"
-STOCK_EVENT_TYPES = frozenset({"account.upserted", "subscription.updated", "fx.rate"})
-"""Native event types whose application can change `STOCKS` (accounts, movements, FX)."""
+SURVEYS = "surveys"
+FAMILIES = (STOCKS, SURVEYS)
+CHANGED_BY: dict[str, frozenset[str]] = {
+    STOCKS: frozenset({"account.upserted", "subscription.updated", "fx.rate"}),
+    SURVEYS: frozenset({"account.upserted", "survey.responded"}),
+}
+"""The native event types whose application can change each family."""
 
 
 def touch(session: Session, name: str) -> None:
@@ -42,9 +48,11 @@ def touch(session: Session, name: str) -> None:
 
 
 def touch_if_changed(session: Session, event_types: Iterable[str]) -> None:
-    """Touch `STOCKS` when any of `event_types` (of applied events) can change it."""
-    if STOCK_EVENT_TYPES.intersection(event_types):
-        touch(session, STOCKS)
+    """Touch each family that any of `event_types` (of applied events) can change."""
+    applied = frozenset(event_types)
+    for name in FAMILIES:
+        if CHANGED_BY[name] & applied:
+            touch(session, name)
 
 
 def token(session: Session, name: str) -> str | None:

@@ -17,7 +17,7 @@ from metrics import ledger
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.rebuild import rebuild
-from storage.revisions import STOCKS, token
+from storage.revisions import STOCKS, SURVEYS, token
 from storage.tables import DataRevision
 from tests.builders import (
     cancel,
@@ -87,6 +87,13 @@ def _history(seed: int) -> list[dict]:
             elif roll < 0.45:
                 events.append(change(account_id, when, amount=f"{amount}.00"))
     events.append(make_subscription("2026-09-15", account_id="acc-31", subscription_id="new"))
+    for _ in range(60):  # NPS and CSAT answers, some on the same instant (ordered by response id)
+        when = f"2026-{rng.randint(1, 11):02d}-{rng.choice([1, 15, 28]):02d}"
+        kind = rng.choice(["nps", "csat"])
+        score = rng.randint(0, 10) if kind == "nps" else rng.randint(1, 5)
+        scale = {} if kind == "nps" else {"scale_min": 1, "scale_max": 5}
+        account_id = f"acc-{rng.randint(1, 12)}"
+        events.append(make_response(when, score=score, kind=kind, account_id=account_id, **scale))
     return events
 
 
@@ -112,6 +119,8 @@ def test_kept_and_database_paths_give_the_same_answers(session_factory, seed):
     from_database = _answers(session_factory)
     assert kept == from_database
     assert any(result != Decimal(0) for _, _, result, _, _ in kept)
+    health = [current for metric, _, current, _, _ in kept if metric == "health"]
+    assert any(value.value is not None for value in health)
 
 
 def test_a_subscription_change_is_seen_by_the_next_question(session_factory):
@@ -134,27 +143,40 @@ def test_an_account_moved_to_another_plan_moves_in_the_breakdown(session_factory
     assert parts == {"pro": Decimal("100.00"), "team": Decimal("100.00")}
 
 
-def _token(factory) -> str | None:
+def _tokens(factory) -> dict[str, str]:
     with session_scope(factory) as session:
-        return session.scalar(select(DataRevision.token).where(DataRevision.name == STOCKS))
+        rows = session.execute(select(DataRevision.name, DataRevision.token))
+        return {name: value for name, value in rows}
 
 
-def test_only_what_can_move_stocks_gives_a_new_token(session_factory):
+def test_each_family_gets_a_new_token_only_from_what_can_change_it(session_factory):
     ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
-    first = _token(session_factory)
-    assert first is not None
+    first = _tokens(session_factory)
+    assert set(first) == {STOCKS, SURVEYS}
     usage = event(
         "usage.recorded",
         "2026-10-01",
         {"account_id": "acc-1", "user_ids": ["u1"], "day": "2026-10-01"},
     )
-    ingest(session_factory, [usage, make_response("2026-10-02", score=9)])
-    assert _token(session_factory) == first
+    ingest(session_factory, [usage])
+    assert _tokens(session_factory) == first
+    ingest(session_factory, [make_response("2026-10-02", score=9)])
+    second = _tokens(session_factory)
+    assert second[STOCKS] == first[STOCKS] and second[SURVEYS] != first[SURVEYS]
     ingest(session_factory, [change("acc-1", "2026-10-03", amount="120.00")])
-    second = _token(session_factory)
-    assert second not in (None, first)
+    third = _tokens(session_factory)
+    assert third[STOCKS] != second[STOCKS] and third[SURVEYS] == second[SURVEYS]
     rebuild(session_factory, config=IngestConfig(reporting_currency="USD", timezone="UTC"))
-    assert _token(session_factory) not in (None, first, second)
+    rebuilt = _tokens(session_factory)
+    assert all(rebuilt[name] not in (first[name], third[name]) for name in (STOCKS, SURVEYS))
+
+
+def test_a_new_survey_answer_moves_health_at_once(session_factory):
+    ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
+    ingest(session_factory, [make_response("2026-10-02", score=10)])
+    assert kpi(session_factory, "health", "2026-10").current.inputs["green"] == 1
+    ingest(session_factory, [make_response("2026-10-20", score=0)])
+    assert kpi(session_factory, "health", "2026-10").current.inputs["red"] == 1
 
 
 def _warm(factory) -> bool:

@@ -35,7 +35,10 @@ def upgrade() -> None:
     revisions = sa.table('data_revision', sa.column('name'), sa.column('token'), sa.column('changed_at'))
     op.bulk_insert(
         revisions,
-        [{'name': 'stocks', 'token': uuid.uuid4().hex, 'changed_at': datetime.now(UTC)}],
+        [
+            {'name': name, 'token': uuid.uuid4().hex, 'changed_at': datetime.now(UTC)}
+            for name in ('stocks', 'surveys')
+        ],
     )
 
 

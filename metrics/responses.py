@@ -1,0 +1,101 @@
+"""Each account's NPS and CSAT responses kept in memory per data revision, for health's signals.
+
+Health asks, for every account and for two days (the period's end and the previous period's), the
+latest NPS response up to that day and the share of positive CSAT responses in the 90 days before
+it: two window queries over every response. Responses change only with survey events (and account
+changes that attribute them), each of which gives `storage.revisions.SURVEYS` a new token; until the
+next one, both signals are read from this per-account copy (`metrics.ledger.kept`).
+
+The scores are computed exactly as `metrics.health`'s SQL reads them: the latest NPS response is the
+greatest (`responded_at`, `response_id`) among those of a `day` up to the end, rescaled to 0–100; a
+CSAT response is positive in the top quarter of its scale, compared on integers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from metrics import ledger
+from metrics.context import MetricContext
+from storage.revisions import SURVEYS
+from storage.tables import SurveyResponse
+
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class KeptResponses:
+    """Per account: NPS responses as (day, score 0–100) and CSAT ones as (day, positive).
+
+    Both in (`responded_at`, `response_id`) order.
+    """
+
+    nps: dict[str, tuple[tuple[date, Decimal], ...]]
+    csat: dict[str, tuple[tuple[date, bool], ...]]
+
+    def nps_scores(self, end: date) -> dict[str, Decimal]:
+        """Each account's latest NPS response of a day up to `end`, rescaled to 0–100."""
+        scores = {}
+        for account_id, answers in self.nps.items():
+            for day, score in reversed(answers):
+                if day <= end:
+                    scores[account_id] = score
+                    break
+        return scores
+
+    def csat_scores(self, end: date, days: int) -> dict[str, Decimal]:
+        """Each account's share (× 100) of positive CSAT responses of the `days` ending on `end`."""
+        after = end - timedelta(days=days)
+        scores = {}
+        for account_id, answers in self.csat.items():
+            window = [positive for day, positive in answers if after < day <= end]
+            if window:
+                scores[account_id] = Decimal(sum(window)) * HUNDRED / Decimal(len(window))
+        return scores
+
+
+def _read(session: Session) -> KeptResponses:
+    nps: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+    csat: dict[str, list[tuple[date, bool]]] = defaultdict(list)
+    query = (
+        select(
+            col(SurveyResponse.kind),
+            col(SurveyResponse.account_id),
+            col(SurveyResponse.day),
+            col(SurveyResponse.score),
+            col(SurveyResponse.scale_min),
+            col(SurveyResponse.scale_max),
+        )
+        .where(col(SurveyResponse.account_id).is_not(None))
+        .order_by(
+            col(SurveyResponse.kind),
+            col(SurveyResponse.account_id),
+            col(SurveyResponse.responded_at),
+            col(SurveyResponse.response_id),
+        )
+    )
+    for kind, account_id, day, score, low, high in session.execute(query):
+        if account_id is None:
+            continue
+        if kind == "nps":
+            nps[account_id].append((day, Decimal(score - low) * HUNDRED / Decimal(high - low)))
+        elif kind == "csat":
+            csat[account_id].append((day, (score - low) * 4 >= (high - low) * 3))
+    return KeptResponses(
+        {account: tuple(found) for account, found in nps.items()},
+        {account: tuple(found) for account, found in csat.items()},
+    )
+
+
+def kept_responses(ctx: MetricContext) -> KeptResponses | None:
+    """The responses of the current revision, from memory (None: no token, read the database)."""
+    if ledger.revision(ctx, SURVEYS) is None:
+        return None
+    return ledger.kept(ctx, SURVEYS, "responses", lambda: _read(ctx.session))
