@@ -26,7 +26,7 @@ sends its ids in `IN` lists of 500; the metric filters every signal by the custo
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -97,10 +97,22 @@ def combine(scores: dict[str, Decimal], weights: HealthWeights) -> AccountHealth
     return AccountHealth(score, band(score), signals)
 
 
-def health_score(scores: dict[str, Decimal], weights: HealthWeights) -> Decimal | None:
-    """`combine(scores, weights).score` alone, without the signals (the metric's inner loop)."""
-    shares = _shares(tuple(name for name in SIGNALS if name in scores), weights)
-    return _weighted(scores, shares) if shares else None
+def scorer(weights: HealthWeights) -> Callable[[dict[str, Decimal]], Decimal | None]:
+    """`combine(scores, weights).score` alone, without the signals: the metric's inner loop.
+
+    The shares of each set of present signals are looked up once per call of the metric, not
+    hashed with the weights for every account.
+    """
+    by_present: dict[tuple[str, ...], tuple[tuple[str, Decimal], ...]] = {}
+
+    def score(scores: dict[str, Decimal]) -> Decimal | None:
+        present = tuple(name for name in SIGNALS if name in scores)
+        shares = by_present.get(present)
+        if shares is None:
+            shares = by_present[present] = _shares(present, weights)
+        return _weighted(scores, shares) if shares else None
+
+    return score
 
 
 def _weighted(scores: dict[str, Decimal], shares: tuple[tuple[str, Decimal], ...]) -> Decimal:
@@ -330,13 +342,13 @@ def health(ctx: MetricContext, period: Period) -> Values:
     # query); only the customers' scores are used below.
     scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
     _merge(scores, signal_scores(ctx.session, None, period.end, known=_kept_signals(ctx, period)))
-    weights = ctx.config.health_weights
+    score_of = scorer(ctx.config.health_weights)
     values: Values = {}
     for group, members in groups.items():
         scored = [
             score
             for account_id in members
-            if (score := health_score(scores.get(account_id, {}), weights)) is not None
+            if (score := score_of(scores.get(account_id, {}))) is not None
         ]
         bands = [band(score) for score in scored]
         inputs: dict[str, InputValue] = {
