@@ -19,6 +19,7 @@ from sqlmodel import SQLModel
 
 COPY_THRESHOLD = 50  # rows from which PostgreSQL is written through COPY
 _ORDINAL = "copy_ordinal"  # the rows' order, so that COPY inserts (and locks) them in it
+_COPY_TYPES = "kpibot_copy_types"  # connection info: temporary table → its columns' type oids
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -122,7 +123,8 @@ def _insert_copied(session: Session, table: Table, rows: Sequence[dict[str, Any]
     )
     quote = dialect.identifier_preparer.quote
     quoted = ", ".join(quote(name) for name in names)
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor:
         # Created once per connection, typed like the target's columns, emptied at each commit.
         cursor.execute(
@@ -130,7 +132,15 @@ def _insert_copied(session: Session, table: Table, rows: Sequence[dict[str, Any]
             f"AS SELECT {quoted}, 0 AS {_ORDINAL} FROM {quote(table.name)} WITH NO DATA"
         )
         cursor.execute(f"DELETE FROM {quote(incoming.name)}")
-        with cursor.copy(f"COPY {quote(incoming.name)} ({quoted}, {_ORDINAL}) FROM STDIN") as copy:
+        types = connection.info.setdefault(_COPY_TYPES, {}).get(incoming.name)
+        if types is None:  # the columns' type oids, for the binary format (once per connection)
+            cursor.execute(f"SELECT {quoted}, {_ORDINAL} FROM {quote(incoming.name)} LIMIT 0")
+            types = [column.type_code for column in cursor.description or ()]
+            connection.info[_COPY_TYPES][incoming.name] = types
+        with cursor.copy(
+            f"COPY {quote(incoming.name)} ({quoted}, {_ORDINAL}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(types)
             for ordinal, row in enumerate(rows):
                 values = [
                     row[name] if process is None else process(row[name])
