@@ -369,8 +369,8 @@ class Applier:
         touched = sorted(
             {(d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded)}
         )
-        # Every touched day is read before and after the writes: the users a day gained extend
-        # the coverage spans; a user a day lost makes its account's spans re-derived in full.
+        # Every touched day is compared before and after the writes: the users a day gained
+        # extend the coverage spans; a user a day lost makes its account's spans re-derived.
         self.lock_accounts(sorted({account_id for account_id, _ in touched}))
         before = {
             (account_id, day): (set(users), recorded_at)
@@ -403,20 +403,25 @@ class Applier:
                 "recorded_at": at,
             }
 
-        upsert_newer(
+        # What each touched day holds now: as before, unless this batch's write of it won (the
+        # accounts are locked, so nobody else wrote them since they were read).
+        after = {key: users for key, (users, _) in before.items()}
+        won = upsert_newer(
             self.session,
             UsageDay,
             [row(key, users, at) for key, (users, at) in replaced.items()],
             key=("account_id", "day"),
             version="recorded_at",
+            returning=("account_id", "day"),
         )
+        after.update((key, replaced[key][0]) for key in map(tuple, won))
         upsert_newer(
             self.session,
             UsageDay,
             [row(key, users, at) for key, (users, at) in days.items()],
             key=("account_id", "day"),
         )
-        after = {(a, day): set(users) for a, day, users, _ in self._stored_usage(touched)}
+        after.update((key, users) for key, (users, _) in days.items())
         gained: dict[tuple[str, str], list[date]] = defaultdict(list)
         shrunk: set[str] = set()
         for (account_id, day), users in after.items():
@@ -448,10 +453,11 @@ class Applier:
         accounts = sorted({account_id for account_id, _ in gained})
         for part in chunks(accounts):
             stored = self._stored_spans(part)
+            wanted = set(part)
             fresh = {
-                pair: merge_spans([*stored.get(pair, []), *(_window(day) for day in gained[pair])])
-                for pair in gained
-                if pair[0] in part
+                pair: merge_spans([*stored.get(pair, []), *coverage_spans(days)])
+                for pair, days in gained.items()
+                if pair[0] in wanted
             }
             self._replace_spans({pair: stored.get(pair, []) for pair in fresh}, fresh)
 
@@ -676,25 +682,41 @@ def _lock_key(account_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def coverage_spans(days: Sequence[date], window: int = USAGE_WINDOW_DAYS) -> list[Span]:
+def coverage_spans(days: Iterable[date], window: int = USAGE_WINDOW_DAYS) -> list[Span]:
     """Merge [day, day + window − 1] over active `days` into disjoint spans."""
-    return merge_spans([_window(day, window) for day in days])
+    # The same as merge_spans over each day's window, without building them: windows of
+    # equal length overlap or touch exactly when their days are at most `window` days apart.
+    length, reach = timedelta(days=window - 1), timedelta(days=window)
+    spans: list[Span] = []
+    first = last = None
+    for day in sorted(days):
+        if last is None or day > last + reach:
+            if first is not None and last is not None:
+                spans.append((first, last + length))
+            first = day
+        last = day
+    if first is not None and last is not None:
+        spans.append((first, last + length))
+    return spans
 
 
 def merge_spans(spans: Iterable[Span]) -> list[Span]:
     """Merge intervals that overlap or touch into disjoint spans, in order."""
     merged: list[Span] = []
-    for first, last in sorted(spans):
-        if merged and first <= merged[-1][1] + timedelta(days=1):
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
+    first = last = None
+    for start, end in sorted(spans):
+        if last is None or start > last + _ONE_DAY:
+            if first is not None and last is not None:
+                merged.append((first, last))
+            first, last = start, end
+        elif end > last:
+            last = end
+    if first is not None and last is not None:
+        merged.append((first, last))
     return merged
 
 
-def _window(day: date, window: int = USAGE_WINDOW_DAYS) -> Span:
-    """The days whose 30-day window counts a user active on `day`."""
-    return day, day + timedelta(days=window - 1)
+_ONE_DAY = timedelta(days=1)
 
 
 def _same_movement(stored: MrrMovement, fresh: dict[str, Any]) -> bool:

@@ -92,6 +92,19 @@ def analyze(engine: Engine) -> None:
             connection.exec_driver_sql("ANALYZE")
 
 
+def refresh_statistics(engine: Engine) -> None:
+    """On PostgreSQL, sample fresh planner statistics (ANALYZE) while a bulk load goes on.
+
+    A table that was never analyzed has no column statistics: the planner then takes a lookup of
+    a few accounts (`account_id IN (…)`) for a large share of the table and scans all of it, so
+    each batch of a load costs more than the one before. SQLite needs nothing (its plans here
+    follow the indexes without statistics), and its ANALYZE would hold the write lock.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return a session factory whose objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)

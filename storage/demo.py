@@ -430,6 +430,21 @@ class _Account:
 
     def events(self, month_starts: list[int], customers: list[int]) -> list[dict[str, Any]]:
         """Return the account's events in time order, adding surveys and usage; count customers."""
+        changes, stretches = self.count_customers(month_starts, customers)
+        for first, end in stretches:
+            self._surveys(first, end)
+        self._usage(changes)
+        self.log.sort()
+        return [
+            {"id": eid, "type": kind, "occurred_at": _iso(day) + _TIMES[minute], "data": data}
+            for day, minute, _, eid, kind, data in self.log
+        ]
+
+    def count_customers(
+        self, month_starts: list[int], customers: list[int]
+    ) -> tuple[list[tuple[int, bool, int]], list[tuple[int, int]]]:
+        """Count the account in `customers` for each month it pays in; return its seat changes
+        (day, paying at end of day, seats) and its paying stretches (first day, day after)."""
         self.log.sort()
         updates = [(e[0], e[5]) for e in self.log if e[4] == "subscription.updated"]
         states: dict[str, tuple[bool, int]] = {}
@@ -449,13 +464,7 @@ class _Account:
         for first, end in stretches:
             for month in range(bisect_left(month_starts, first), bisect_left(month_starts, end)):
                 customers[month] += 1
-            self._surveys(first, end)
-        self._usage(changes)
-        self.log.sort()
-        return [
-            {"id": eid, "type": kind, "occurred_at": _iso(day) + _TIMES[minute], "data": data}
-            for day, minute, _, eid, kind, data in self.log
-        ]
+        return changes, stretches
 
     def _surveys(self, first: int, end: int) -> None:
         rng, left = self.rng, end <= self.until
@@ -622,10 +631,12 @@ def generate_demo_events(
     yield from _fx_events(seed, start, end, currency)
     used_slugs: set[str] = set()
     for n in range(1, accounts + 1):
-        account = _Account(n, seed, start, end, used_slugs)
-        account.run()
-        events = account.events(month_starts, customers)  # every slice counts every customer
+        account = _Account(n, seed, start, end, used_slugs)  # every slice takes every name
         if n % count == index:
-            yield from events
+            account.run()
+            yield from account.events(month_starts, customers)
+        elif index == 0:  # the costs, in slice 0, follow every account's customer months
+            account.run()
+            account.count_customers(month_starts, customers)
     if index == 0:
         yield from _cost_events(seed, start, month_starts, customers, currency)

@@ -221,6 +221,8 @@ _LOG_COLUMNS = (
     "reason",
 )
 
+_LOG_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text")
+
 
 def _log_row(entry: _Received, source: str, received_at: datetime) -> dict[str, Any]:
     event = entry.event
@@ -258,7 +260,8 @@ def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
     """PostgreSQL: COPY the rows into a temporary table, then insert the new ones from it.
 
     A batch's raw bodies are most of its bytes; COPY streams them instead of binding thousands of
-    parameters (which psycopg would parse out of one huge VALUES statement).
+    parameters (which psycopg would parse out of one huge VALUES statement), in the binary
+    format, which psycopg writes several times faster than text (no escaping, no time formatting).
     """
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     names = ", ".join(_LOG_COLUMNS)
@@ -269,7 +272,8 @@ def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
             "status text, reason text) ON COMMIT DELETE ROWS"
         )
         cursor.execute("DELETE FROM incoming_event_log")
-        with cursor.copy(f"COPY incoming_event_log ({names}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY incoming_event_log ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_LOG_TYPES)
             for row in rows:
                 copy.write_row([row[name] for name in _LOG_COLUMNS])
         cursor.execute(

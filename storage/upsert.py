@@ -1,14 +1,25 @@
-"""Dialect-aware bulk INSERT … ON CONFLICT, the way events are written idempotently."""
+"""Dialect-aware bulk INSERT … ON CONFLICT, the way events are written idempotently.
+
+On PostgreSQL, from `COPY_THRESHOLD` rows the rows are streamed with COPY into a temporary table
+and inserted from it (`INSERT … SELECT … ON CONFLICT …`), in the same order and with the same
+conflict rule as the plain multi-row statement: psycopg would otherwise send one statement per row
+(or parse thousands of bound parameters out of one huge VALUES list when rows are returned).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Column, Integer, MetaData, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
+
+COPY_THRESHOLD = 50  # rows from which PostgreSQL is written through COPY
+_ORDINAL = "copy_ordinal"  # the rows' order, so that COPY inserts (and locks) them in it
+_COPY_TYPES = "kpibot_copy_types"  # connection info: temporary table → its columns' type oids
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -19,6 +30,10 @@ def _insert(session: Session, table: Table) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def _by_copy(session: Session, rows: Sequence[dict[str, Any]]) -> bool:
+    return len(rows) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql"
 
 
 def insert_ignoring_conflicts(
@@ -32,12 +47,11 @@ def insert_ignoring_conflicts(
     if not rows:
         return []
     table = _table(model)
+    if _by_copy(session, rows):
+        statement = _insert_copied(session, table, rows).on_conflict_do_nothing()
+        return _execute(session, table, statement, returning)
     statement = _insert(session, table).on_conflict_do_nothing()
-    if returning:
-        statement = statement.returning(*(table.c[name] for name in returning))
-        return list(session.execute(statement, list(rows)).all())
-    session.execute(statement, list(rows))
-    return []
+    return _execute(session, table, statement, returning, rows)
 
 
 def upsert_newer(
@@ -60,7 +74,8 @@ def upsert_newer(
     # Rows are written in key order, so concurrent writers lock them in the same order.
     rows = sorted(rows, key=lambda row: tuple(str(row[name]) for name in key))
     table = _table(model)
-    statement = _insert(session, table)
+    copied = _by_copy(session, rows)
+    statement = _insert_copied(session, table, rows) if copied else _insert(session, table)
     columns = [name for name in rows[0] if name not in key]
     where = None
     if version is not None:
@@ -70,11 +85,71 @@ def upsert_newer(
         set_={name: statement.excluded[name] for name in columns},
         where=where,
     )
+    return _execute(session, table, statement, returning, None if copied else rows)
+
+
+def _execute(
+    session: Session,
+    table: Table,
+    statement: Any,
+    returning: Sequence[str],
+    rows: Sequence[dict[str, Any]] | None = None,
+) -> list[Any]:
+    parameters = None if rows is None else list(rows)
     if returning:
         statement = statement.returning(*(table.c[name] for name in returning))
-        return list(session.execute(statement, list(rows)).all())
-    session.execute(statement, list(rows))
+        return list(session.execute(statement, parameters).all())
+    session.execute(statement, parameters)
     return []
+
+
+def _insert_copied(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> Any:
+    """COPY `rows` into a temporary table; return an INSERT into `table` that selects them all.
+
+    Values go through each column type's own bind processing (money in hundredths, UTC
+    instants, JSON), exactly as they would as bound parameters.
+    """
+    names = list(rows[0])
+    dialect = session.get_bind().dialect
+    processors: list[Callable[[Any], Any] | None] = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    digest = hashlib.blake2b(",".join(names).encode(), digest_size=4).hexdigest()
+    incoming = Table(
+        f"copy_{table.name}_{digest}",
+        MetaData(),
+        *(Column(name, table.c[name].type) for name in names),
+        Column(_ORDINAL, Integer),
+    )
+    quote = dialect.identifier_preparer.quote
+    quoted = ", ".join(quote(name) for name in names)
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor:
+        # Created once per connection, typed like the target's columns, emptied at each commit.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(incoming.name)} ON COMMIT DELETE ROWS "
+            f"AS SELECT {quoted}, 0 AS {_ORDINAL} FROM {quote(table.name)} WITH NO DATA"
+        )
+        cursor.execute(f"DELETE FROM {quote(incoming.name)}")
+        types = connection.info.setdefault(_COPY_TYPES, {}).get(incoming.name)
+        if types is None:  # the columns' type oids, for the binary format (once per connection)
+            cursor.execute(f"SELECT {quoted}, {_ORDINAL} FROM {quote(incoming.name)} LIMIT 0")
+            types = [column.type_code for column in cursor.description or ()]
+            connection.info[_COPY_TYPES][incoming.name] = types
+        with cursor.copy(
+            f"COPY {quote(incoming.name)} ({quoted}, {_ORDINAL}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(types)
+            for ordinal, row in enumerate(rows):
+                values = [
+                    row[name] if process is None else process(row[name])
+                    for name, process in zip(names, processors, strict=True)
+                ]
+                values.append(ordinal)
+                copy.write_row(values)
+    source = select(*(incoming.c[name] for name in names)).order_by(incoming.c[_ORDINAL])
+    return postgresql.insert(table).from_select(names, source)
 
 
 def newest_by_key(

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
-from storage.apply import coverage_spans
+from storage.apply import coverage_spans, merge_spans
 from storage.db import session_scope
 from storage.tables import EventLog, UsageCoverage, UsageDay
 from tests.builders import event, ingest
@@ -25,6 +25,31 @@ def test_spans_contain_a_day_exactly_when_the_user_was_active_in_its_window(offs
     active_in_window = any(end - timedelta(days=29) <= day <= end for day in days)
     assert sum(first <= end <= last for first, last in spans) == int(active_in_window)
     assert all(a[1] + timedelta(days=1) < b[0] for a, b in pairwise(spans))
+
+
+@given(st.lists(st.tuples(st.integers(0, 90), st.integers(0, 40)), max_size=30))
+def test_merged_spans_cover_the_same_days_disjoint_and_apart(starts_and_lengths):
+    spans = [
+        (START + timedelta(days=s), START + timedelta(days=s + n)) for s, n in starts_and_lengths
+    ]
+    merged = merge_spans(spans)
+
+    def days(of):
+        return {
+            first + timedelta(days=k) for first, last in of for k in range((last - first).days + 1)
+        }
+
+    assert days(merged) == days(spans)
+    assert all(first <= last for first, last in merged)
+    assert all(a[1] + timedelta(days=1) < b[0] for a, b in pairwise(merged))
+    assert merge_spans(merged) == merged
+
+
+@given(st.lists(st.integers(0, 120), max_size=40), st.integers(1, 40))
+def test_coverage_spans_are_the_merged_windows_of_the_days(offsets, window):
+    days = [START + timedelta(days=o) for o in offsets]
+    windows = [(day, day + timedelta(days=window - 1)) for day in days]
+    assert coverage_spans(days, window) == merge_spans(windows)
 
 
 def test_ingested_usage_matches_a_brute_force_count(session_factory):

@@ -1,0 +1,25 @@
+"""Engines and maintenance: planner statistics refreshed during a bulk load."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from storage.db import refresh_statistics
+from tests.builders import ingest, make_account
+
+
+def _analyses(engine: Engine) -> int:
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            query = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'account'"
+        else:
+            query = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        return int(connection.scalar(text(query)) or 0)
+
+
+def test_statistics_are_refreshed_on_postgresql_and_sqlite_is_left_alone(engine, session_factory):
+    ingest(session_factory, [make_account(f"acc-{n}") for n in range(20)])
+    before = _analyses(engine)
+    refresh_statistics(engine)
+    expected = before + 1 if engine.dialect.name == "postgresql" else 0
+    assert _analyses(engine) == expected
