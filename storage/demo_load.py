@@ -57,9 +57,10 @@ def load_demo(
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
     engine = make_engine(request.database_url)
+    lock = context.Lock() if engine.dialect.name == "sqlite" else None  # one writer at a time
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_share, initargs=(counter,)
+            workers, mp_context=context, initializer=_share, initargs=(counter, lock)
         ) as pool:
             futures = [pool.submit(_load_shard, request, (k, workers)) for k in range(workers)]
             reported, refresh_at = 0, FIRST_REFRESH
@@ -96,11 +97,12 @@ def _advance(counter: Any, reported: int, progress: Callable[[int], None] | None
 
 
 _counter: Any = None
+_writer_lock: Any = None
 
 
-def _share(counter: Any) -> None:
-    global _counter  # one per worker process, set by the pool initializer
-    _counter = counter
+def _share(counter: Any, writer_lock: Any) -> None:
+    global _counter, _writer_lock  # one per worker process, set by the pool initializer
+    _counter, _writer_lock = counter, writer_lock
 
 
 def _count(n: int) -> None:
@@ -118,6 +120,7 @@ def _load_shard(request: DemoRequest, shard: tuple[int, int]) -> IngestReport:
             config=request.config,
             batch_size=BATCH_SIZE,
             progress=_count,
+            writer_lock=_writer_lock,
         )
     finally:
         engine.dispose()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -121,7 +122,21 @@ class _Received:
         return "ignored" if self.event is not None and self.event.data is None else "applied"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An item already checked and parsed by `prepare`: `ingest_events` takes it as it is."""
+
+    entry: _Received
+
+
+def prepare(items: Iterable[Any]) -> list[Prepared]:
+    """Check and parse `items` ahead of `ingest_events` (outside a writer's lock, say)."""
+    return [Prepared(_receive(index, item)) for index, item in enumerate(items)]
+
+
 def _receive(index: int, item: Any) -> _Received:
+    if isinstance(item, Prepared):
+        return replace(item.entry, index=index)
     if isinstance(item, Malformed):
         return _Received(index, item.raw, event_id=item.event_id, reason=item.reason)
     if isinstance(item, RawEvent):
@@ -313,13 +328,19 @@ def ingest_in_batches(
     source: str = NATIVE_SOURCE,
     batch_size: int = 1_000,
     progress: Callable[[int], None] | None = None,
+    writer_lock: AbstractContextManager[Any] | None = None,
 ) -> IngestReport:
-    """Ingest a stream of events in batches, one transaction each; rejection indexes are global."""
+    """Ingest a stream of events in batches, one transaction each; rejection indexes are global.
+
+    `writer_lock`, held around each transaction, lets processes sharing a single-writer store
+    (SQLite) hand it over at once instead of polling for it, and prepare a batch while they wait.
+    """
     report = IngestReport()
     offset = 0
     for batch in batched(items, batch_size):
-        with session_scope(factory) as session:
-            part = ingest_events(session, list(batch), config=config, source=source)
+        ready = prepare(batch)  # parsing needs no transaction, nor the writer lock
+        with writer_lock or nullcontext(), session_scope(factory) as session:
+            part = ingest_events(session, ready, config=config, source=source)
         report.add(part, offset=offset)
         offset += len(batch)
         if progress:
