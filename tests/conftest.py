@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.db import make_engine, make_session_factory, normalise_url
 from storage.migrate import upgrade
 from storage.tables import DERIVED_TABLES, DataRevision, EventLog, OutboxMessage
+
+# Property tests assert behaviour, not speed (speed is `make bench`'s): no per-example deadline,
+# which a loaded CI machine would turn into flaky failures.
+settings.register_profile("kpibot", deadline=None)
+settings.load_profile("kpibot")
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
