@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Table, select
@@ -26,10 +27,52 @@ def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined]
 
 
-def _insert(session: Session, table: Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(dialect: str, table: Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@lru_cache(maxsize=256)
+def _ignoring(dialect: str, table: Table, returning: tuple[str, ...]) -> Any:
+    """The plain INSERT … ON CONFLICT DO NOTHING of `table`, built once (statements are fixed)."""
+    return _returning(_insert(dialect, table).on_conflict_do_nothing(), table, returning)
+
+
+@lru_cache(maxsize=256)
+def _upserting(
+    dialect: str,
+    table: Table,
+    key: tuple[str, ...],
+    columns: tuple[str, ...],
+    version: str | None,
+    returning: tuple[str, ...],
+) -> Any:
+    """The plain upsert of `table`, built once per shape: building `excluded` costs each time."""
+    return _returning(
+        _on_conflict(_insert(dialect, table), table, key, columns, version), table, returning
+    )
+
+
+def _on_conflict(
+    statement: Any, table: Table, key: Sequence[str], columns: Sequence[str], version: str | None
+) -> Any:
+    where = None
+    if version is not None:
+        where = table.c[version] <= statement.excluded[version]
+    return statement.on_conflict_do_update(
+        index_elements=[table.c[name] for name in key],
+        set_={name: statement.excluded[name] for name in columns},
+        where=where,
+    )
+
+
+def _returning(statement: Any, table: Table, returning: Sequence[str]) -> Any:
+    if not returning:
+        return statement
+    return statement.returning(*(table.c[name] for name in returning))
 
 
 def _by_copy(session: Session, rows: Sequence[dict[str, Any]]) -> bool:
@@ -49,9 +92,9 @@ def insert_ignoring_conflicts(
     table = _table(model)
     if _by_copy(session, rows):
         statement = _insert_copied(session, table, rows).on_conflict_do_nothing()
-        return _execute(session, table, statement, returning)
-    statement = _insert(session, table).on_conflict_do_nothing()
-    return _execute(session, table, statement, returning, rows)
+        return _execute(session, _returning(statement, table, returning), returning)
+    statement = _ignoring(_dialect(session), table, tuple(returning))
+    return _execute(session, statement, returning, rows)
 
 
 def upsert_newer(
@@ -74,30 +117,23 @@ def upsert_newer(
     # Rows are written in key order, so concurrent writers lock them in the same order.
     rows = sorted(rows, key=lambda row: tuple(str(row[name]) for name in key))
     table = _table(model)
-    copied = _by_copy(session, rows)
-    statement = _insert_copied(session, table, rows) if copied else _insert(session, table)
-    columns = [name for name in rows[0] if name not in key]
-    where = None
-    if version is not None:
-        where = table.c[version] <= statement.excluded[version]
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[name] for name in key],
-        set_={name: statement.excluded[name] for name in columns},
-        where=where,
-    )
-    return _execute(session, table, statement, returning, None if copied else rows)
+    columns = tuple(name for name in rows[0] if name not in key)
+    if _by_copy(session, rows):
+        copied = _insert_copied(session, table, rows)
+        statement = _on_conflict(copied, table, key, columns, version)
+        return _execute(session, _returning(statement, table, returning), returning)
+    shape = (tuple(key), columns, version, tuple(returning))
+    return _execute(session, _upserting(_dialect(session), table, *shape), returning, rows)
 
 
 def _execute(
     session: Session,
-    table: Table,
     statement: Any,
     returning: Sequence[str],
     rows: Sequence[dict[str, Any]] | None = None,
 ) -> list[Any]:
     parameters = None if rows is None else list(rows)
     if returning:
-        statement = statement.returning(*(table.c[name] for name in returning))
         return list(session.execute(statement, parameters).all())
     session.execute(statement, parameters)
     return []
