@@ -255,13 +255,8 @@ def _kept_trends(kept: dict[str, Running], end: date) -> dict[str, Decimal]:
     """`_trend_scores` of every account, from the running MRR kept in memory."""
     then = end - timedelta(days=TREND_DAYS)
     return _trends(
-        (account_id, _mrr(run, then), _mrr(run, end)) for account_id, run in kept.items()
+        (account_id, run.mrr_at(then), run.mrr_at(end)) for account_id, run in kept.items()
     )
-
-
-def _mrr(run: Running, day: date) -> Decimal:
-    found = run.at(day)
-    return ZERO if found is None else found[0]
 
 
 def _csat_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
@@ -328,7 +323,7 @@ def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
         return groups
     for account_id, group in group_of.items():
         run = kept.get(account_id)
-        if run is not None and _mrr(run, day) > 0:
+        if run is not None and run.mrr_at(day) > 0:
             groups[group].append(account_id)
     return groups
 

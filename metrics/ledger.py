@@ -13,8 +13,8 @@ question until the next change bisects that running total in memory:
 - `movements`: every movement, in day order, with its amounts in integer hundredths, and
   `members`: each account's group under a scope, so a period's activity is a slice of memory.
 
-Entries are keyed by database and token, never reused across tokens; without a token (a store that
-no ingestion has touched yet) nothing is kept and every call reads the database, as before.
+Entries are keyed by database and token (`kept`), never reused across tokens; without a token
+(a store whose table of tokens was emptied) nothing is kept and every call reads the database.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ class Running:
         if index < 0:
             return None
         return self.mrr[index], self.customers[index]
+
+    def mrr_at(self, day: date) -> Decimal:
+        """MRR at the end of `day` (0 before the first movement)."""
+        found = self.at(day)
+        return ZERO if found is None else found[0]
 
 
 def running(rows: Iterable[tuple[date, Decimal | None, int | None]]) -> Running:
@@ -124,7 +129,7 @@ def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T
     current = revision(ctx)
     if current is None:
         return compute()
-    return _RESULTS.get((key, current, ctx.scope.filters, ctx.scope.by), compute)
+    return _RESULTS.get((key, current, ctx.scope), compute)
 
 
 def revision(ctx: MetricContext, family: str = STOCKS) -> tuple[str, str] | None:
@@ -137,11 +142,14 @@ def revision(ctx: MetricContext, family: str = STOCKS) -> tuple[str, str] | None
     return ctx.memo[memo_key]
 
 
-def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T]) -> T:
-    """`compute()`, kept under `key` for the current revision of `family` (each time without)."""
+def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T]) -> T | None:
+    """`compute()`, kept under `key` for the current revision of `family`.
+
+    None when the family has no token: nothing may be kept, and the caller reads the database.
+    """
     found = revision(ctx, family)
     if found is None:
-        return compute()
+        return None
     return _KEPT.get((key, family, found), compute)
 
 
@@ -178,11 +186,7 @@ def _per_key(session: Session, query: Any) -> dict[str, Running]:
 
 def series(ctx: MetricContext) -> dict[str, Running] | None:
     """Per group of the context's scope, its running MRR and customers (None: nothing kept)."""
-    current = revision(ctx)
-    if current is None:
-        return None
-    key = ("groups", current, ctx.scope.filters, ctx.scope.by)
-    return _KEPT.get(key, lambda: _group_series(ctx))
+    return kept(ctx, STOCKS, ("groups", ctx.scope), lambda: _group_series(ctx))
 
 
 def _account_series(session: Session) -> dict[str, Running]:
@@ -194,10 +198,7 @@ def _account_series(session: Session) -> dict[str, Running]:
 
 def account_series(ctx: MetricContext) -> dict[str, Running] | None:
     """Per account with movements, its running MRR and customers (None: nothing kept)."""
-    current = revision(ctx)
-    if current is None:
-        return None
-    return _KEPT.get(("accounts", current), lambda: _account_series(ctx.session))
+    return kept(ctx, STOCKS, "accounts", lambda: _account_series(ctx.session))
 
 
 Movement = tuple[str, str, int, int, int]
@@ -240,10 +241,7 @@ def _movements(session: Session) -> Movements:
 
 def movements(ctx: MetricContext) -> Movements | None:
     """Every movement, kept per revision (None: nothing kept)."""
-    current = revision(ctx)
-    if current is None:
-        return None
-    return _KEPT.get(("movements", current), lambda: _movements(ctx.session))
+    return kept(ctx, STOCKS, "movements", lambda: _movements(ctx.session))
 
 
 def _members(ctx: MetricContext) -> dict[str, str]:
@@ -260,11 +258,7 @@ def members(ctx: MetricContext) -> dict[str, str] | None:
     The same join and filters as the SQL queries of the scope, so an account without attributes
     is grouped (or filtered) exactly as they would.
     """
-    current = revision(ctx)
-    if current is None:
-        return None
-    key = ("members", current, ctx.scope.filters, ctx.scope.by)
-    return _KEPT.get(key, lambda: _members(ctx))
+    return kept(ctx, STOCKS, ("members", ctx.scope), lambda: _members(ctx))
 
 
 def warm(ctx: MetricContext) -> bool:
@@ -284,4 +278,4 @@ def warm(ctx: MetricContext) -> bool:
 def is_warm(ctx: MetricContext) -> bool:
     """Tell whether the movements of the current revision are kept in memory."""
     current = revision(ctx)
-    return current is not None and ("movements", current) in _KEPT
+    return current is not None and ("movements", STOCKS, current) in _KEPT
