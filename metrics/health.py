@@ -41,7 +41,7 @@ from metrics import ledger
 from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext
 from metrics.ledger import ZERO, Running
 from metrics.periods import Period
-from metrics.responses import kept_responses
+from metrics.responses import csat_signal, kept_responses, nps_signal
 from metrics.result import InputValue, Value
 from metrics.usage import account_usage
 from storage.apply import chunks
@@ -218,7 +218,7 @@ def _nps_scores(session: Session, accounts: Accounts, end: date) -> dict[str, De
         ranked.c.rank == 1
     )
     return {
-        account_id: Decimal(score - low) * HUNDRED / Decimal(high - low)
+        account_id: nps_signal(score, low, high)
         for account_id, score, low, high in session.execute(latest)
     }
 
@@ -281,7 +281,7 @@ def _csat_scores(session: Session, accounts: Accounts, end: date) -> dict[str, D
         .group_by(col(SurveyResponse.account_id))
     )
     return {
-        account_id: Decimal(int(positives)) * HUNDRED / Decimal(int(responses))
+        account_id: csat_signal(int(positives), int(responses))
         for account_id, positives, responses in session.execute(query)
     }
 

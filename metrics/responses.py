@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +29,16 @@ from storage.revisions import SURVEYS
 from storage.tables import SurveyResponse
 
 HUNDRED = Decimal(100)
+
+
+def nps_signal(score: int, low: int, high: int) -> Decimal:
+    """An NPS answer rescaled to 0–100: `(score − min) × 100 ÷ (max − min)`."""
+    return Decimal(score - low) * HUNDRED / Decimal(high - low)
+
+
+def csat_signal(positives: int, responses: int) -> Decimal:
+    """The share (× 100) of positive CSAT answers among `responses`."""
+    return Decimal(positives) * HUNDRED / Decimal(responses)
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class KeptResponses:
         for account_id, answers in self.csat.items():
             window = [positive for day, positive in answers if after < day <= end]
             if window:
-                scores[account_id] = Decimal(sum(window)) * HUNDRED / Decimal(len(window))
+                scores[account_id] = csat_signal(sum(window), len(window))
         return scores
 
 
@@ -82,12 +93,11 @@ def _read(session: Session) -> KeptResponses:
         )
     )
     for kind, account_id, day, score, low, high in session.execute(query):
-        if account_id is None:
-            continue
+        account = cast(str, account_id)  # never None: filtered above
         if kind == "nps":
-            nps[account_id].append((day, Decimal(score - low) * HUNDRED / Decimal(high - low)))
+            nps[account].append((day, nps_signal(score, low, high)))
         elif kind == "csat":
-            csat[account_id].append((day, (score - low) * 4 >= (high - low) * 3))
+            csat[account].append((day, (score - low) * 4 >= (high - low) * 3))
     return KeptResponses(
         {account: tuple(found) for account, found in nps.items()},
         {account: tuple(found) for account, found in csat.items()},
