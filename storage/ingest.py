@@ -93,6 +93,13 @@ class IngestReport:
         )
         self.outcomes.extend(other.outcomes)
 
+    def settle(self, index: int, outcome: str, rejection: Rejection | None = None) -> None:
+        """Count item `index` as `outcome` (a field named in `OUTCOMES`; "applied" until then)."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.outcomes[index] = outcome
+        if rejection is not None:
+            self.rejections.append(rejection)
+
     def part(self, start: int, stop: int) -> IngestReport:
         """Return the report of items `start` to `stop` (excluded), indexes counted from `start`."""
         outcomes = self.outcomes[start:stop]
@@ -164,15 +171,13 @@ def ingest_events(
     """Log, de-duplicate and apply decoded JSON events in the caller's transaction."""
     received_at = received_at or datetime.now(UTC)
     report = IngestReport(outcomes=["applied"] * len(items))
-    outcomes = report.outcomes
     received: list[_Received] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
         entry = _receive(index, item)
         if entry.event_id is not None:
             if entry.event_id in seen:
-                report.duplicate += 1
-                outcomes[index] = "duplicate"
+                report.settle(index, "duplicate")
                 continue
             seen.add(entry.event_id)
         received.append(entry)
@@ -193,31 +198,27 @@ def ingest_events(
     applicable: list[Applicable] = []
     for entry in received:
         if entry.event_id is not None and entry.event_id not in log_ids:
-            report.duplicate += 1
-            outcomes[entry.index] = "duplicate"
+            report.settle(entry.index, "duplicate")
         elif entry.status == "rejected":
-            report.rejected += 1
-            report.rejections.append(Rejection(entry.index, entry.event_id, entry.reason or ""))
-            outcomes[entry.index] = "rejected"
+            rejection = Rejection(entry.index, entry.event_id, entry.reason or "")
+            report.settle(entry.index, "rejected", rejection)
         elif entry.status == "ignored":
-            report.ignored += 1
-            outcomes[entry.index] = "ignored"
+            report.settle(entry.index, "ignored")
         else:
             assert entry.event is not None and entry.event_id is not None
             applicable.append(Applicable(log_ids[entry.event_id], entry.event))
 
     refused = applier.apply(applicable)
     by_log_id = {item.log_id: item for item in applicable}
+    by_event_id = {entry.event_id: entry for entry in received}
     for log_id, reason in refused.items():
         session.execute(
             update(EventLog)
             .where(col(EventLog.id) == log_id)
             .values(status="rejected", reason=reason)
         )
-        entry = next(e for e in received if e.event_id == by_log_id[log_id].event.event_id)
-        report.rejected += 1
-        report.rejections.append(Rejection(entry.index, entry.event_id, reason))
-        outcomes[entry.index] = "rejected"
+        entry = by_event_id[by_log_id[log_id].event.event_id]
+        report.settle(entry.index, "rejected", Rejection(entry.index, entry.event_id, reason))
     report.applied += len(applicable) - len(refused)
     report.rejections.sort(key=lambda r: r.index)
     touch_if_changed(session, {i.event.type for i in applicable if i.log_id not in refused})

@@ -29,12 +29,12 @@ from storage.upsert import upsert_newer
 
 STOCKS = "stocks"
 SURVEYS = "surveys"
-FAMILIES = (STOCKS, SURVEYS)
 CHANGED_BY: dict[str, frozenset[str]] = {
     STOCKS: frozenset({"account.upserted", "subscription.updated", "fx.rate"}),
     SURVEYS: frozenset({"account.upserted", "survey.responded"}),
 }
 """The native event types whose application can change each family."""
+FAMILIES = tuple(CHANGED_BY)
 
 
 def touch(session: Session, name: str) -> None:
@@ -50,8 +50,8 @@ def touch(session: Session, name: str) -> None:
 def touch_if_changed(session: Session, event_types: Iterable[str]) -> None:
     """Touch each family that any of `event_types` (of applied events) can change."""
     applied = frozenset(event_types)
-    for name in FAMILIES:
-        if CHANGED_BY[name] & applied:
+    for name, changers in CHANGED_BY.items():
+        if changers & applied:
             touch(session, name)
 
 
