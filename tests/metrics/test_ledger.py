@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from metrics import ledger
+from metrics.context import MetricConfig, MetricContext
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.rebuild import rebuild
@@ -180,8 +181,6 @@ def test_a_new_survey_answer_moves_health_at_once(session_factory):
 
 
 def _warm(factory) -> bool:
-    from metrics.context import MetricConfig, MetricContext
-
     with session_scope(factory) as session:
         return ledger.warm(MetricContext(session, MetricConfig()))
 
