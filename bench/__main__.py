@@ -4,7 +4,9 @@
    when the benchmark database already holds it;
 2. metrics: every metric of the registry over its default period, last-quarter and `by plan`,
    computed in-process as `/kpi` does, in ms: cold (the first question after a data change, with
-   nothing kept in memory by `metrics.ledger`) and the median of the warm runs after it;
+   nothing kept in memory) and the median of the warm runs after `metrics.warming.warm` (what
+   `kpibot serve`'s warmer does in the background after a change); then stickiness and health
+   right after a usage event, which the question itself brings in;
 3. cli: `kpibot kpi mrr` as a user runs it, interpreter start included;
 4. slash: a real `kpibot serve` on the reference data, a fake Slack Web API beside it, and
    signed `/kpi` requests for every metric, one after another (p50 and p99 in ms, per metric);
@@ -40,6 +42,7 @@ from tests.signing import TEST_WEBHOOK_SECRET
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE_DAY = date(2026, 11, 23)
+QUESTION_TIME = datetime(2026, 11, 23, 18, tzinfo=UTC)
 
 
 def main() -> None:
@@ -65,6 +68,7 @@ def main() -> None:
             results["seed"] = _seed(url, args)
         if "metrics" in parts:
             results["metrics_ms"] = _metrics(url, args.runs)
+            results["after_usage_event_ms"] = _after_usage_event(url, args.runs)
         if "cli" in parts:
             results["cli_seconds"] = _cli(url)
         if "slash" in parts:
@@ -140,16 +144,17 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _metrics(url: str, runs: int) -> dict[str, dict[str, float]]:
     from metrics.compute import compute_kpi
-    from metrics.context import MetricConfig
+    from metrics.context import MetricConfig, MetricContext
     from metrics.ledger import forget
     from metrics.periods import parse_period
     from metrics.registry import METRICS
+    from metrics.warming import warm
     from storage.db import make_engine, make_session_factory, read_only
 
     engine = make_engine(url)
     factory = make_session_factory(read_only(engine))
     config = MetricConfig()
-    now = datetime(2026, 11, 23, 18, tzinfo=UTC)
+    now = QUESTION_TIME
     timings: dict[str, dict[str, float]] = {}
     print(
         f"{'metric':<24}{'default':>16}{'last-quarter':>16}{'by plan':>16}"
@@ -157,19 +162,17 @@ def _metrics(url: str, runs: int) -> dict[str, dict[str, float]]:
     )
     for metric in METRICS:
         row: dict[str, float] = {}
-        for label, period_text, by in (
-            ("default", metric.default_period, None),
-            ("last-quarter", "last-quarter", None),
-            ("by plan", "last-quarter", "plan"),
-        ):
+        for label, period_text, by in _questions(metric):
             period = parse_period(period_text, now=now, timezone="UTC")
             samples = []
             forget()  # the first run reads the movements as the first question after a change
-            for _ in range(runs + 1):
+            for run in range(runs + 1):
                 with factory() as session:
                     started = time.perf_counter()
                     compute_kpi(session=session, metric=metric, period=period, config=config, by=by)
                     samples.append((time.perf_counter() - started) * 1000)
+                    if run == 0:  # then as `kpibot serve`'s warmer does, in the background
+                        warm(MetricContext(session, config))
             row[f"{label} cold"] = round(samples[0], 1)
             row[label] = round(statistics.median(samples[1:]), 1)
             row[f"{label} max"] = round(max(samples[1:]), 1)
@@ -181,6 +184,75 @@ def _metrics(url: str, runs: int) -> dict[str, dict[str, float]]:
                 for label in ("default", "last-quarter", "by plan")
             )
         )
+    engine.dispose()
+    return timings
+
+
+def _questions(metric: Any) -> tuple[tuple[str, str, str | None], ...]:
+    """(label, period, breakdown) of the questions asked of each metric."""
+    return (
+        ("default", metric.default_period, None),
+        ("last-quarter", "last-quarter", None),
+        ("by plan", "last-quarter", "plan"),
+    )
+
+
+def _after_usage_event(url: str, runs: int) -> dict[str, dict[str, float]]:
+    """Stickiness and health asked right after a usage event, with nothing warmed again.
+
+    Usage changes all day long: each event marks its account, and the next question brings what
+    is kept up to date itself (`metrics.ledger.tracked`). The event re-reports a stored day with
+    the same users, so the data set stays the reference one.
+    """
+    from metrics.compute import compute_kpi
+    from metrics.context import MetricConfig, MetricContext
+    from metrics.ledger import forget
+    from metrics.periods import parse_period
+    from metrics.registry import find_metric
+    from metrics.warming import warm
+    from storage.apply import IngestConfig
+    from storage.db import make_engine, make_session_factory, session_scope
+    from storage.ingest import ingest_events
+    from storage.tables import UsageDay
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    config = MetricConfig()
+    with factory() as session:
+        account_id, day, users = session.execute(
+            select(UsageDay.account_id, UsageDay.day, UsageDay.user_ids)
+            .where(UsageDay.day == REFERENCE_DAY)
+            .limit(1)
+        ).one()
+    forget()
+    with factory() as session:
+        warm(MetricContext(session, config))
+    print(f"after one usage event, not warmed again (ms: median of {runs})")
+    timings: dict[str, dict[str, float]] = {}
+    for metric_id in ("stickiness", "health"):
+        metric = find_metric(metric_id)
+        assert metric is not None
+        row: dict[str, float] = {}
+        for label, period_text, by in _questions(metric):
+            period = parse_period(period_text, now=QUESTION_TIME, timezone="UTC")
+            samples = []
+            for _ in range(runs):
+                report = {"account_id": account_id, "day": day.isoformat(), "user_ids": users}
+                usage = {
+                    "id": f"bench-usage-{time.time_ns()}",
+                    "type": "usage.recorded",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "data": report,
+                }
+                with session_scope(factory) as session:
+                    ingest_events(session, [usage], config=IngestConfig())
+                with factory() as session:
+                    started = time.perf_counter()
+                    compute_kpi(session=session, metric=metric, period=period, config=config, by=by)
+                    samples.append((time.perf_counter() - started) * 1000)
+            row[label] = round(statistics.median(samples), 1)
+        timings[metric_id] = row
+        print(f"{metric_id:<24}" + "".join(f"{row[label]:>16}" for label in row))
     engine.dispose()
     return timings
 

@@ -2,9 +2,9 @@
 
 - the outbox dispatcher delivers due outbox rows every second. One failed round is logged and the
   next one runs anyway: the rows stay in the outbox, so nothing is lost, only delayed;
-- the ledger warmer rebuilds the MRR movements and survey responses kept in memory
-  (`metrics.ledger`, `metrics.responses`) soon after they change, so the first question after a
-  change is as fast as the others.
+- the ledger warmer brings the MRR movements, survey responses and usage days kept in memory
+  (`metrics.warming`) up to date soon after they change, so the first question after a change is
+  as fast as the others.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.notifier import ConsoleNotifier, Notifier, SlackNotifier
 from bot.settings import Settings
-from metrics import ledger
+from metrics import warming
 from metrics.context import MetricConfig, MetricContext
-from metrics.responses import kept_responses
 
 log = logging.getLogger("kpibot.dispatcher")
 INTERVAL_SECONDS = 1.0
@@ -85,13 +84,12 @@ class OutboxDispatcher(Periodic):
 def ledger_warmer(
     factory: sessionmaker[Session], config: MetricConfig, *, interval: float = WARM_SECONDS
 ) -> Periodic:
-    """Keep `metrics.ledger` built for the current data revision, so no question waits for it."""
+    """Keep what `metrics.warming` builds current, so that no question waits for it."""
 
     def warm() -> None:
         with factory() as session:
             ctx = MetricContext(session, config)
-            if ledger.warm(ctx):
+            if warming.warm(ctx):
                 log.debug("ledger rebuilt for a new data revision")
-            kept_responses(ctx)  # read again only when the survey responses changed
 
     return Periodic("ledger", warm, interval=interval)

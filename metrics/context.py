@@ -16,6 +16,7 @@ from storage.tables import Account
 ChurnConvention = Literal["seed", "chartmogul", "stripe"]
 TOTAL = "all"
 NO_VALUE = "(none)"
+NONE_VALUES = (NO_VALUE, "none", "aucun")  # a filter value that asks for "no value"
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,21 @@ class Scope:
         parts = []
         for dimension, value in self.filters:
             column = DIMENSION_COLUMNS[dimension]
-            if value.lower() in (NO_VALUE, "none", "aucun"):
+            if value.lower() in NONE_VALUES:
                 parts.append(column.is_(None))
             else:
                 parts.append(func.lower(column) == value.lower())
         return and_(*parts)
+
+    def group_without_account(self) -> str | None:
+        """The group of an account id without an account row (None: the filters leave it out).
+
+        What `restrict`'s outer join gives such an id: every attribute is missing, so it is kept
+        only by filters asking for no value, and grouped under `NO_VALUE`.
+        """
+        if any(value.lower() not in NONE_VALUES for _, value in self.filters):
+            return None
+        return TOTAL if self.by is None else NO_VALUE
 
     def restrict(self, query: Select[Any], account_id: Any) -> Select[Any]:
         """Join the account of `account_id` and apply the filters, when the scope needs it."""

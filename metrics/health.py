@@ -25,8 +25,9 @@ sends its ids in `IN` lists of 500; the metric filters every signal by the custo
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -38,13 +39,15 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from metrics import ledger
-from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext
+from metrics.context import TOTAL, HealthWeights, MetricConfig, MetricContext, Scope
 from metrics.ledger import ZERO, Running
 from metrics.periods import Period
 from metrics.responses import csat_signal, kept_responses, nps_signal
 from metrics.result import InputValue, Value
-from metrics.usage import account_usage
+from metrics.usage import Usage, account_usage
+from metrics.usage_days import kept_usage
 from storage.apply import chunks
+from storage.revisions import FAMILIES, STOCKS, SURVEYS, USAGE
 from storage.tables import MrrMovement, SurveyResponse
 from storage.types import Money
 
@@ -90,45 +93,55 @@ def band(score: Decimal) -> Band:
 def combine(scores: dict[str, Decimal], weights: HealthWeights) -> AccountHealth:
     """Return the health of an account from its signal scores: the weights of the present ones."""
     shares = _shares(tuple(name for name in SIGNALS if name in scores), weights)
-    if not shares:
+    score = weighted_score(scores, weights)
+    if score is None:
         return AccountHealth()
-    score = _weighted(scores, shares)
     signals = {name: Signal(scores[name], share) for name, share in shares}
     return AccountHealth(score, band(score), signals)
 
 
-def scorer(weights: HealthWeights) -> Callable[[dict[str, Decimal]], Decimal | None]:
-    """`combine(scores, weights).score` alone, without the signals: the metric's inner loop.
+def weighted_score(scores: dict[str, Decimal], weights: HealthWeights) -> Decimal | None:
+    """Σ weight × score ÷ Σ weight over the signals in `scores`, half-up to 1 decimal.
 
-    The shares of each set of present signals are looked up once per call of the metric, not
-    hashed with the weights for every account.
+    None when their weights sum to 0. One division of exact sums: equal to Σ share × score with
+    the rescaled shares, without rounding each share first (so a score exactly on a twentieth,
+    such as 87.25, is never computed as 87.2499… and rounded down).
     """
-    by_present: dict[tuple[str, ...], tuple[tuple[str, Decimal], ...]] = {}
-
-    def score(scores: dict[str, Decimal]) -> Decimal | None:
-        present = tuple(name for name in SIGNALS if name in scores)
-        shares = by_present.get(present)
-        if shares is None:
-            shares = by_present[present] = _shares(present, weights)
-        return _weighted(scores, shares) if shares else None
-
-    return score
+    return _rounded(*_sums(scores.items(), _configured(weights)))
 
 
-def _weighted(scores: dict[str, Decimal], shares: tuple[tuple[str, Decimal], ...]) -> Decimal:
-    weighted = sum((share * scores[name] for name, share in shares), Decimal(0))
-    return weighted.quantize(TENTH, rounding=ROUND_HALF_UP)
+def _sums(
+    scores: Iterable[tuple[str, Decimal]], configured: dict[str, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """(Σ weight × score, Σ weight) over (signal, score) pairs."""
+    weighted, total = Decimal(0), Decimal(0)
+    for name, score in scores:
+        weighted += configured[name] * score
+        total += configured[name]
+    return weighted, total
+
+
+def _rounded(weighted: Decimal, total: Decimal) -> Decimal | None:
+    """weighted ÷ total, half-up to 1 decimal (None when the weights sum to 0)."""
+    if total <= 0:
+        return None
+    return (weighted / total).quantize(TENTH, rounding=ROUND_HALF_UP)
 
 
 @cache
-def _shares(present: tuple[str, ...], weights: HealthWeights) -> tuple[tuple[str, Decimal], ...]:
-    """The weights of the `present` signals rescaled to sum to 1 (none if they sum to 0)."""
-    configured = {
+def _configured(weights: HealthWeights) -> dict[str, Decimal]:
+    return {
         "usage": weights.usage,
         "nps": weights.nps,
         "mrr_trend": weights.mrr_trend,
         "csat": weights.csat,
     }
+
+
+@cache
+def _shares(present: tuple[str, ...], weights: HealthWeights) -> tuple[tuple[str, Decimal], ...]:
+    """The weights of the `present` signals rescaled to sum to 1 (none if they sum to 0)."""
+    configured = _configured(weights)
     total = sum((configured[name] for name in present), Decimal(0))
     if total <= 0:
         return ()
@@ -149,27 +162,13 @@ def account_health(
     }
 
 
-def signal_scores(
-    session: Session,
-    accounts: Accounts,
-    end: date,
-    *,
-    known: dict[str, dict[str, Decimal]] | None = None,
-) -> dict[str, dict[str, Decimal]]:
-    """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it.
-
-    `known`: the signals the caller already has (from what `metrics.ledger` keeps), not queried.
-    """
-    queries = {
-        "usage": _usage_scores,
-        "nps": _nps_scores,
-        "mrr_trend": _trend_scores,
-        "csat": _csat_scores,
-    }
-    known = known or {}
+def signal_scores(session: Session, accounts: Accounts, end: date) -> dict[str, dict[str, Decimal]]:
+    """Return each signal's score (0–100) per account of `accounts` (ids or a query) that has it."""
     return {
-        name: known[name] if name in known else query(session, accounts, end)
-        for name, query in queries.items()
+        "usage": _usage_scores(session, accounts, end),
+        "nps": _nps_scores(session, accounts, end),
+        "mrr_trend": _trend_scores(session, accounts, end),
+        "csat": _csat_scores(session, accounts, end),
     }
 
 
@@ -185,9 +184,14 @@ def _merge(scores: dict[str, dict[str, Decimal]], found: dict[str, dict[str, Dec
 
 
 def _usage_scores(session: Session, accounts: Accounts, end: date) -> dict[str, Decimal]:
+    return _stickiness_scores(account_usage(session, end, accounts).items())
+
+
+def _stickiness_scores(usage: Iterable[tuple[str, Usage]]) -> dict[str, Decimal]:
+    """The usage score of each (account, usage): stickiness × 2, capped at 100."""
     scores = {}
-    for account_id, usage in account_usage(session, end, accounts).items():
-        stickiness = usage.stickiness
+    for account_id, found in usage:
+        stickiness = found.stickiness
         if stickiness is not None:
             scores[account_id] = min(HUNDRED, stickiness * 2)
     return scores
@@ -300,51 +304,163 @@ def customers_query(ctx: MetricContext, day: date) -> Select[Any]:
     return ctx.scope.restrict(query, account)
 
 
-def _kept_signals(ctx: MetricContext, period: Period) -> dict[str, dict[str, Decimal]]:
-    """The signals that can be read from memory (`metrics.ledger`, `metrics.responses`)."""
-    known = {}
-    series = ledger.account_series(ctx)
-    if series is not None:
-        known["mrr_trend"] = _kept_trends(series, period.end)
-    responses = kept_responses(ctx)
-    if responses is not None:
-        known["nps"] = responses.nps_scores(period.end)
-        known["csat"] = responses.csat_scores(period.end, CSAT_DAYS)
-    return known
+def _paying(ctx: MetricContext, day: date) -> frozenset[str]:
+    """Every account paying at the end of `day`, whatever the scope: kept per stocks revision."""
+
+    def read() -> frozenset[str]:
+        kept = ledger.account_series(ctx)
+        if kept is None:
+            everyone = ctx.with_scope(Scope())
+            return frozenset(a for _, a in ctx.session.execute(customers_query(everyone, day)))
+        return frozenset(a for a, run in kept.items() if run.mrr_at(day) > 0)
+
+    return ledger.per_day(ctx, (STOCKS,), ("paying", day), read)
 
 
 def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
     """The accounts paying at the end of `day`, per group: from memory when kept, else SQL."""
-    kept, group_of = ledger.account_series(ctx), ledger.members(ctx)
-    groups: dict[str, list[str]] = defaultdict(list)
-    if kept is None or group_of is None:
-        for group, account_id in ctx.session.execute(customers_query(ctx, day)):
-            groups[group].append(account_id)
+
+    def read() -> dict[str, list[str]]:
+        group_of = ledger.members(ctx)
+        groups: dict[str, list[str]] = defaultdict(list)
+        if group_of is None:
+            for group, account_id in ctx.session.execute(customers_query(ctx, day)):
+                groups[group].append(account_id)
+            return groups
+        paying = _paying(ctx, day)
+        for account_id, group in group_of.items():
+            if account_id in paying:
+                groups[group].append(account_id)
         return groups
-    for account_id, group in group_of.items():
-        run = kept.get(account_id)
-        if run is not None and run.mrr_at(day) > 0:
-            groups[group].append(account_id)
-    return groups
+
+    return ledger.per_day(ctx, (STOCKS,), ("customers", ctx.scope, day), read)
+
+
+def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
+    """The health score at the end of `end` of every account paying then that has a signal.
+
+    Kept until the stocks or survey responses change, whatever scope asks; a usage change patches
+    the accounts it marked. Each signal's scores are kept the same way, per its own family.
+    """
+    weights = ctx.config.health_weights
+    _asked(end)
+
+    def compute() -> dict[str, Decimal]:
+        return _scores(_signals(ctx, end), weights, _paying(ctx, end))
+
+    def patch(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
+        patched = {a: score for a, score in scores.items() if a not in changed}
+        patched.update(_scores(_signals(ctx, end), weights, changed & _paying(ctx, end)))
+        return patched
+
+    return ledger.per_day(ctx, FAMILIES, ("health", end, weights), compute, patch=patch)
+
+
+def _scores(
+    signals: dict[str, dict[str, Decimal]], weights: HealthWeights, accounts: Iterable[str]
+) -> dict[str, Decimal]:
+    """The health score of each of `accounts` that has a signal, from each signal's scores.
+
+    The sums of the signals other than usage are computed once per distinct set of their scores
+    (a few hundred for thousands of accounts), then each account adds its usage score.
+    """
+    configured = _configured(weights)
+    usage, usage_weight = signals["usage"], configured["usage"]
+    others = [(name, found) for name, found in signals.items() if name != "usage"]
+    sums: dict[tuple[Decimal | None, ...], tuple[Decimal, Decimal]] = {}
+    scores = {}
+    for account_id in accounts:
+        key = tuple(found.get(account_id) for _, found in others)
+        rest = sums.get(key)
+        if rest is None:
+            named = zip((name for name, _ in others), key, strict=True)
+            present = [(name, score) for name, score in named if score is not None]
+            rest = sums[key] = _sums(present, configured)
+        weighted, total = rest
+        found = usage.get(account_id)
+        if found is not None:
+            weighted, total = weighted + usage_weight * found, total + usage_weight
+        score = _rounded(weighted, total)
+        if score is not None:
+            scores[account_id] = score
+    return scores
+
+
+_RECENT_DAYS = 8  # days recently asked, whose health the warmer computes again after a change
+_recent: dict[date, None] = {}  # insertion-ordered: the most recent last
+_recent_lock = threading.Lock()
+
+
+def _asked(end: date) -> None:
+    """Remember that health was asked for `end`."""
+    with _recent_lock:
+        _recent.pop(end, None)
+        _recent[end] = None
+        while len(_recent) > _RECENT_DAYS:
+            _recent.pop(next(iter(_recent)))
+
+
+def warm(ctx: MetricContext) -> None:
+    """Compute the health of the days recently asked, if the data changed since (the warmer)."""
+    with _recent_lock:
+        days = list(_recent)
+    for end in days:
+        account_scores(ctx, end)
+
+
+def _signals(ctx: MetricContext, end: date) -> dict[str, dict[str, Decimal]]:
+    """Each signal's scores of every account, at `end`: from memory when kept, else one query."""
+    session = ctx.session
+
+    def usage(accounts: Collection[str] | None = None) -> dict[str, Decimal]:
+        kept = kept_usage(ctx)
+        if kept is None:
+            if accounts is None:
+                return _usage_scores(session, None, end)
+            scores: dict[str, Decimal] = {}
+            for part in chunks(sorted(accounts)):
+                scores.update(_usage_scores(session, part, end))
+            return scores
+        windows = kept.windows(end)
+        wanted = windows.keys() if accounts is None else windows.keys() & accounts
+        return _stickiness_scores((a, Usage(*windows[a])) for a in wanted)
+
+    def patch_usage(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
+        patched = {a: score for a, score in scores.items() if a not in changed}
+        patched.update(usage(changed))
+        return patched
+
+    def trend() -> dict[str, Decimal]:
+        series = ledger.account_series(ctx)
+        return _trend_scores(session, None, end) if series is None else _kept_trends(series, end)
+
+    def nps() -> dict[str, Decimal]:
+        kept = kept_responses(ctx)
+        return _nps_scores(session, None, end) if kept is None else kept.nps_scores(end)
+
+    def csat() -> dict[str, Decimal]:
+        kept = kept_responses(ctx)
+        if kept is None:
+            return _csat_scores(session, None, end)
+        return kept.csat_scores(end, CSAT_DAYS)
+
+    return {
+        "usage": ledger.per_day(ctx, (USAGE,), ("usage scores", end), usage, patch=patch_usage),
+        "nps": ledger.per_day(ctx, (SURVEYS,), ("nps scores", end), nps),
+        "mrr_trend": ledger.per_day(ctx, (STOCKS,), ("trend scores", end), trend),
+        "csat": ledger.per_day(ctx, (SURVEYS,), ("csat scores", end), csat),
+    }
 
 
 def health(ctx: MetricContext, period: Period) -> Values:
     """Mean health of the customers at the period's end, with how many fall in each band."""
     groups = _customers(ctx, period.end)
     if ctx.scope.by is None:
-        groups.setdefault(TOTAL, [])
-    # One plain query per signal over all accounts (cheaper than filtering each by the customer
-    # query); only the customers' scores are used below.
-    scores: dict[str, dict[str, Decimal]] = defaultdict(dict)
-    _merge(scores, signal_scores(ctx.session, None, period.end, known=_kept_signals(ctx, period)))
-    score_of = scorer(ctx.config.health_weights)
+        groups = {TOTAL: [], **groups}
+    scores = account_scores(ctx, period.end)
     values: Values = {}
     for group, members in groups.items():
-        scored = [
-            score
-            for account_id in members
-            if (score := score_of(scores.get(account_id, {}))) is not None
-        ]
+        scored = [scores[account_id] for account_id in members if account_id in scores]
         bands = [band(score) for score in scored]
         inputs: dict[str, InputValue] = {
             name: bands.count(name) for name in ("green", "yellow", "red")

@@ -15,6 +15,10 @@ question until the next change bisects that running total in memory:
 
 Entries are keyed by database and token (`kept`), never reused across tokens; without a token
 (a store whose table of tokens was emptied) nothing is kept and every call reads the database.
+
+Families marked per account (usage, see `storage.revisions`) are kept by `tracked` instead: built
+in the background (`warm`), then brought up to date by each question that finds the family's
+version moved, reloading only the accounts marked since.
 """
 
 from __future__ import annotations
@@ -26,21 +30,23 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import BigInteger, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from metrics.context import MetricContext
-from storage.revisions import STOCKS, token
-from storage.tables import MrrMovement
+from storage.revisions import MARKED, STOCKS, changed_since, state
+from storage.tables import Account, MrrMovement
 from storage.types import Money
 
 ZERO = Decimal("0.00")
 JOINING = ("new", "reactivation")
 KEPT_ENTRIES = 32  # movement tables kept (per scope and database); least recently used goes first
 RESULT_ENTRIES = 512  # results kept (per question, scope and database)
+DAILY_ENTRIES = 64  # per-account maps of one day kept (`per_day`)
+TRACKED_ENTRIES = 8  # copies of families marked per account (`tracked`), per database
 
 T = TypeVar("T")
 
@@ -101,6 +107,23 @@ class _Kept:
                 self._values.popitem(last=False)
         return value
 
+    def peek(self, key: Hashable) -> Any:
+        """The value under `key` (None if absent), without computing anything."""
+        with self._lock:
+            if key not in self._values:
+                return None
+            self._values.move_to_end(key)
+            return self._values[key]
+
+    def put(self, key: Hashable, value: Any, *, unless: Callable[[Any], bool]) -> None:
+        """Keep `value` under `key`, unless `unless(the value already there)` says otherwise."""
+        with self._lock:
+            if key in self._values and unless(self._values[key]):
+                return
+            self._values[key] = value
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._values
@@ -112,12 +135,16 @@ class _Kept:
 
 _KEPT = _Kept(KEPT_ENTRIES)
 _RESULTS = _Kept(RESULT_ENTRIES)
+_DAILY = _Kept(DAILY_ENTRIES)
+_TRACKED = _Kept(TRACKED_ENTRIES)
 
 
 def forget() -> None:
     """Drop everything kept (for tests and benchmarks that measure the first question)."""
     _KEPT.clear()
     _RESULTS.clear()
+    _DAILY.clear()
+    _TRACKED.clear()
 
 
 def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T:
@@ -132,13 +159,17 @@ def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T
     return _RESULTS.get((key, current, ctx.scope), compute)
 
 
-def revision(ctx: MetricContext, family: str = STOCKS) -> tuple[str, str] | None:
-    """(database, token) of `family`'s current revision, read once per question (None: no token)."""
+Revision = tuple[str, str, int]
+"""(database, token, version) of a family as one question sees it."""
+
+
+def revision(ctx: MetricContext, family: str = STOCKS) -> Revision | None:
+    """`family`'s current revision, read once per question (None: no token, keep nothing)."""
     memo_key = ("revision", family)
     if memo_key not in ctx.memo:
-        found = token(ctx.session, family)
+        found = state(ctx.session, family)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        ctx.memo[memo_key] = None if found is None else (url, found)
+        ctx.memo[memo_key] = None if found is None else (url, found.token, found.version)
     return ctx.memo[memo_key]
 
 
@@ -147,10 +178,102 @@ def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T
 
     None when the family has no token: nothing may be kept, and the caller reads the database.
     """
-    found = revision(ctx, family)
-    if found is None:
+    return _kept_in(_KEPT, ctx, (family,), key, compute)
+
+
+Patch = Callable[[T, frozenset[str]], T]
+"""Bring a value up to date for the accounts marked changed since it was computed."""
+
+
+def per_day(
+    ctx: MetricContext,
+    families: tuple[str, ...],
+    key: Hashable,
+    compute: Callable[[], T],
+    *,
+    patch: Patch[T] | None = None,
+) -> T:
+    """`compute()`, kept under `key` (which names its day) until any of `families` changes.
+
+    For per-account maps of one day (health's signal scores), held apart from the whole tables
+    of `kept`, so that many days do not push those out. With `patch`, a change of a family marked
+    per account (usage) patches the map for the accounts it marked instead of computing it again.
+    Computed each time without tokens.
+    """
+    found = _kept_in(_DAILY, ctx, families, key, compute, patch)
+    return compute() if found is None else found
+
+
+def tracked(
+    ctx: MetricContext,
+    family: str,
+    key: Hashable,
+    *,
+    refresh: Patch[T],
+    build: Callable[[], T] | None = None,
+) -> T | None:
+    """The value of a family marked per account, brought up to the question's version.
+
+    Held per database, `family` and `key`: a value held at the question's token is refreshed with
+    `refresh(value, accounts marked since)`. Without one: `build()` when given (the warmer), else
+    None (the question reads the database, cheaper than building for one answer).
+    """
+    return _kept_in(_TRACKED, ctx, (family,), key, build, refresh)
+
+
+@dataclass(frozen=True)
+class _AtVersion:
+    """A value of a family marked per account, with the version it is up to date with."""
+
+    version: int
+    value: Any
+
+
+def _kept_in(
+    store: _Kept,
+    ctx: MetricContext,
+    families: tuple[str, ...],
+    key: Hashable,
+    compute: Callable[[], T] | None,
+    patch: Patch[T] | None = None,
+) -> T | None:
+    """The value under `key` for the current revisions of `families`.
+
+    Computed when missing (None when `compute` is None or a family has no token). With `patch`,
+    a family marked per account is held by token only: a value of an older version is patched
+    with the accounts marked since; one of the same or a newer version (newer data, never older)
+    is used as it is.
+    """
+    revisions = tuple(revision(ctx, family) for family in families)
+    if None in revisions:
         return None
-    return _KEPT.get((key, family, found), compute)
+    marked = [n for n, family in enumerate(families) if family in MARKED]
+    if patch is None or not marked:
+        if compute is None:
+            return cast(T | None, store.peek((key, families, revisions)))
+        return store.get((key, families, revisions), compute)
+    (index,) = marked  # one family marked per account at most
+    url, token, version = cast(Revision, revisions[index])
+    slot = (key, families, (*revisions[:index], (url, token), *revisions[index + 1 :]))
+    held: _AtVersion | None = store.peek(slot)
+    if held is not None and held.version >= version:
+        return cast(T, held.value)
+    if held is not None:
+        value = patch(held.value, _changed_since(ctx, families[index], held.version))
+    elif compute is not None:
+        value = compute()
+    else:
+        return None
+    store.put(slot, _AtVersion(version, value), unless=lambda kept: kept.version >= version)
+    return value
+
+
+def _changed_since(ctx: MetricContext, family: str, version: int) -> frozenset[str]:
+    """The accounts marked after `version`, read once per question."""
+    memo_key = ("changed since", family, version)
+    if memo_key not in ctx.memo:
+        ctx.memo[memo_key] = frozenset(changed_since(ctx.session, family, version))
+    return cast(frozenset[str], ctx.memo[memo_key])
 
 
 def changes() -> tuple[Any, Any]:
@@ -261,6 +384,43 @@ def members(ctx: MetricContext) -> dict[str, str] | None:
     return kept(ctx, STOCKS, ("members", ctx.scope), lambda: _members(ctx))
 
 
+@dataclass(frozen=True)
+class Groups:
+    """Each account's group under a scope, for data (usage) kept apart from the accounts."""
+
+    of: dict[str, str]  # the accounts the scope keeps, with their group
+    known: frozenset[str]  # every account with an account row, kept or not
+    without_account: str | None  # the group of an id without a row (None: left out)
+
+    def group(self, account_id: str) -> str | None:
+        """The group of `account_id` (None: the scope leaves it out)."""
+        found = self.of.get(account_id)
+        if found is not None or account_id in self.known:
+            return found
+        return self.without_account
+
+
+def _groups(ctx: MetricContext) -> Groups:
+    account = col(Account.account_id)
+    query = select(account, ctx.scope.key_column())
+    condition = ctx.scope.condition()
+    if condition is not None:
+        query = query.where(condition)
+    return Groups(
+        {account_id: key for account_id, key in ctx.session.execute(query)},
+        frozenset(ctx.session.scalars(select(account))),
+        ctx.scope.group_without_account(),
+    )
+
+
+def groups(ctx: MetricContext) -> Groups | None:
+    """Every account's group under the context's scope (None: nothing kept).
+
+    Account attributes are part of `STOCKS`, so this is kept per its token.
+    """
+    return kept(ctx, STOCKS, ("account groups", ctx.scope), lambda: _groups(ctx))
+
+
 def warm(ctx: MetricContext) -> bool:
     """Build what questions without a breakdown read, if the revision changed (True: it did).
 
@@ -278,4 +438,4 @@ def warm(ctx: MetricContext) -> bool:
 def is_warm(ctx: MetricContext) -> bool:
     """Tell whether the movements of the current revision are kept in memory."""
     current = revision(ctx)
-    return current is not None and ("movements", STOCKS, current) in _KEPT
+    return current is not None and ("movements", (STOCKS,), (current,)) in _KEPT

@@ -6,10 +6,11 @@ active users), MAU = distinct (account, user) pairs active in the window, sticki
 MAU × 100, undefined when MAU is 0. User ids belong to their account, so a group's MAU is the sum of
 its accounts' distinct users. Breakdowns group an account by its current attributes.
 
-Both figures are aggregated in SQL: DAU as a `SUM` read from a covering index of `usage_day`, MAU
-as a count of the `usage_coverage` spans containing the window's last day (a user active on day x
-counts for the windows ending in [x, x + 29]; their merged spans are derived at ingestion), so
-no JSON is read at all.
+Both figures come from each account's usage days kept in memory (`metrics.usage_days`) when the
+server keeps them; otherwise they are aggregated in SQL: DAU as a `SUM` read from a covering index
+of `usage_day`, MAU as a count of the `usage_coverage` spans containing the window's last day (a
+user active on day x counts for the windows ending in [x, x + 29]; their merged spans are derived
+at ingestion), so no JSON is read at all.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from metrics import ledger
 from metrics.context import TOTAL, MetricContext
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
+from metrics.usage_days import kept_usage
 from storage.apply import chunks
 from storage.tables import UsageCoverage, UsageDay
 
@@ -62,7 +65,9 @@ def usage_window(end: date) -> tuple[date, date]:
 
 def stickiness(ctx: MetricContext, period: Period) -> Values:
     """Mean DAU ÷ MAU × 100 over the 30 days ending with the period, with DAU and MAU."""
-    usage = _per_group(ctx, period.end) if ctx.scope.needs_accounts else _total(ctx, period.end)
+    usage = _kept_per_group(ctx, period.end)
+    if usage is None:
+        usage = _per_group(ctx, period.end) if ctx.scope.needs_accounts else _total(ctx, period.end)
     if ctx.scope.by is None:
         usage.setdefault(TOTAL, Usage())
     first, last = usage_window(period.end)
@@ -76,6 +81,21 @@ def stickiness(ctx: MetricContext, period: Period) -> Values:
             else Value.undefined(f"no active users from {first} to {last}", **inputs)
         )
     return values
+
+
+def _kept_per_group(ctx: MetricContext, end: date) -> dict[str, Usage] | None:
+    """Each group's usage from the per-account copy in memory (None: not kept, read SQL)."""
+    kept = kept_usage(ctx)
+    groups = ledger.groups(ctx) if ctx.scope.needs_accounts else None
+    if kept is None or (ctx.scope.needs_accounts and groups is None):
+        return None
+    sums: dict[str, tuple[int, int]] = {}
+    for account_id, (user_days, users) in kept.windows(end).items():
+        group = TOTAL if groups is None else groups.group(account_id)
+        if group is not None:
+            total_user_days, total_users = sums.get(group, (0, 0))
+            sums[group] = (total_user_days + user_days, total_users + users)
+    return {group: Usage(user_days, users) for group, (user_days, users) in sums.items()}
 
 
 def _per_group(ctx: MetricContext, end: date) -> dict[str, Usage]:

@@ -85,6 +85,7 @@ class Applier:
     session: Session
     config: IngestConfig
     refused: dict[int, str] = field(default_factory=dict)  # log id → reason
+    usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
     _accounts_to_derive: set[str] = field(default_factory=set)
     _locked: set[int] = field(default_factory=set)
 
@@ -371,7 +372,9 @@ class Applier:
         )
         # Every touched day is compared before and after the writes: the users a day gained
         # extend the coverage spans; a user a day lost makes its account's spans re-derived.
-        self.lock_accounts(sorted({account_id for account_id, _ in touched}))
+        accounts = sorted({account_id for account_id, _ in touched})
+        self.lock_accounts(accounts)
+        self.usage_changed.update(accounts)
         before = {
             (account_id, day): (set(users), recorded_at)
             for account_id, day, users, recorded_at in self._stored_usage(touched)

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import DecimalText, Money, UTCDateTime
@@ -317,6 +317,25 @@ class DataRevision(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=32)
     token: str = Field(max_length=32)
     changed_at: datetime = Field(sa_type=UTCDateTime)
+    # Counts the changes marked per account (`ChangedAccount`) since the token; commit-ordered,
+    # as the row stays locked from the increment to the commit.
+    version: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+
+
+class ChangedAccount(SQLModel, table=True):
+    """The last change of one account's data in a family marked per account (`storage.revisions`).
+
+    A reader that kept the family at version v reloads just the accounts marked after v.
+    """
+
+    __tablename__ = "changed_account"
+    __table_args__ = (Index("ix_changed_account_version", "family", "version"),)
+
+    family: str = Field(primary_key=True, max_length=32)
+    account_id: str = Field(primary_key=True, max_length=255)
+    version: int = Field(sa_type=BigInteger)
 
 
 DERIVED_TABLES: tuple[type[SQLModel], ...] = (

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_session_factory, normalise_url
 from storage.migrate import upgrade
-from storage.tables import DERIVED_TABLES, DataRevision, EventLog, OutboxMessage
+from storage.tables import DERIVED_TABLES, ChangedAccount, DataRevision, EventLog, OutboxMessage
 
 # Property tests assert behaviour, not speed (speed is `make bench`'s): no per-example deadline,
 # which a loaded CI machine would turn into flaky failures.
@@ -73,7 +73,7 @@ def database_url(
     url = request.getfixturevalue("postgres_url")
     yield url
     engine = make_engine(url)
-    kept = (*DERIVED_TABLES, EventLog, OutboxMessage, DataRevision)
+    kept = (*DERIVED_TABLES, EventLog, OutboxMessage, DataRevision, ChangedAccount)
     tables = ", ".join(t.__tablename__ for t in kept)  # type: ignore[attr-defined]
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,159 @@
+"""Each account's usage days and coverage spans, kept in memory and refreshed account by account.
+
+Stickiness and health's usage signal need, per account, Σ active users over the 30 days ending on a
+day and the distinct users active in them: a scan of every `usage_day` row of the window (some
+300,000 rows for 10,000 accounts). Usage changes with every product event, so instead of a token
+that every event would renew, each ingestion marks the accounts it changed (`storage.revisions.
+USAGE`) and this copy reloads just those (`metrics.ledger.tracked`). The server's warmer builds it;
+a question that finds none reads the database (`metrics.usage`).
+
+Per account, with days as ordinals:
+
+- its days with a `usage_day` row, ascending, and the running sum of their active users: the
+  window's Σ is the difference of two running sums found by bisection;
+- the first and last days of its coverage spans (`usage_coverage`), each list ascending: a span
+  contains day d when it starts on or before d and does not end before d, and every span that ends
+  before d also starts before it, so the spans containing d number
+  #(starts ≤ d) − #(ends < d), two bisections.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from metrics import ledger
+from metrics.context import MetricContext
+from storage.apply import USAGE_WINDOW_DAYS, chunks
+from storage.revisions import USAGE
+from storage.tables import UsageCoverage, UsageDay
+
+KEY = "usage days"
+ORDINALS = "i"  # array type code of day ordinals (date.toordinal() of any real date fits)
+SUMS = "q"
+KEPT_ENDS = 8  # last days whose windows a refresh carries over (the others are recomputed)
+
+
+@dataclass(frozen=True)
+class AccountDays:
+    """One account's usage days (ordinals) with running sums, and its coverage spans' bounds."""
+
+    days: array[int]  # ascending ordinals of the days with a row
+    running: array[int]  # running[i] = Σ active users of days[:i]; one longer than days
+    starts: array[int]  # ascending first days of the coverage spans
+    ends: array[int]  # ascending last days of the coverage spans
+
+    def window(self, last: int) -> tuple[int, int] | None:
+        """(Σ active users, distinct users) of the 30 days ending on ordinal `last`.
+
+        None when the account has no usage row in those days (as the SQL, which groups rows).
+        """
+        low = bisect_left(self.days, last - USAGE_WINDOW_DAYS + 1)
+        high = bisect_right(self.days, last)
+        if low == high:
+            return None
+        users = bisect_right(self.starts, last) - bisect_left(self.ends, last)
+        return self.running[high] - self.running[low], users
+
+
+@dataclass(frozen=True)
+class KeptUsage:
+    """Every account's `AccountDays`, and the windows already computed per last day."""
+
+    accounts: Mapping[str, AccountDays]
+    _windows: dict[int, dict[str, tuple[int, int]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def windows(self, end: date) -> dict[str, tuple[int, int]]:
+        """(Σ active users, distinct users) of the 30 days ending on `end`, per account with any."""
+        last = end.toordinal()
+        found = self._windows.get(last)
+        if found is None:
+            found = {}
+            for account_id, days in self.accounts.items():
+                window = days.window(last)
+                if window is not None:
+                    found[account_id] = window
+            self._windows[last] = found  # the same value if two threads race: no lock needed
+        return found
+
+    def refreshed(self, session: Session, changed: Collection[str]) -> KeptUsage:
+        """A copy with `changed` accounts read again (those without usage any more dropped)."""
+        if not changed:
+            return self
+        changed = set(changed)
+        accounts = {a: d for a, d in self.accounts.items() if a not in changed}
+        accounts.update(read_accounts(session, changed))
+        windows = {}
+        for last, found in list(self._windows.items())[-KEPT_ENDS:]:
+            window = {a: w for a, w in found.items() if a not in changed}
+            for account_id in changed & accounts.keys():
+                if (fresh := accounts[account_id].window(last)) is not None:
+                    window[account_id] = fresh
+            windows[last] = window
+        return KeptUsage(accounts, windows)
+
+
+def read_accounts(
+    session: Session, account_ids: Collection[str] | None = None
+) -> dict[str, AccountDays]:
+    """Read the `AccountDays` of `account_ids` (every account when None) that have usage rows."""
+    days: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for part in [None] if account_ids is None else chunks(sorted(account_ids)):
+        usage = select(
+            col(UsageDay.account_id), col(UsageDay.day), col(UsageDay.active_users)
+        ).order_by(col(UsageDay.account_id), col(UsageDay.day))
+        coverage = select(
+            col(UsageCoverage.account_id),
+            col(UsageCoverage.covered_from),
+            col(UsageCoverage.covered_to),
+        )
+        if part is not None:
+            usage = usage.where(col(UsageDay.account_id).in_(part))
+            coverage = coverage.where(col(UsageCoverage.account_id).in_(part))
+        for account_id, day, active in session.execute(usage):
+            days[account_id].append((day.toordinal(), active))
+        for account_id, first, last in session.execute(coverage):
+            spans[account_id].append((first.toordinal(), last.toordinal()))
+    return {
+        account_id: _account(found, spans.get(account_id, ())) for account_id, found in days.items()
+    }
+
+
+def _account(rows: list[tuple[int, int]], spans: Iterable[tuple[int, int]]) -> AccountDays:
+    running = array(SUMS, [0])
+    total = 0
+    for _, active in rows:
+        total += active
+        running.append(total)
+    bounds = list(spans)
+    return AccountDays(
+        array(ORDINALS, [day for day, _ in rows]),
+        running,
+        array(ORDINALS, sorted(first for first, _ in bounds)),
+        array(ORDINALS, sorted(last for _, last in bounds)),
+    )
+
+
+def kept_usage(ctx: MetricContext, *, build: bool = False) -> KeptUsage | None:
+    """Every account's usage days at the question's version (None: not kept, read SQL).
+
+    `build`: build it when not kept (the warmer does; one question is cheaper with SQL).
+    """
+    return ledger.tracked(
+        ctx,
+        USAGE,
+        KEY,
+        refresh=lambda kept, changed: kept.refreshed(ctx.session, changed),
+        build=(lambda: KeptUsage(read_accounts(ctx.session))) if build else None,
+    )
