@@ -135,6 +135,11 @@ class Prepared:
 
     entry: _Received
 
+    @property
+    def event_id(self) -> str | None:
+        """Return the id the event is de-duplicated by (None when it has none)."""
+        return self.entry.event_id
+
 
 def prepare(items: Iterable[Any]) -> list[Prepared]:
     """Check and parse `items` ahead of `ingest_events` (outside a writer's lock, say)."""
