@@ -26,7 +26,7 @@ import asyncio
 import logging
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from storage.apply import IngestConfig
 from storage.db import session_scope
-from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events
+from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
 
 STORE_ATTEMPTS = 3
 log = logging.getLogger("kpibot.ingest_queue")
@@ -101,7 +101,7 @@ class IngestQueue:
         self._sources: dict[str, _SourceQueue] = {}
 
     async def ingest(
-        self, source: str, items: list[RawEvent | Malformed], received_at: datetime
+        self, source: str, items: Sequence[RawEvent | Malformed | Prepared], received_at: datetime
     ) -> IngestReport:
         """Store one delivery's items; return its own report once its group is committed.
 
@@ -114,7 +114,7 @@ class IngestQueue:
         queue = self._sources.get(source)
         if queue is None or queue.loop is not loop:  # an app served again by a new event loop
             queue = self._sources[source] = _SourceQueue(loop)
-        queue.waiting.append(_Delivery(items, received_at, ids, answer))
+        queue.waiting.append(_Delivery(list(items), received_at, ids, answer))
         queue.arrived.set()
         if queue.worker is None:
             queue.worker = asyncio.create_task(self._work(source, queue))
@@ -243,8 +243,10 @@ class IngestQueue:
             self.observe(source, deliveries, fell_back)
 
 
-def _event_id(item: RawEvent | Malformed) -> str | None:
+def _event_id(item: RawEvent | Malformed | Prepared) -> str | None:
     """The id an item is de-duplicated by (as `storage.schemas.parse_event` reads it)."""
+    if isinstance(item, Prepared):
+        return item.event_id
     raw = item.event_id if isinstance(item, Malformed) else None
     if isinstance(item, RawEvent) and isinstance(item.value, dict):
         raw = item.value.get("id")

@@ -36,7 +36,7 @@ from bot.ingest_queue import DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import make_session_factory, read_only
-from storage.ingest import IngestReport
+from storage.ingest import IngestReport, prepare
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 
@@ -234,8 +234,10 @@ async def _webhook(
         events = source.events(payload, delivery)
     except WebhookRejected as rejected:
         return _refused(rejected.status, rejected.reason)
+    # Parsed here, while the group before this one is being stored, not inside its transaction.
+    items = prepare(e.item() for e in events)
     try:
-        report = await queue.ingest(name, [e.item() for e in events], delivery.received_at)
+        report = await queue.ingest(name, items, delivery.received_at)
     except DatabaseBusy:
         return JSONResponse(
             {"error": "the database is busy: retry shortly"},

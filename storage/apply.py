@@ -17,7 +17,17 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import (
+    BindParameter,
+    Executable,
+    Result,
+    Table,
+    bindparam,
+    delete,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -54,6 +64,65 @@ from storage.upsert import insert_ignoring_conflicts, newest_by_key, upsert_newe
 IN_CHUNK = 500  # ids per IN (...) list
 USAGE_WINDOW_DAYS = 30  # a user counts as active for the 30 days ending with each active day
 Span = tuple[date, date]  # first and last day, both included
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+# The statements of the hot paths, built once and run on the session's connection: building a
+# statement costs more than running it on a small batch, and the ORM's execution path (identity
+# map, synchronising deletes with loaded objects) serves nothing here.
+_ACCOUNTS: BindParameter[Any] = bindparam("accounts", expanding=True)
+_VERSION = _table(SubscriptionVersion).c
+_VERSIONS_OF = (
+    select(_VERSION.account_id, _VERSION.subscription_id, _VERSION.effective_at)
+    .add_columns(_VERSION.currency, _VERSION.mrr)
+    .where(_VERSION.account_id.in_(_ACCOUNTS))
+    .order_by(_VERSION.effective_at, _VERSION.id)
+)
+_MOVEMENT = _table(MrrMovement)
+_MOVEMENTS_OF = select(
+    *(_MOVEMENT.c[name] for name in ("id", "account_id", "day", "occurred_at", "kind")),
+    *(_MOVEMENT.c[name] for name in ("amount", "mrr_before", "mrr_after")),
+).where(_MOVEMENT.c.account_id.in_(_ACCOUNTS))
+_MOVEMENT_COLUMNS = (
+    "account_id",
+    "day",
+    "occurred_at",
+    "kind",
+    "amount",
+    "mrr_before",
+    "mrr_after",
+)
+_DELETE_MOVEMENTS = delete(_MOVEMENT).where(_MOVEMENT.c.id.in_(bindparam("ids", expanding=True)))
+_USAGE = _table(UsageDay).c
+_USAGE_DAYS_OF = (
+    select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids)
+    .where(_USAGE.account_id.in_(_ACCOUNTS))
+    .order_by(_USAGE.day)
+)
+_USAGE_BETWEEN = select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids, _USAGE.recorded_at).where(
+    _USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.between(bindparam("first"), bindparam("last"))
+)
+_COVERAGE = _table(UsageCoverage)
+_SPANS_OF = select(
+    _COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from, _COVERAGE.c.covered_to
+).where(_COVERAGE.c.account_id.in_(_ACCOUNTS))
+_DELETE_SPANS = delete(_COVERAGE).where(
+    tuple_(_COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from).in_(
+        bindparam("keys", expanding=True)
+    )
+)
+_DELETE_CONTACTS = delete(_table(Contact)).where(_table(Contact).c.account_id.in_(_ACCOUNTS))
+_DELETE_DOMAINS = delete(_table(AccountDomain)).where(
+    _table(AccountDomain).c.account_id.in_(_ACCOUNTS)
+)
+_LOCK_ACCOUNTS = text(
+    # Volatile functions in the select list run after ORDER BY: locks are taken in order.
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) ORDER BY k"
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +169,10 @@ class Applier:
     def local_day(self, instant: datetime) -> date:
         """Return the reporting time zone's date of `instant`."""
         return instant.astimezone(self.zone).date()
+
+    def _run(self, statement: Executable, **parameters: Any) -> Result[*tuple[Any, ...]]:
+        """Run one of the prebuilt Core statements in the session's transaction."""
+        return self.session.connection().execute(statement, parameters)
 
     def apply(self, items: Sequence[Applicable]) -> dict[int, str]:
         """Apply `items` (rates first, then by event time); return the refused ones' reasons."""
@@ -202,10 +275,8 @@ class Applier:
         winners = [details[(account_id, updated_at)] for account_id, updated_at in won]
         ids = [data.account_id for data in winners]
         for part in chunks(ids):
-            self.session.execute(delete(Contact).where(col(Contact.account_id).in_(part)))
-            self.session.execute(
-                delete(AccountDomain).where(col(AccountDomain.account_id).in_(part))
-            )
+            self._run(_DELETE_CONTACTS, accounts=list(part))
+            self._run(_DELETE_DOMAINS, accounts=list(part))
         contacts = {
             (data.account_id, contact.email): {
                 "account_id": data.account_id,
@@ -441,11 +512,7 @@ class Applier:
         for part in chunks(account_ids):
             self.lock_accounts(part)
             active: dict[tuple[str, str], list[date]] = defaultdict(list)
-            for account_id, day, users in self.session.execute(
-                select(col(UsageDay.account_id), col(UsageDay.day), col(UsageDay.user_ids))
-                .where(col(UsageDay.account_id).in_(part))
-                .order_by(col(UsageDay.day))
-            ):
+            for account_id, day, users in self._run(_USAGE_DAYS_OF, accounts=list(part)):
                 for user in users:
                     active[(account_id, user)].append(day)
             fresh = {pair: coverage_spans(days) for pair, days in active.items()}
@@ -466,14 +533,7 @@ class Applier:
 
     def _stored_spans(self, account_ids: Sequence[str]) -> dict[tuple[str, str], list[Span]]:
         stored: dict[tuple[str, str], list[Span]] = defaultdict(list)
-        for account_id, user, first, last in self.session.execute(
-            select(
-                col(UsageCoverage.account_id),
-                col(UsageCoverage.user_id),
-                col(UsageCoverage.covered_from),
-                col(UsageCoverage.covered_to),
-            ).where(col(UsageCoverage.account_id).in_(account_ids))
-        ):
+        for account_id, user, first, last in self._run(_SPANS_OF, accounts=list(account_ids)):
             stored[(account_id, user)].append((first, last))
         return stored
 
@@ -498,13 +558,8 @@ class Applier:
                 for first, last in new.items()
                 if old.get(first) != last
             ]
-        key = tuple_(
-            col(UsageCoverage.account_id),
-            col(UsageCoverage.user_id),
-            col(UsageCoverage.covered_from),
-        )
         for part in chunks(sorted(stale)):
-            self.session.execute(delete(UsageCoverage).where(key.in_(part)))
+            self._run(_DELETE_SPANS, keys=list(part))
         upsert_newer(
             self.session, UsageCoverage, written, key=("account_id", "user_id", "covered_from")
         )
@@ -517,16 +572,8 @@ class Applier:
         days = sorted({day for _, day in keys})
         wanted = set(keys)
         for part in chunks(accounts):
-            for account_id, day, users, recorded_at in self.session.execute(
-                select(
-                    col(UsageDay.account_id),
-                    col(UsageDay.day),
-                    col(UsageDay.user_ids),
-                    col(UsageDay.recorded_at),
-                ).where(
-                    col(UsageDay.account_id).in_(part),
-                    col(UsageDay.day).between(days[0], days[-1]),
-                )
+            for account_id, day, users, recorded_at in self._run(
+                _USAGE_BETWEEN, accounts=list(part), first=days[0], last=days[-1]
             ):
                 if (account_id, day) in wanted:
                     yield account_id, day, users, recorded_at
@@ -607,51 +654,39 @@ class Applier:
         for part in chunks(account_ids):
             self.lock_accounts(part)
             points: dict[str, list[VersionPoint]] = defaultdict(list)
-            for account_id, subscription_id, effective_at, currency, mrr in self.session.execute(
-                select(
-                    col(SubscriptionVersion.account_id),
-                    col(SubscriptionVersion.subscription_id),
-                    col(SubscriptionVersion.effective_at),
-                    col(SubscriptionVersion.currency),
-                    col(SubscriptionVersion.mrr),
-                )
-                .where(col(SubscriptionVersion.account_id).in_(part))
-                .order_by(col(SubscriptionVersion.effective_at), col(SubscriptionVersion.id))
+            for account_id, subscription_id, effective_at, currency, mrr in self._run(
+                _VERSIONS_OF, accounts=list(part)
             ):
                 points[account_id].append(
                     VersionPoint(subscription_id, effective_at, currency, mrr)
                 )
-            stored: dict[tuple[str, date], MrrMovement] = {
-                (m.account_id, m.day): m
-                for m in self.session.scalars(
-                    select(MrrMovement).where(col(MrrMovement.account_id).in_(part))
-                )
+            stored: dict[tuple[str, date], tuple[Any, ...]] = {
+                (row.account_id, row.day): tuple(row)
+                for row in self._run(_MOVEMENTS_OF, accounts=list(part))
             }
-            fresh: dict[tuple[str, date], dict[str, Any]] = {}
+            fresh: dict[tuple[str, date], tuple[Any, ...]] = {}
             for account_id in part:
                 for movement in derive_movements(
                     points.get(account_id, []), local_day=self.local_day, convert=self.fx.convert
                 ):
-                    fresh[(account_id, movement.day)] = {
-                        "account_id": account_id,
-                        "day": movement.day,
-                        "occurred_at": movement.occurred_at,
-                        "kind": movement.kind,
-                        "amount": movement.amount,
-                        "mrr_before": movement.mrr_before,
-                        "mrr_after": movement.mrr_after,
-                    }
-            stale = [
-                row.id
-                for key, row in stored.items()
-                if key not in fresh or not _same_movement(row, fresh[key])
-            ]
+                    fresh[(account_id, movement.day)] = (
+                        None,
+                        account_id,
+                        movement.day,
+                        movement.occurred_at,
+                        movement.kind,
+                        movement.amount,
+                        movement.mrr_before,
+                        movement.mrr_after,
+                    )
+            # Rows are compared on everything but their id: an unchanged movement stays.
+            stale = [row[0] for key, row in stored.items() if fresh.get(key, ())[1:] != row[1:]]
             for ids in chunks(stale):
-                self.session.execute(delete(MrrMovement).where(col(MrrMovement.id).in_(ids)))
+                self._run(_DELETE_MOVEMENTS, ids=list(ids))
             added = [
-                row
+                dict(zip(_MOVEMENT_COLUMNS, row[1:], strict=True))
                 for key, row in fresh.items()
-                if key not in stored or not _same_movement(stored[key], row)
+                if stored.get(key, ())[1:] != row[1:]
             ]
             insert_ignoring_conflicts(self.session, MrrMovement, added)
 
@@ -669,14 +704,7 @@ class Applier:
         wanted = sorted({_lock_key(a) for a in account_ids} - self._locked)
         if not wanted:
             return
-        # Volatile functions in the select list run after ORDER BY: locks are taken in order.
-        self.session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) "
-                "ORDER BY k"
-            ),
-            {"keys": wanted},
-        )
+        self._run(_LOCK_ACCOUNTS, keys=wanted)
         self._locked.update(wanted)
 
 
@@ -720,13 +748,3 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
 
 
 _ONE_DAY = timedelta(days=1)
-
-
-def _same_movement(stored: MrrMovement, fresh: dict[str, Any]) -> bool:
-    return (
-        stored.kind == fresh["kind"]
-        and stored.amount == fresh["amount"]
-        and stored.mrr_before == fresh["mrr_before"]
-        and stored.mrr_after == fresh["mrr_after"]
-        and stored.occurred_at == fresh["occurred_at"]
-    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
 
@@ -28,28 +28,51 @@ class MissingRate(LookupError):
 
 
 class FxBook:
-    """Rates to one reporting currency, by currency and day; a rate holds until the next one."""
+    """Rates to one reporting currency, by currency and day; a rate holds until the next one.
 
-    def __init__(self, reporting_currency: str, rates: Iterable[FxRate] = ()) -> None:
+    `stored` gives the rates to start from; it is called on first need only, so a book that
+    converts nothing but the reporting currency itself (most batches) reads no rates at all.
+    """
+
+    def __init__(
+        self,
+        reporting_currency: str,
+        rates: Iterable[FxRate] = (),
+        *,
+        stored: Callable[[], Iterable[FxRate]] | None = None,
+    ) -> None:
         self.reporting = reporting_currency
         self._days: dict[str, list[date]] = {}
         self._rates: dict[str, list[Decimal]] = {}
         self._direct: set[tuple[str, date]] = set()
+        self._stored = stored
         for rate in rates:
             self.add(rate.base, rate.quote, rate.on, rate.rate)
 
     @classmethod
     def load(cls, session: Session, reporting_currency: str) -> FxBook:
-        """Return a book of every stored rate that involves the reporting currency."""
-        rows = session.scalars(
-            select(FxRate).where(
-                (col(FxRate.quote) == reporting_currency) | (col(FxRate.base) == reporting_currency)
+        """Return a book of every stored rate that involves the reporting currency (read when
+        first needed)."""
+
+        def stored() -> Iterable[FxRate]:
+            return session.scalars(
+                select(FxRate).where(
+                    (col(FxRate.quote) == reporting_currency)
+                    | (col(FxRate.base) == reporting_currency)
+                )
             )
-        )
-        return cls(reporting_currency, rows)
+
+        return cls(reporting_currency, stored=stored)
+
+    def _read_stored(self) -> None:
+        if self._stored is not None:
+            stored, self._stored = self._stored, None
+            for rate in stored():
+                self.add(rate.base, rate.quote, rate.on, rate.rate)
 
     def add(self, base: str, quote: str, on: date, rate: Decimal) -> bool:
         """Record a rate; return False when it does not involve the reporting currency."""
+        self._read_stored()
         if quote == self.reporting:
             currency, to_reporting, direct = base, rate, True
         elif base == self.reporting:
@@ -74,6 +97,7 @@ class FxBook:
         """Return the rate converting `currency` to the reporting currency on `day`."""
         if currency == self.reporting:
             return Decimal(1)
+        self._read_stored()
         days = self._days.get(currency, [])
         index = bisect_right(days, day)
         if not index:
@@ -82,7 +106,10 @@ class FxBook:
 
     def has_rate(self, currency: str, day: date) -> bool:
         """Tell whether `currency` converts on `day`."""
-        return currency == self.reporting or bool(bisect_right(self._days.get(currency, []), day))
+        if currency == self.reporting:
+            return True
+        self._read_stored()
+        return bool(bisect_right(self._days.get(currency, []), day))
 
     def convert(self, amount: Decimal, currency: str, day: date) -> Decimal:
         """Return `amount` in the reporting currency at the rate in force on `day`, to the cent."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -134,6 +134,11 @@ class Prepared:
     """An item already checked and parsed by `prepare`: `ingest_events` takes it as it is."""
 
     entry: _Received
+
+    @property
+    def event_id(self) -> str | None:
+        """Return the id the event is de-duplicated by (None when it has none)."""
+        return self.entry.event_id
 
 
 def prepare(items: Iterable[Any]) -> list[Prepared]:
@@ -300,6 +305,14 @@ def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
         return list(cursor.fetchall())
 
 
+_LOGGED = EventLog.__table__.c  # type: ignore[attr-defined]
+_REJECTED_OF = select(_LOGGED.id, _LOGGED.event_id).where(
+    _LOGGED.source == bindparam("source"),
+    _LOGGED.event_id.in_(bindparam("ids", expanding=True)),
+    _LOGGED.status == "rejected",
+)  # built once: this runs in every transaction that meets a duplicate
+
+
 def _take_over_rejected(
     session: Session, conflicts: list[_Received], source: str, received_at: datetime
 ) -> dict[str, int]:
@@ -307,12 +320,8 @@ def _take_over_rejected(
     by_id = {e.event_id: e for e in conflicts if e.event_id is not None}
     retried: dict[str, int] = {}
     for part in chunks(sorted(by_id)):
-        for log_id, event_id in session.execute(
-            select(col(EventLog.id), col(EventLog.event_id)).where(
-                col(EventLog.source) == source,
-                col(EventLog.event_id).in_(part),
-                col(EventLog.status) == "rejected",
-            )
+        for log_id, event_id in session.connection().execute(
+            _REJECTED_OF, {"source": source, "ids": list(part)}
         ):
             assert log_id is not None and event_id is not None
             entry = by_id[event_id]

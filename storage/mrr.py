@@ -81,7 +81,7 @@ def _native_totals(state: dict[str, tuple[str, Decimal]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for currency, mrr in state.values():
         totals[currency] = totals.get(currency, Decimal(0)) + mrr
-    return {c: round_money(v) for c, v in totals.items() if round_money(v) != 0}
+    return {c: rounded for c, v in totals.items() if (rounded := round_money(v)) != 0}
 
 
 def derive_movements(
@@ -100,9 +100,10 @@ def derive_movements(
     booked = Decimal("0.00")
     ever_paid = False
     movements: list[Movement] = []
+    after: dict[str, Decimal] = {}  # the totals of the state so far (none yet)
     for day, day_versions in groupby(ordered, key=lambda v: local_day(v.effective_at)):
         group: Sequence[VersionPoint] = list(day_versions)
-        before = _native_totals(state)
+        before = after  # the state changes only here: the last day's totals are still right
         for version in group:
             state[version.subscription_id] = (version.currency, version.mrr)
         after = _native_totals(state)

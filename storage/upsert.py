@@ -132,10 +132,14 @@ def _execute(
     returning: Sequence[str],
     rows: Sequence[dict[str, Any]] | None = None,
 ) -> list[Any]:
+    """Run a Core statement on the session's connection (the ORM's execution path, its events
+    and identity map, costs more than the statement on small batches and serves nothing here)."""
+    session.flush()  # what the ORM would have flushed before it: usually nothing, and free then
+    connection = session.connection()
     parameters = None if rows is None else list(rows)
     if returning:
-        return list(session.execute(statement, parameters).all())
-    session.execute(statement, parameters)
+        return list(connection.execute(statement, parameters).all())
+    connection.execute(statement, parameters)
     return []
 
 

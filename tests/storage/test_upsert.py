@@ -196,3 +196,31 @@ def test_a_large_upsert_writes_and_returns_what_the_plain_statement_does(
         "ü\"'\\,\t",
     ]
     assert [a for a in plain["accounts"] if a[0] == "acc-1"] == [("acc-1", T0 + timedelta(days=1))]
+
+
+def test_an_upsert_sees_what_the_session_has_pending(session_factory):
+    # Upserts run on the session's connection: what the session holds unflushed is written
+    # first, as the ORM's autoflush would have, so the upsert meets the row instead of a
+    # duplicate key at commit.
+    with session_scope(session_factory) as session:
+        session.add(Account(account_id="acc-pending", name="Before", updated_at=T0))
+        won = upsert_newer(
+            session,
+            Account,
+            [
+                {
+                    "account_id": "acc-pending",
+                    "name": "After",
+                    "domains": [],
+                    "attributes": {},
+                    "updated_at": T0 + timedelta(days=1),
+                }
+            ],
+            key=("account_id",),
+            version="updated_at",
+            returning=("account_id",),
+        )
+        assert [tuple(row) for row in won] == [("acc-pending",)]
+    with session_scope(session_factory) as session:
+        names = list(session.scalars(select(Account.name)))
+    assert names == ["After"]
