@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks
 from storage.db import dumps, session_scope
-from storage.revisions import USAGE, mark, touch_if_changed
+from storage.revisions import USAGE, record_changes
 from storage.schemas import EventRejected, NativeEvent, parse_event
 from storage.tables import EventLog
 from storage.upsert import insert_ignoring_conflicts
@@ -226,8 +226,8 @@ def ingest_events(
         report.settle(entry.index, "rejected", Rejection(entry.index, entry.event_id, reason))
     report.applied += len(applicable) - len(refused)
     report.rejections.sort(key=lambda r: r.index)
-    touch_if_changed(session, {i.event.type for i in applicable if i.log_id not in refused})
-    mark(session, USAGE, applier.usage_changed)
+    applied = {i.event.type for i in applicable if i.log_id not in refused}
+    record_changes(session, applied, {USAGE: applier.usage_changed})
     return report
 
 

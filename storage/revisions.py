@@ -13,10 +13,10 @@ Families:
   attributes that breakdowns and filters group them by (plan, segment, owner, currency);
 - `SURVEYS`: survey responses and the accounts they are attributed to;
 - `USAGE`: daily usage and its coverage spans, per account. Usage changes with every product event,
-  so a change does not renew the token: `mark` records which accounts changed, at the family's next
-  `version`, and a reader holding the family at version v reloads only the accounts marked after v
-  (`changed_since`). The token is renewed instead when one transaction changes more than
-  `MARK_LIMIT` accounts (a backfill: readers reload everything), and by `kpibot rebuild`.
+  so a change does not renew the token: `record_changes` marks which accounts changed, at the
+  family's next `version`, and a reader holding the family at version v reloads only the accounts
+  marked after v (`changed_since`). The token is renewed instead when one transaction changes more
+  than `MARK_LIMIT` accounts (a backfill: readers reload everything), and by `kpibot rebuild`.
 
 The version is a counter on the family's row, incremented in the marking transaction and locked
 until its commit, so versions are given in commit order: a reader that sees version v sees every
@@ -29,8 +29,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -47,7 +50,7 @@ CHANGED_BY: dict[str, frozenset[str]] = {
 }
 """The native event types whose application can change each family whose token they renew."""
 MARKED = frozenset({USAGE})
-"""The families whose changes are marked per account (`mark`), not given a new token."""
+"""The families whose changes are marked per account (`record_changes`), not given a new token."""
 FAMILIES = (*CHANGED_BY, *sorted(MARKED))
 
 
@@ -69,37 +72,61 @@ def touch(session: Session, name: str) -> None:
     upsert_newer(session, DataRevision, [row], key=("name",))
 
 
-def touch_if_changed(session: Session, event_types: Iterable[str]) -> None:
-    """Touch each family that any of `event_types` (of applied events) can change."""
-    applied = frozenset(event_types)
-    for name, changers in CHANGED_BY.items():
-        if changers & applied:
-            touch(session, name)
+def record_changes(
+    session: Session, event_types: Iterable[str], marked: dict[str, Iterable[str]]
+) -> None:
+    """Record what a transaction changed, as its last writes: one statement, then the marks.
 
+    Each family that any of `event_types` (of applied events) can change gets a new token; each
+    family of `marked` (family → accounts whose data of it changed) gets its next version and the
+    accounts their marks at that version. More than `MARK_LIMIT` accounts renew the token
+    instead: reloading everything is then cheaper for readers than account by account.
 
-def mark(session: Session, name: str, account_ids: Iterable[str]) -> None:
-    """Record that `account_ids`' data of `name` changed, in the caller's transaction (last write).
-
-    More than `MARK_LIMIT` accounts renew the token instead: reloading everything is then cheaper
-    for readers than reloading account by account, and the marks are not written.
+    On PostgreSQL the revision rows stay locked until commit, so concurrent writers queue here
+    briefly, and take versions in commit order; writing them last keeps that wait to the commit.
     """
-    accounts = sorted(set(account_ids))
-    if not accounts:
+    applied = frozenset(event_types)
+    renewed = {name for name, changers in CHANGED_BY.items() if changers & applied}
+    marks: dict[str, list[str]] = {}
+    for name, account_ids in marked.items():
+        accounts = sorted(set(account_ids))
+        if len(accounts) > MARK_LIMIT:
+            renewed.add(name)
+        elif accounts:
+            marks[name] = accounts
+    if not renewed and not marks:
         return
-    if len(accounts) > MARK_LIMIT:
-        touch(session, name)
-        return
-    version = session.scalar(
-        update(DataRevision)
-        .where(col(DataRevision.name) == name)
-        .values(version=col(DataRevision.version) + 1)
-        .returning(col(DataRevision.version))
-    )
-    if version is None:  # no token yet: readers keep nothing, so a token is all they need
-        touch(session, name)
-        return
-    rows = [{"family": name, "account_id": a, "version": version} for a in accounts]
-    upsert_newer(session, ChangedAccount, rows, key=("family", "account_id"))
+    now = datetime.now(UTC)
+    rows = [
+        # `version` carries the increment: 0 renews the token, 1 keeps it and counts a change.
+        {"name": name, "token": uuid.uuid4().hex, "changed_at": now, "version": int(name in marks)}
+        for name in sorted(renewed | marks.keys())
+    ]
+    session.flush()
+    statement = _revising(session.get_bind().dialect.name)
+    versions = {name: version for name, version in session.connection().execute(statement, rows)}
+    for name, accounts in marks.items():
+        found = [{"family": name, "account_id": a, "version": versions[name]} for a in accounts]
+        upsert_newer(session, ChangedAccount, found, key=("family", "account_id"))
+
+
+@lru_cache(maxsize=2)
+def _revising(dialect: str) -> Any:
+    """INSERT … ON CONFLICT of `data_revision` rows: a new token, or the version incremented.
+
+    A row not there yet is inserted with its token (readers kept nothing without one).
+    """
+    table = DataRevision.__table__  # type: ignore[attr-defined]
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.name],
+        set_={
+            "token": case((excluded.version == 0, excluded.token), else_=table.c.token),
+            "changed_at": excluded.changed_at,
+            "version": table.c.version + excluded.version,
+        },
+    ).returning(table.c.name, table.c.version)
 
 
 def token(session: Session, name: str) -> str | None:

@@ -1,10 +1,10 @@
 """Usage days kept in memory per account (`metrics.usage_days`): SQL's answers, fresh at once.
 
 Usage changes with every product event, so each ingestion marks the accounts it changed
-(`storage.revisions.mark`) and the kept copy reloads just those on the next question. These tests
-show that the kept path and the SQL path agree on stickiness and health (breakdowns, filters, an
-account without an account row, users leaving a day), that a usage event is seen by the very next
-question without warming again, and how marks and tokens move.
+(`storage.revisions.record_changes`) and the kept copy reloads just those on the next question.
+These tests show that the kept path and the SQL path agree on stickiness and health (breakdowns,
+filters, an account without an account row, users leaving a day), that a usage event is seen by the
+very next question without warming again, and how marks and tokens move.
 """
 
 from __future__ import annotations
