@@ -386,7 +386,7 @@ def _scores(
     return scores
 
 
-_RECENT_DAYS = 8  # days recently asked, whose health the warmer computes again after a change
+_RECENT_DAYS = 4  # days recently asked, whose health the warmer computes again after a change
 _recent: dict[date, None] = {}  # insertion-ordered: the most recent last
 _recent_lock = threading.Lock()
 

@@ -17,14 +17,22 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from metrics import ledger, warming
+from metrics import health, ledger, warming
 from metrics.context import MetricConfig, MetricContext
 from metrics.usage_days import kept_usage
 from storage import revisions
 from storage.db import session_scope
 from storage.revisions import STOCKS, SURVEYS, USAGE, changed_since, state
 from storage.tables import DataRevision
-from tests.builders import event, ingest, kpi, make_account, make_response, paying_accounts
+from tests.builders import (
+    change,
+    event,
+    ingest,
+    kpi,
+    make_account,
+    make_response,
+    paying_accounts,
+)
 
 FIRST_DAY = date(2026, 8, 1)
 QUESTIONS = (
@@ -196,3 +204,23 @@ def test_after_a_bulk_change_questions_read_sql_until_warmed(session_factory, mo
     _warm(session_factory)
     assert _is_kept(session_factory)
     assert kpi(session_factory, "stickiness", "2026-10").current.inputs["mau"] == 3
+
+
+def test_the_warmer_computes_the_health_of_recently_asked_days_again(session_factory, monkeypatch):
+    _tokens_exist(session_factory)
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    days = [date(2026, 10, 2) + timedelta(days=n) for n in range(30)]
+    ingest(session_factory, [recorded("acc-1", day, ["a"]) for day in days])
+    ledger.forget()
+    _warm(session_factory)
+    asked = kpi(session_factory, "health", "2026-10")
+    computed: list[int] = []
+    scores = health._scores
+    monkeypatch.setattr(health, "_scores", lambda *a: computed.append(1) or scores(*a))
+    ingest(session_factory, [change("acc-2", "2026-10-15", amount="80.00")])  # a new stocks token
+    _warm(session_factory)
+    assert computed  # the warmer computed the asked days again...
+    computed.clear()
+    again = kpi(session_factory, "health", "2026-10")
+    assert computed == []  # ...so the question did not
+    assert again.current.inputs != asked.current.inputs  # acc-2 shrank: its trend scores 30
