@@ -112,7 +112,10 @@ class MetricContext:
     config: MetricConfig
     scope: Scope = field(default_factory=Scope)
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The data revisions the question read (`metrics.ledger.revision`), shared by every scope of
+    # the question, so that a breakdown's parts and its total are read at the same revisions.
+    revisions: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def with_scope(self, scope: Scope) -> MetricContext:
-        """Return the same context for another scope (with its own memo)."""
-        return MetricContext(self.session, self.config, scope)
+        """Return the same context for another scope (its own memo, the same revisions)."""
+        return MetricContext(self.session, self.config, scope, revisions=self.revisions)

@@ -343,7 +343,6 @@ def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
     the accounts it marked. Each signal's scores are kept the same way, per its own family.
     """
     weights = ctx.config.health_weights
-    _asked(end)
 
     def compute() -> dict[str, Decimal]:
         return _scores(_signals(ctx, end), weights, _paying(ctx, end))
@@ -401,7 +400,12 @@ def _asked(end: date) -> None:
 
 
 def warm(ctx: MetricContext) -> None:
-    """Compute the health of the days recently asked, if the data changed since (the warmer)."""
+    """Compute the health of the days recently asked, if the data changed since (the warmer).
+
+    Nothing without every family's token: nothing would be kept.
+    """
+    if any(ledger.revision(ctx, family) is None for family in FAMILIES):
+        return
     with _recent_lock:
         days = list(_recent)
     for end in days:
@@ -457,6 +461,7 @@ def health(ctx: MetricContext, period: Period) -> Values:
     groups = _customers(ctx, period.end)
     if ctx.scope.by is None:
         groups = {TOTAL: [], **groups}
+    _asked(period.end)
     scores = account_scores(ctx, period.end)
     values: Values = {}
     for group, members in groups.items():

@@ -32,7 +32,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, case, func, select, type_coerce
+from sqlalchemy import BigInteger, case, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -46,7 +46,7 @@ JOINING = ("new", "reactivation")
 KEPT_ENTRIES = 32  # movement tables kept (per scope and database); least recently used goes first
 RESULT_ENTRIES = 512  # results kept (per question, scope and database)
 DAILY_ENTRIES = 64  # per-account maps of one day kept (`per_day`)
-TRACKED_ENTRIES = 8  # copies of families marked per account (`tracked`), per database
+TRACKED_ENTRIES = 2  # copies of families marked per account (`tracked`): one per database in use
 
 T = TypeVar("T")
 
@@ -165,12 +165,11 @@ Revision = tuple[str, str, int]
 
 def revision(ctx: MetricContext, family: str = STOCKS) -> Revision | None:
     """`family`'s current revision, read once per question (None: no token, keep nothing)."""
-    memo_key = ("revision", family)
-    if memo_key not in ctx.memo:
+    if family not in ctx.revisions:
         found = state(ctx.session, family)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        ctx.memo[memo_key] = None if found is None else (url, found.token, found.version)
-    return ctx.memo[memo_key]
+        ctx.revisions[family] = None if found is None else (url, found.token, found.version)
+    return cast(Revision | None, ctx.revisions[family])
 
 
 def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T]) -> T | None:
@@ -401,16 +400,15 @@ class Groups:
 
 
 def _groups(ctx: MetricContext) -> Groups:
-    account = col(Account.account_id)
-    query = select(account, ctx.scope.key_column())
     condition = ctx.scope.condition()
-    if condition is not None:
-        query = query.where(condition)
-    return Groups(
-        {account_id: key for account_id, key in ctx.session.execute(query)},
-        frozenset(ctx.session.scalars(select(account))),
-        ctx.scope.group_without_account(),
-    )
+    kept = literal(True) if condition is None else condition
+    query = select(col(Account.account_id), ctx.scope.key_column(), kept)  # one snapshot
+    of, known = {}, set()
+    for account_id, key, is_kept in ctx.session.execute(query):
+        known.add(account_id)
+        if is_kept:  # false or NULL (a missing attribute compared): left out
+            of[account_id] = key
+    return Groups(of, frozenset(known), ctx.scope.group_without_account())
 
 
 def groups(ctx: MetricContext) -> Groups | None:

@@ -30,11 +30,11 @@ from metrics.context import TOTAL, MetricContext
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
 from metrics.usage_days import kept_usage
-from storage.apply import chunks
+from storage.apply import USAGE_WINDOW_DAYS, chunks
 from storage.tables import UsageCoverage, UsageDay
 
 Values = dict[str, Value]
-WINDOW_DAYS = 30
+WINDOW_DAYS = USAGE_WINDOW_DAYS
 CENT = Decimal("0.01")
 
 

@@ -39,7 +39,7 @@ from storage.tables import UsageCoverage, UsageDay
 KEY = "usage days"
 ORDINALS = "i"  # array type code of day ordinals (date.toordinal() of any real date fits)
 SUMS = "q"
-KEPT_ENDS = 8  # last days whose windows a refresh carries over (the others are recomputed)
+KEPT_ENDS = 8  # last days whose windows are kept (and carried over by a refresh)
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class KeptUsage:
                 window = days.window(last)
                 if window is not None:
                     found[account_id] = window
+            while len(self._windows) >= KEPT_ENDS:  # the oldest first (insertion order)
+                self._windows.pop(next(iter(self._windows)), None)
             self._windows[last] = found  # the same value if two threads race: no lock needed
         return found
 

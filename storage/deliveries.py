@@ -20,6 +20,7 @@ from sqlmodel import col
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.ingest import IngestReport, Malformed, ingest_events
+from storage.revisions import Changes, record_changes
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 from storage.tables import EventLog
@@ -84,15 +85,22 @@ def replay_rejected(
         if source:
             query = query.where(col(EventLog.source) == source)
         rows = list(session.scalars(query))
+        changes = Changes()  # recorded once, last: see `record_changes`
         for row in rows:
             items = _items(row, options_for(row.source))
             if row.event_id is None:
                 # Without an id nothing can take its place: the replay's outcome replaces it.
                 session.execute(delete(EventLog).where(col(EventLog.id) == row.id))
             part = ingest_events(
-                session, items, config=config, source=row.source, received_at=datetime.now(UTC)
+                session,
+                items,
+                config=config,
+                source=row.source,
+                received_at=datetime.now(UTC),
+                changes=changes,
             )
             report.add(part)
+        record_changes(session, changes)
     return report
 
 

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks
 from storage.db import dumps, session_scope
-from storage.revisions import USAGE, record_changes
+from storage.revisions import USAGE, Changes, record_changes
 from storage.schemas import EventRejected, NativeEvent, parse_event
 from storage.tables import EventLog
 from storage.upsert import insert_ignoring_conflicts
@@ -172,8 +172,14 @@ def ingest_events(
     config: IngestConfig,
     source: str = NATIVE_SOURCE,
     received_at: datetime | None = None,
+    changes: Changes | None = None,
 ) -> IngestReport:
-    """Log, de-duplicate and apply decoded JSON events in the caller's transaction."""
+    """Log, de-duplicate and apply decoded JSON events in the caller's transaction.
+
+    What they changed is recorded for readers (`storage.revisions.record_changes`) at the end,
+    unless `changes` is given: a caller that ingests several times in one transaction collects
+    them there and records them once, last.
+    """
     received_at = received_at or datetime.now(UTC)
     report = IngestReport(outcomes=["applied"] * len(items))
     received: list[_Received] = []
@@ -227,7 +233,10 @@ def ingest_events(
     report.applied += len(applicable) - len(refused)
     report.rejections.sort(key=lambda r: r.index)
     applied = {i.event.type for i in applicable if i.log_id not in refused}
-    record_changes(session, applied, {USAGE: applier.usage_changed})
+    if changes is None:
+        record_changes(session, Changes(applied, {USAGE: applier.usage_changed}))
+    else:
+        changes.add(applied, {USAGE: applier.usage_changed})
     return report
 
 

@@ -3,9 +3,10 @@
 Whatever changes a family of derived data gives it a new random token in the same transaction
 (`touch`), as its last write; a reader takes the token (`token`) before it reads the data. A reader
 that finds the token it saw last time may reuse what it computed then: the data cannot have changed
-without the token changing. A token is random, never a counter, so that emptying the table (tests,
-a restore) can never bring back a token a reader still remembers; without a row there is no token,
-and readers must not cache.
+without the token changing. A token is random, never a counter, so that emptying the table (tests)
+can never bring back a token a reader still remembers; without a row there is no token, and readers
+must not cache. A restore does bring back an old token with its own data, which is safe for tokens,
+but not for `USAGE`'s version (below): after a restore, restart the readers or `kpibot rebuild`.
 
 Families:
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -72,23 +73,36 @@ def touch(session: Session, name: str) -> None:
     upsert_newer(session, DataRevision, [row], key=("name",))
 
 
-def record_changes(
-    session: Session, event_types: Iterable[str], marked: dict[str, Iterable[str]]
-) -> None:
+@dataclass
+class Changes:
+    """What a transaction changed: the types of the events it applied, the accounts it marked."""
+
+    event_types: set[str] = field(default_factory=set)
+    marked: dict[str, set[str]] = field(default_factory=dict)  # family → accounts
+
+    def add(self, event_types: Iterable[str], marked: dict[str, set[str]]) -> None:
+        """Add what one more part of the transaction changed."""
+        self.event_types.update(event_types)
+        for name, accounts in marked.items():
+            self.marked.setdefault(name, set()).update(accounts)
+
+
+def record_changes(session: Session, changes: Changes) -> None:
     """Record what a transaction changed, as its last writes: one statement, then the marks.
 
-    Each family that any of `event_types` (of applied events) can change gets a new token; each
-    family of `marked` (family → accounts whose data of it changed) gets its next version and the
-    accounts their marks at that version. More than `MARK_LIMIT` accounts renew the token
-    instead: reloading everything is then cheaper for readers than account by account.
+    Call it once per transaction, after its last other write: on PostgreSQL the revision rows
+    stay locked until commit (so concurrent writers queue here briefly, and take versions in
+    commit order), and a transaction that went on to lock accounts after them could deadlock
+    with one that holds an account and waits for them.
 
-    On PostgreSQL the revision rows stay locked until commit, so concurrent writers queue here
-    briefly, and take versions in commit order; writing them last keeps that wait to the commit.
+    Each family that any of the applied event types can change gets a new token; each marked
+    family gets its next version, and its accounts their marks at that version. More than
+    `MARK_LIMIT` accounts renew the token instead: reloading everything is then cheaper for
+    readers than account by account.
     """
-    applied = frozenset(event_types)
-    renewed = {name for name, changers in CHANGED_BY.items() if changers & applied}
+    renewed = {name for name, changers in CHANGED_BY.items() if changers & changes.event_types}
     marks: dict[str, list[str]] = {}
-    for name, account_ids in marked.items():
+    for name, account_ids in changes.marked.items():
         accounts = sorted(set(account_ids))
         if len(accounts) > MARK_LIMIT:
             renewed.add(name)
