@@ -6,13 +6,12 @@ customer of the period when it has at least one paid invoice dated in it (its MR
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
-from sqlmodel import col
+from sqlalchemy import case, func
 
+from metrics import invoices
 from metrics.context import TOTAL, MetricContext
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
-from storage.tables import Invoice
 
 Values = dict[str, Value]
 
@@ -22,15 +21,13 @@ Values = dict[str, Value]
 
 def repeat_purchase_rate(ctx: MetricContext, period: Period) -> Values:
     """Customers with 2+ paid invoices in the period ÷ customers with 1+ × 100."""
-    key = ctx.scope.key_column().label("key")
-    invoices_per_account = (
-        select(key, col(Invoice.account_id), func.count().label("invoices"))
-        .where(col(Invoice.day) >= period.start, col(Invoice.day) <= period.end)
-        .group_by(key, col(Invoice.account_id))
+    query = invoices.per_group(
+        ctx,
+        period,
+        lambda i: func.coalesce(func.sum(case((i.c.invoices >= 2, 1), else_=0)), 0),
+        lambda i: func.count(),
+        by_account=True,
     )
-    per_account = ctx.scope.restrict(invoices_per_account, col(Invoice.account_id)).subquery()
-    repeat = func.coalesce(func.sum(case((per_account.c.invoices >= 2, 1), else_=0)), 0)
-    query = select(per_account.c.key, repeat, func.count()).group_by(per_account.c.key)
     counts = {group: (int(r), int(n)) for group, r, n in ctx.session.execute(query)}
     if ctx.scope.by is None:
         counts.setdefault(TOTAL, (0, 0))

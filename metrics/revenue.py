@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select, type_coerce
-from sqlmodel import col
+from sqlalchemy import func, type_coerce
 
+from metrics import invoices
 from metrics.activity import ZERO, Activity, Stock, activity, stocks_at
 from metrics.context import TOTAL, MetricContext
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
-from storage.tables import Invoice
 from storage.types import Money, round_money
 
 Values = dict[str, Value]
@@ -144,13 +143,7 @@ def arpa(ctx: MetricContext, period: Period) -> Values:
 
 def arpu(ctx: MetricContext, period: Period) -> Values:
     """Paid invoices in the period ÷ accounts that were customers at any time in it."""
-    key = ctx.scope.key_column().label("key")
-    query = (
-        select(key, type_coerce(func.sum(col(Invoice.amount_reporting)), Money))
-        .where(col(Invoice.day) >= period.start, col(Invoice.day) <= period.end)
-        .group_by(key)
-    )
-    query = ctx.scope.restrict(query, col(Invoice.account_id))
+    query = invoices.per_group(ctx, period, lambda i: type_coerce(func.sum(i.c.paid), Money))
     paid = {group: total or ZERO for group, total in ctx.session.execute(query)}
     values = {}
     for group, a in _groups(ctx, activity(ctx, period)).items():

@@ -29,11 +29,12 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select, type_coerce
 from sqlmodel import col
 
+from metrics import invoices
 from metrics.activity import Activity, Stock, activity, stocks_at
 from metrics.context import TOTAL, MetricContext, Scope
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
-from storage.tables import Cost, Invoice
+from storage.tables import Cost
 from storage.types import Money
 
 Values = dict[str, Value]
@@ -162,13 +163,12 @@ class _Lifetime:
 
 
 def _paid_invoices(ctx: MetricContext, period: Period) -> dict[str, tuple[Decimal, int]]:
-    key = ctx.scope.key_column().label("key")
-    query = (
-        select(key, type_coerce(func.sum(col(Invoice.amount_reporting)), Money), func.count())
-        .where(col(Invoice.day) >= period.start, col(Invoice.day) <= period.end)
-        .group_by(key)
+    query = invoices.per_group(
+        ctx,
+        period,
+        lambda i: type_coerce(func.sum(i.c.paid), Money),
+        lambda i: func.sum(i.c.invoices),
     )
-    query = ctx.scope.restrict(query, col(Invoice.account_id))
     return {group: (paid, int(count)) for group, paid, count in ctx.session.execute(query)}
 
 
@@ -194,13 +194,13 @@ def _lifetimes(
     found = {}
     for group in groups.keys() | paid.keys():
         a = groups.get(group, Activity())
-        amount, invoices = paid.get(group, (Decimal(0), 0))
+        amount, paid_count = paid.get(group, (Decimal(0), 0))
         lifetime, reason = _lifetime_years(ctx, a)
-        if not invoices:
+        if not paid_count:
             reason = "no paid invoices in the 12 months ending with the period"
         elif not a.customers_any:
             reason = "no paying customers in the 12 months ending with the period"
-        found[group] = _Lifetime(Fraction(amount), invoices, a.customers_any, lifetime, reason)
+        found[group] = _Lifetime(Fraction(amount), paid_count, a.customers_any, lifetime, reason)
     return found
 
 
