@@ -217,12 +217,12 @@ class Applier:
 
     def _reconvert_from(self, currency: str, on: date) -> None:
         """Re-derive amounts in `currency` dated from `on`, which a new rate may change."""
-        since = datetime.combine(on, datetime.min.time(), self.zone)
+        # Any account that ever had MRR in `currency`: a version older than `on` can still be in
+        # force, or be replaced (by one in another currency), on a day the new rate converts.
         self._accounts_to_derive.update(
             self.session.scalars(
                 select(col(SubscriptionVersion.account_id))
                 .where(col(SubscriptionVersion.currency) == currency)
-                .where(col(SubscriptionVersion.effective_at) >= since)
                 .distinct()
             )
         )
