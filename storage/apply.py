@@ -749,16 +749,17 @@ class Applier:
                         movement.mrr_before,
                         movement.mrr_after,
                     )
-            # Rows are compared on everything but their id: an unchanged movement stays.
-            stale = [row[0] for key, row in stored.items() if fresh.get(key, ())[1:] != row[1:]]
+            # Rows are compared on everything but their id: an unchanged movement stays, a changed
+            # one is updated in place (a movement's day rarely disappears: one statement less).
+            stale = [row[0] for key, row in stored.items() if key not in fresh]
             for ids in chunks(stale):
                 self._run(_DELETE_MOVEMENTS, ids=list(ids))
-            added = [
+            written = [
                 dict(zip(_MOVEMENT_COLUMNS, row[1:], strict=True))
                 for key, row in fresh.items()
                 if stored.get(key, ())[1:] != row[1:]
             ]
-            insert_ignoring_conflicts(self.session, MrrMovement, added)
+            upsert_newer(self.session, MrrMovement, written, key=("account_id", "day"))
 
     def _starts_parameters(self, starts: Mapping[str, tuple[datetime, date]]) -> dict[str, Any]:
         """Bind (account, first instant, day) triples as `_STARTS` of this dialect reads them."""
