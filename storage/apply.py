@@ -2,17 +2,20 @@
 
 Every write is idempotent and order-independent: entities keep the newest state by event time
 (`upsert_newer`), subscription versions are kept whole and each touched account's MRR movements are
-re-derived from all its versions. Everything that could refuse an event (a missing exchange rate) is
-checked before anything is written, so a refused event leaves nothing behind.
+re-derived from the earliest day the batch changes (a version's day, a new rate's day) on.
+Everything that could refuse an event (a missing exchange rate) is checked before anything is
+written, so a refused event leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from storage.fx import FxBook, MissingRate
-from storage.mrr import VersionPoint, derive_movements, subscription_mrr
+from storage.mrr import MrrBefore, VersionPoint, derive_movements, subscription_mrr
 from storage.schemas import (
     AccountUpserted,
     CostRecorded,
@@ -76,17 +79,52 @@ def _table(model: Any) -> Table:
 # map, synchronising deletes with loaded objects) serves nothing here.
 _ACCOUNTS: BindParameter[Any] = bindparam("accounts", expanding=True)
 _VERSION = _table(SubscriptionVersion).c
-_VERSIONS_OF = (
-    select(_VERSION.account_id, _VERSION.subscription_id, _VERSION.effective_at)
-    .add_columns(_VERSION.currency, _VERSION.mrr)
-    .where(_VERSION.account_id.in_(_ACCOUNTS))
-    .order_by(_VERSION.effective_at, _VERSION.id)
-)
 _MOVEMENT = _table(MrrMovement)
-_MOVEMENTS_OF = select(
-    *(_MOVEMENT.c[name] for name in ("id", "account_id", "day", "occurred_at", "kind")),
-    *(_MOVEMENT.c[name] for name in ("amount", "mrr_before", "mrr_after")),
-).where(_MOVEMENT.c.account_id.in_(_ACCOUNTS))
+# Each account's derivation starts at its own day: the (account, first instant, day) triples are a
+# table the statements join, passed as arrays (PostgreSQL) or a JSON array (SQLite), so that the
+# statement's text never depends on how many accounts there are.
+_STARTS = {
+    "postgresql": "SELECT * FROM unnest(CAST(:accounts AS text[]), "
+    "CAST(:instants AS timestamptz[]), CAST(:days AS date[])) AS s(account_id, since, day)",
+    "sqlite": "SELECT json_extract(value, '$[0]') AS account_id, "
+    "json_extract(value, '$[1]') AS since, json_extract(value, '$[2]') AS day "
+    "FROM json_each(:starts)",
+}
+# Each subscription's version in force at the start (the latest before it: all of them when several
+# share its instant, the last of which wins as in a whole derivation), and every later one.
+_VERSIONS_SINCE = {
+    dialect: text(
+        f"WITH start AS ({starts})"
+        " SELECT v.account_id, v.subscription_id, v.effective_at, v.currency, v.mrr"
+        " FROM start JOIN subscription_version AS v ON v.account_id = start.account_id"
+        " WHERE v.effective_at >= start.since OR NOT EXISTS (SELECT 1"
+        "  FROM subscription_version AS n WHERE n.subscription_id = v.subscription_id"
+        "  AND n.effective_at > v.effective_at AND n.effective_at < start.since"
+        "  AND n.account_id = v.account_id)"
+        " ORDER BY v.effective_at, v.id"
+    ).columns(
+        _VERSION.account_id,
+        _VERSION.subscription_id,
+        _VERSION.effective_at,
+        _VERSION.currency,
+        _VERSION.mrr,
+    )
+    for dialect, starts in _STARTS.items()
+}
+# The last movement before the start (what the account had, whether it ever paid), and every later.
+_MOVEMENTS_SINCE = {
+    dialect: text(
+        f"WITH start AS ({starts})"
+        " SELECT m.id, m.account_id, m.day, m.occurred_at, m.kind, m.amount, m.mrr_before,"
+        " m.mrr_after FROM mrr_movement AS m JOIN start ON start.account_id = m.account_id"
+        " WHERE m.day >= start.day OR m.day = (SELECT max(p.day) FROM mrr_movement AS p"
+        "  WHERE p.account_id = start.account_id AND p.day < start.day)"
+    ).columns(
+        *(_MOVEMENT.c[name] for name in ("id", "account_id", "day", "occurred_at", "kind")),
+        *(_MOVEMENT.c[name] for name in ("amount", "mrr_before", "mrr_after")),
+    )
+    for dialect, starts in _STARTS.items()
+}
 _MOVEMENT_COLUMNS = (
     "account_id",
     "day",
@@ -155,7 +193,7 @@ class Applier:
     config: IngestConfig
     refused: dict[int, str] = field(default_factory=dict)  # log id → reason
     usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
-    _accounts_to_derive: set[str] = field(default_factory=set)
+    _derive_from: dict[str, date] = field(default_factory=dict)  # account → first day to derive
     _locked: set[int] = field(default_factory=set)
 
     @cached_property
@@ -165,6 +203,10 @@ class Applier:
     @cached_property
     def fx(self) -> FxBook:
         return FxBook.load(self.session, self.config.reporting_currency)
+
+    @cached_property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
 
     def local_day(self, instant: datetime) -> date:
         """Return the reporting time zone's date of `instant`."""
@@ -189,8 +231,14 @@ class Applier:
         self._costs(by_type.pop("cost.recorded", []))
         if by_type:
             raise AssertionError(f"no applier for {sorted(by_type)}")
-        self.derive_movements(sorted(self._accounts_to_derive))
+        self.derive_movements(self._derive_from)
         return self.refused
+
+    def _derive_later(self, account_id: str, day: date) -> None:
+        """Have the account's movements re-derived from `day` on (or from an earlier day)."""
+        known = self._derive_from.get(account_id)
+        if known is None or day < known:
+            self._derive_from[account_id] = day
 
     def _convertible(self, item: Applicable, currency: str, day: date) -> bool:
         try:
@@ -217,15 +265,14 @@ class Applier:
 
     def _reconvert_from(self, currency: str, on: date) -> None:
         """Re-derive amounts in `currency` dated from `on`, which a new rate may change."""
-        since = datetime.combine(on, datetime.min.time(), self.zone)
-        self._accounts_to_derive.update(
-            self.session.scalars(
-                select(col(SubscriptionVersion.account_id))
-                .where(col(SubscriptionVersion.currency) == currency)
-                .where(col(SubscriptionVersion.effective_at) >= since)
-                .distinct()
-            )
-        )
+        # Any account that ever had MRR in `currency`: a version older than `on` can still be in
+        # force, or be replaced (by one in another currency), on a day the new rate converts.
+        for account_id in self.session.scalars(
+            select(col(SubscriptionVersion.account_id))
+            .where(col(SubscriptionVersion.currency) == currency)
+            .distinct()
+        ):
+            self._derive_later(account_id, on)
         for invoice in self.session.scalars(
             select(Invoice).where(col(Invoice.currency) == currency, col(Invoice.day) >= on)
         ):
@@ -330,7 +377,7 @@ class Applier:
                     "mrr": mrr,
                 }
             )
-            self._accounts_to_derive.add(data.account_id)
+            self._derive_later(data.account_id, day)
         insert_ignoring_conflicts(self.session, SubscriptionVersion, versions)
         current = [
             {
@@ -649,25 +696,48 @@ class Applier:
         rows = newest_by_key(rows, key=("cost_id",), version="updated_at")
         upsert_newer(self.session, Cost, rows, key=("cost_id",), version="updated_at")
 
-    def derive_movements(self, account_ids: Sequence[str]) -> None:
-        """Re-derive the MRR movements of `account_ids` from all their subscription versions."""
-        for part in chunks(account_ids):
+    def derive_movements(self, since: Mapping[str, date]) -> None:
+        """Re-derive the MRR movements of each account in `since` from its day there on.
+
+        Reads the versions in force at the end of the previous day and the last movement before
+        it, not the whole history; the movements before that day are left as they are.
+        """
+        for part in chunks(sorted(since)):
             self.lock_accounts(part)
-            points: dict[str, list[VersionPoint]] = defaultdict(list)
-            for account_id, subscription_id, effective_at, currency, mrr in self._run(
-                _VERSIONS_OF, accounts=list(part)
-            ):
-                points[account_id].append(
-                    VersionPoint(subscription_id, effective_at, currency, mrr)
-                )
-            stored: dict[tuple[str, date], tuple[Any, ...]] = {
-                (row.account_id, row.day): tuple(row)
-                for row in self._run(_MOVEMENTS_OF, accounts=list(part))
+            starts = {
+                account_id: datetime.combine(since[account_id], time.min, self.zone)
+                for account_id in part
             }
+            parameters = self._starts_parameters({a: (starts[a], since[a]) for a in part})
+            in_force: dict[str, list[VersionPoint]] = defaultdict(list)
+            later: dict[str, list[VersionPoint]] = defaultdict(list)
+            for account_id, subscription_id, effective_at, currency, mrr in self._run(
+                _VERSIONS_SINCE[self.dialect], **parameters
+            ):
+                point = VersionPoint(subscription_id, effective_at, currency, mrr)
+                if effective_at >= starts[account_id]:
+                    later[account_id].append(point)
+                else:
+                    in_force[account_id].append(point)
+            booked: dict[str, Decimal] = {}  # what each account had after its last movement before
+            stored: dict[tuple[str, date], tuple[Any, ...]] = {}
+            for row in self._run(_MOVEMENTS_SINCE[self.dialect], **parameters):
+                if row.day < since[row.account_id]:
+                    booked[row.account_id] = row.mrr_after
+                else:
+                    stored[(row.account_id, row.day)] = tuple(row)
             fresh: dict[tuple[str, date], tuple[Any, ...]] = {}
             for account_id in part:
+                start = MrrBefore(
+                    in_force.get(account_id, ()),
+                    booked.get(account_id, Decimal("0.00")),
+                    ever_paid=account_id in booked,
+                )
                 for movement in derive_movements(
-                    points.get(account_id, []), local_day=self.local_day, convert=self.fx.convert
+                    later.get(account_id, []),
+                    local_day=self.local_day,
+                    convert=self.fx.convert,
+                    start=start,
                 ):
                     fresh[(account_id, movement.day)] = (
                         None,
@@ -679,27 +749,46 @@ class Applier:
                         movement.mrr_before,
                         movement.mrr_after,
                     )
-            # Rows are compared on everything but their id: an unchanged movement stays.
-            stale = [row[0] for key, row in stored.items() if fresh.get(key, ())[1:] != row[1:]]
+            # Rows are compared on everything but their id: an unchanged movement stays, a changed
+            # one is updated in place (a movement's day rarely disappears: one statement less).
+            stale = [row[0] for key, row in stored.items() if key not in fresh]
             for ids in chunks(stale):
                 self._run(_DELETE_MOVEMENTS, ids=list(ids))
-            added = [
+            written = [
                 dict(zip(_MOVEMENT_COLUMNS, row[1:], strict=True))
                 for key, row in fresh.items()
                 if stored.get(key, ())[1:] != row[1:]
             ]
-            insert_ignoring_conflicts(self.session, MrrMovement, added)
+            upsert_newer(self.session, MrrMovement, written, key=("account_id", "day"))
+
+    def _starts_parameters(self, starts: Mapping[str, tuple[datetime, date]]) -> dict[str, Any]:
+        """Bind (account, first instant, day) triples as `_STARTS` of this dialect reads them."""
+        accounts = list(starts)
+        if self.dialect == "postgresql":
+            return {
+                "accounts": accounts,
+                "instants": [starts[a][0] for a in accounts],
+                "days": [starts[a][1] for a in accounts],
+            }
+        # As the columns store them, so that SQLite compares the texts in time order.
+        dialect = self.session.get_bind().dialect
+        instant = _VERSION.effective_at.type.dialect_impl(dialect).bind_processor(dialect)
+        day = _MOVEMENT.c.day.type.dialect_impl(dialect).bind_processor(dialect)
+        assert instant is not None and day is not None
+        return {
+            "starts": json.dumps([[a, instant(starts[a][0]), day(starts[a][1])] for a in accounts])
+        }
 
     def lock_accounts(self, account_ids: Iterable[str]) -> None:
         """On PostgreSQL, hold these accounts until commit (no-op for those already held).
 
-        Derivations read an account's whole history and rewrite it; two transactions doing that
-        for one account at once would each miss the other's events. The ingestion service takes
-        every account of a batch here, before its first write and in one sorted statement, so
-        transactions that share accounts queue instead of deadlocking. SQLite needs nothing:
-        its writers are serialised.
+        Derivations read an account's history (from a day on) and rewrite it; two transactions
+        doing that for one account at once would each miss the other's events. The ingestion
+        service takes every account of a batch here, before its first write and in one sorted
+        statement, so transactions that share accounts queue instead of deadlocking. SQLite needs
+        nothing: its writers are serialised.
         """
-        if self.session.get_bind().dialect.name != "postgresql":
+        if self.dialect != "postgresql":
             return
         wanted = sorted({_lock_key(a) for a in account_ids} - self._locked)
         if not wanted:

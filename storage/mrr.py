@@ -73,6 +73,15 @@ class Movement:
     mrr_after: Decimal
 
 
+@dataclass(frozen=True)
+class MrrBefore:
+    """An account at the end of the day before a derivation starts (nothing: a full history)."""
+
+    in_force: Sequence[VersionPoint] = ()  # each subscription's latest version before that day
+    booked: Decimal = Decimal("0.00")  # MRR after the last movement before that day (reporting)
+    ever_paid: bool = False  # whether any movement came before that day
+
+
 Convert = Callable[[Decimal, str, date], Decimal]
 """(amount, currency, day) -> the amount in the reporting currency at that day's rate, rounded."""
 
@@ -85,9 +94,17 @@ def _native_totals(state: dict[str, tuple[str, Decimal]]) -> dict[str, Decimal]:
 
 
 def derive_movements(
-    versions: Iterable[VersionPoint], *, local_day: Callable[[datetime], date], convert: Convert
+    versions: Iterable[VersionPoint],
+    *,
+    local_day: Callable[[datetime], date],
+    convert: Convert,
+    start: MrrBefore = MrrBefore(),
 ) -> list[Movement]:
-    """Return an account's movements from all its subscription versions, oldest first.
+    """Return an account's movements from its subscription versions, oldest first.
+
+    From all its versions; or from the versions of a day on, given `start` (the account at the end
+    of the previous day: everything the derivation carries from one day to the next follows from
+    it), the same movements from that day on as a derivation of the whole history gives.
 
     Versions are netted per local day: the account's MRR at the end of each day is compared with
     the end of the previous day with a change. 0 → x is new (first time) or reactivation; a rise is
@@ -96,11 +113,11 @@ def derive_movements(
     churn removes exactly the MRR the account had in the reporting currency.
     """
     ordered = sorted(versions, key=lambda v: v.effective_at)
-    state: dict[str, tuple[str, Decimal]] = {}
-    booked = Decimal("0.00")
-    ever_paid = False
+    state = {v.subscription_id: (v.currency, v.mrr) for v in start.in_force}
+    booked = start.booked
+    ever_paid = start.ever_paid
     movements: list[Movement] = []
-    after: dict[str, Decimal] = {}  # the totals of the state so far (none yet)
+    after = _native_totals(state)  # the totals of the state so far
     for day, day_versions in groupby(ordered, key=lambda v: local_day(v.effective_at)):
         group: Sequence[VersionPoint] = list(day_versions)
         before = after  # the state changes only here: the last day's totals are still right

@@ -187,3 +187,24 @@ def test_a_late_rate_rederives_movements_in_force_from_its_day(session_factory):
     assert movements(session_factory) == [("2026-02-15", "new", "110.00")]
     ingest(session_factory, [make_fx("2026-02-01", "1.30")])
     assert movements(session_factory) == [("2026-02-15", "new", "130.00")]
+
+
+def test_a_late_rate_rederives_a_switch_away_from_its_currency(session_factory):
+    # The EUR version predates the rate; the switch to USD removes EUR MRR at the new rate.
+    ingest(
+        session_factory,
+        [
+            make_fx("2026-01-01", "1.10"),
+            make_subscription("2026-01-15", currency="EUR", amount="100.00"),
+            make_subscription("2026-03-15", currency="USD", amount="100.00"),
+        ],
+    )
+    assert movements(session_factory) == [
+        ("2026-01-15", "new", "110.00"),
+        ("2026-03-15", "contraction", "10.00"),
+    ]
+    ingest(session_factory, [make_fx("2026-03-01", "1.30")])
+    assert movements(session_factory) == [
+        ("2026-01-15", "new", "110.00"),
+        ("2026-03-15", "contraction", "30.00"),
+    ]
