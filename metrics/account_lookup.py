@@ -37,6 +37,7 @@ class UnknownAccount(QueryError):
 
 def find_accounts(session: Session, name: str, *, limit: int = 5) -> list[Account]:
     """Return the accounts `name` designates, best first; raise UnknownAccount if none."""
+    name = name.replace("\x00", "")  # no name or id holds one, and PostgreSQL refuses it in text
     text = " ".join(name.split())
     if not text:
         raise BadQuery("Which account? Give its name.", example="/kpi account Acme Corp")

@@ -291,6 +291,11 @@ def test_find_by_id_then_exact_name_then_contained_text(factory):
     assert names(factory, "acme corp e") == ["Acme Corp Europe"]
 
 
+def test_find_ignores_nul_characters_on_every_backend(factory):
+    assert names(factory, "acme\x00") == ["Acme Corp"]  # PostgreSQL refuses NUL in text
+    assert names(factory, "Red\x00 Co") == ["Red Co"]
+
+
 def test_find_treats_like_wildcards_as_text(factory):
     assert names(factory, "%") == ["100% Pure_Data"]
     assert names(factory, "_") == ["100% Pure_Data"]
