@@ -36,7 +36,7 @@ from sqlalchemy import BigInteger, case, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from metrics.context import MetricContext
+from metrics.context import MetricContext, Scope
 from storage.revisions import MARKED, STOCKS, changed_since, state
 from storage.tables import Account, MrrMovement
 from storage.types import Money
@@ -140,11 +140,13 @@ _TRACKED = _Kept(TRACKED_ENTRIES)
 
 
 def forget() -> None:
-    """Drop everything kept (for tests and benchmarks that measure the first question)."""
+    """Drop everything kept, and which scopes were asked (tests, benchmarks of first questions)."""
     _KEPT.clear()
     _RESULTS.clear()
     _DAILY.clear()
     _TRACKED.clear()
+    with _recent_lock:
+        _recent_scopes.clear()
 
 
 def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T:
@@ -308,6 +310,11 @@ def _per_key(session: Session, query: Any) -> dict[str, Running]:
 
 def series(ctx: MetricContext) -> dict[str, Running] | None:
     """Per group of the context's scope, its running MRR and customers (None: nothing kept)."""
+    _asked(ctx.scope)
+    return _series(ctx)
+
+
+def _series(ctx: MetricContext) -> dict[str, Running] | None:
     return kept(ctx, STOCKS, ("groups", ctx.scope), lambda: _group_series(ctx))
 
 
@@ -380,6 +387,11 @@ def members(ctx: MetricContext) -> dict[str, str] | None:
     The same join and filters as the SQL queries of the scope, so an account without attributes
     is grouped (or filtered) exactly as they would.
     """
+    _asked(ctx.scope)
+    return _members_of(ctx)
+
+
+def _members_of(ctx: MetricContext) -> dict[str, str] | None:
     return kept(ctx, STOCKS, ("members", ctx.scope), lambda: _members(ctx))
 
 
@@ -420,17 +432,41 @@ def groups(ctx: MetricContext) -> Groups | None:
 
 
 def warm(ctx: MetricContext) -> bool:
-    """Build what questions without a breakdown read, if the revision changed (True: it did).
+    """Build what questions read, if the revision changed (True: it did).
+
+    Without a breakdown, and under the breakdowns and filters recently asked.
 
     Run in the background by the server after each change, so that the first question after it
     is answered from memory too.
     """
     if revision(ctx) is None or is_warm(ctx):
         return False
-    series(ctx)
+    _series(ctx)
     movements(ctx)
     account_series(ctx)
+    with _recent_lock:
+        scopes = list(_recent_scopes)
+    for scope in scopes:  # the breakdowns and filters recently asked
+        scoped = ctx.with_scope(scope)
+        _series(scoped)
+        _members_of(scoped)
     return True
+
+
+RECENT_SCOPES = 4  # breakdowns and filters recently asked, which `warm` builds again too
+_recent_scopes: OrderedDict[Scope, None] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
+def _asked(scope: Scope) -> None:
+    """Remember that a question read stocks under `scope` (other than all accounts, ungrouped)."""
+    if scope == Scope():
+        return
+    with _recent_lock:
+        _recent_scopes[scope] = None
+        _recent_scopes.move_to_end(scope)
+        while len(_recent_scopes) > RECENT_SCOPES:
+            _recent_scopes.popitem(last=False)
 
 
 def is_warm(ctx: MetricContext) -> bool:

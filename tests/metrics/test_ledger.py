@@ -199,3 +199,24 @@ def test_warming_builds_once_per_revision(session_factory):
     ingest(session_factory, [change("acc-1", "2026-03-01", amount="150.00")])
     assert _warm(session_factory) is True
     assert kpi(session_factory, "mrr", "2026-10").value == Decimal("250.00")
+
+
+def test_warming_builds_the_breakdowns_recently_asked(session_factory, monkeypatch):
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05", plan="pro"))
+    ledger.forget()
+    _warm(session_factory)
+    assert len(kpi(session_factory, "mrr", "2026-10", by="plan").breakdown) == 1
+    built: list[object] = []
+    group_series = ledger._group_series
+    monkeypatch.setattr(
+        ledger, "_group_series", lambda ctx: built.append(ctx.scope) or group_series(ctx)
+    )
+    ingest(session_factory, [make_account("acc-2", "2026-06-01", plan="team")])
+    assert _warm(session_factory) is True
+    assert [scope.by for scope in built] == [None, "plan"]  # all accounts, then by plan
+    built.clear()
+    parts = {
+        p.key: p.value.value for p in kpi(session_factory, "mrr", "2026-10", by="plan").breakdown
+    }
+    assert parts == {"pro": Decimal("100.00"), "team": Decimal("100.00")}
+    assert built == []  # the question found them built
