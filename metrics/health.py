@@ -25,7 +25,6 @@ sends its ids in `IN` lists of 500; the metric filters every signal by the custo
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from metrics.ledger import ZERO, Running
 from metrics.periods import Period
 from metrics.responses import csat_signal, kept_responses, nps_signal
 from metrics.result import InputValue, Value
-from metrics.usage import Usage, account_usage
+from metrics.usage import Usage, account_stickiness, account_usage
 from metrics.usage_days import kept_usage
 from storage.apply import chunks
 from storage.revisions import FAMILIES, STOCKS, SURVEYS, USAGE
@@ -348,9 +347,8 @@ def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
         return _scores(_signals(ctx, end), weights, _paying(ctx, end))
 
     def patch(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
-        patched = {a: score for a, score in scores.items() if a not in changed}
-        patched.update(_scores(_signals(ctx, end), weights, changed & _paying(ctx, end)))
-        return patched
+        fresh = _scores(_signals(ctx, end), weights, changed & _paying(ctx, end))
+        return ledger.replaced(scores, changed, fresh)
 
     return ledger.per_day(ctx, FAMILIES, ("health", end, weights), compute, patch=patch)
 
@@ -386,17 +384,7 @@ def _scores(
 
 
 _RECENT_DAYS = 4  # days recently asked, whose health the warmer computes again after a change
-_recent: dict[date, None] = {}  # insertion-ordered: the most recent last
-_recent_lock = threading.Lock()
-
-
-def _asked(end: date) -> None:
-    """Remember that health was asked for `end`."""
-    with _recent_lock:
-        _recent.pop(end, None)
-        _recent[end] = None
-        while len(_recent) > _RECENT_DAYS:
-            _recent.pop(next(iter(_recent)))
+_recent_days: ledger.Recent[date] = ledger.Recent(_RECENT_DAYS)
 
 
 def warm(ctx: MetricContext) -> None:
@@ -406,9 +394,7 @@ def warm(ctx: MetricContext) -> None:
     """
     if any(ledger.revision(ctx, family) is None for family in FAMILIES):
         return
-    with _recent_lock:
-        days = list(_recent)
-    for end in days:
+    for end in _recent_days.items():
         account_scores(ctx, end)
 
 
@@ -418,21 +404,20 @@ def _signals(ctx: MetricContext, end: date) -> dict[str, dict[str, Decimal]]:
 
     def usage(accounts: Collection[str] | None = None) -> dict[str, Decimal]:
         kept = kept_usage(ctx)
-        if kept is None:
-            if accounts is None:
-                return _usage_scores(session, None, end)
-            scores: dict[str, Decimal] = {}
-            for part in chunks(sorted(accounts)):
-                scores.update(_usage_scores(session, part, end))
-            return scores
-        windows = kept.windows(end)
-        wanted = windows.keys() if accounts is None else windows.keys() & accounts
-        return _stickiness_scores((a, Usage(*windows[a])) for a in wanted)
+        if kept is not None:
+            windows = kept.windows(end)
+            wanted = windows.keys() if accounts is None else windows.keys() & accounts
+            return _stickiness_scores((a, Usage(*windows[a])) for a in wanted)
+        if accounts is None:
+            return _usage_scores(session, None, end)
+        return {
+            account_id: min(HUNDRED, stickiness * 2)
+            for account_id, stickiness in account_stickiness(session, accounts, end).items()
+            if stickiness is not None
+        }
 
     def patch_usage(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
-        patched = {a: score for a, score in scores.items() if a not in changed}
-        patched.update(usage(changed))
-        return patched
+        return ledger.replaced(scores, changed, usage(changed))
 
     def trend() -> dict[str, Decimal]:
         series = ledger.account_series(ctx)
@@ -461,7 +446,7 @@ def health(ctx: MetricContext, period: Period) -> Values:
     groups = _customers(ctx, period.end)
     if ctx.scope.by is None:
         groups = {TOTAL: [], **groups}
-    _asked(period.end)
+    _recent_days.note(period.end)
     scores = account_scores(ctx, period.end)
     values: Values = {}
     for group, members in groups.items():

@@ -26,11 +26,11 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import BigInteger, case, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
@@ -49,6 +49,8 @@ DAILY_ENTRIES = 64  # per-account maps of one day kept (`per_day`)
 TRACKED_ENTRIES = 2  # copies of families marked per account (`tracked`): one per database in use
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,7 @@ class _Kept:
                 self._values.move_to_end(key)
                 return self._values[key]
         value = compute()  # outside the lock: two threads may compute the same value once each
-        with self._lock:
-            self._values[key] = value
-            while len(self._values) > self._size:
-                self._values.popitem(last=False)
+        self.put(key, value, unless=lambda _: False)
         return value
 
     def peek(self, key: Hashable) -> Any:
@@ -133,6 +132,46 @@ class _Kept:
             self._values.clear()
 
 
+class Recent(Generic[K]):
+    """The last `size` distinct items questions asked (scopes, days), for the warmer to rebuild."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, item: K) -> None:
+        """Remember `item` as the most recent."""
+        with self._lock:
+            self._items[item] = None
+            self._items.move_to_end(item)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def items(self) -> list[K]:
+        """The items remembered, the oldest first."""
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def replaced(
+    values: Mapping[str, V], changed: Collection[str], fresh: Mapping[str, V]
+) -> dict[str, V]:
+    """`values` without the entries of the `changed` accounts, then with the `fresh` ones.
+
+    How a per-account map is patched for the accounts marked since it was computed.
+    """
+    patched = {
+        account_id: value for account_id, value in values.items() if account_id not in changed
+    }
+    patched.update(fresh)
+    return patched
+
+
 _KEPT = _Kept(KEPT_ENTRIES)
 _RESULTS = _Kept(RESULT_ENTRIES)
 _DAILY = _Kept(DAILY_ENTRIES)
@@ -145,8 +184,7 @@ def forget() -> None:
     _RESULTS.clear()
     _DAILY.clear()
     _TRACKED.clear()
-    with _recent_lock:
-        _recent_scopes.clear()
+    _recent_scopes.clear()
 
 
 def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T:
@@ -444,9 +482,7 @@ def warm(ctx: MetricContext) -> bool:
     _series(ctx)
     movements(ctx)
     account_series(ctx)
-    with _recent_lock:
-        scopes = list(_recent_scopes)
-    for scope in scopes:  # the breakdowns and filters recently asked
+    for scope in _recent_scopes.items():  # the breakdowns and filters recently asked
         scoped = ctx.with_scope(scope)
         _series(scoped)
         _members_of(scoped)
@@ -454,19 +490,13 @@ def warm(ctx: MetricContext) -> bool:
 
 
 RECENT_SCOPES = 4  # breakdowns and filters recently asked, which `warm` builds again too
-_recent_scopes: OrderedDict[Scope, None] = OrderedDict()
-_recent_lock = threading.Lock()
+_recent_scopes: Recent[Scope] = Recent(RECENT_SCOPES)
 
 
 def _asked(scope: Scope) -> None:
     """Remember that a question read stocks under `scope` (other than all accounts, ungrouped)."""
-    if scope == Scope():
-        return
-    with _recent_lock:
-        _recent_scopes[scope] = None
-        _recent_scopes.move_to_end(scope)
-        while len(_recent_scopes) > RECENT_SCOPES:
-            _recent_scopes.popitem(last=False)
+    if scope != Scope():
+        _recent_scopes.note(scope)
 
 
 def is_warm(ctx: MetricContext) -> bool:

@@ -93,15 +93,12 @@ class KeptUsage:
         if not changed:
             return self
         changed = set(changed)
-        accounts = {a: d for a, d in self.accounts.items() if a not in changed}
-        accounts.update(read_accounts(session, changed))
+        fresh = read_accounts(session, changed)
+        accounts = ledger.replaced(self.accounts, changed, fresh)
         windows = {}
         for last, found in list(self._windows.items())[-KEPT_ENDS:]:
-            window = {a: w for a, w in found.items() if a not in changed}
-            for account_id in changed & accounts.keys():
-                if (fresh := accounts[account_id].window(last)) is not None:
-                    window[account_id] = fresh
-            windows[last] = window
+            now = {a: w for a, days in fresh.items() if (w := days.window(last)) is not None}
+            windows[last] = ledger.replaced(found, changed, now)
         return KeptUsage(accounts, windows)
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import (
     BindParameter,
     Executable,
     Result,
-    Table,
     bindparam,
     delete,
     select,
@@ -61,6 +60,7 @@ from storage.tables import (
     SurveyResponse,
     UsageCoverage,
     UsageDay,
+    table_of,
 )
 from storage.upsert import insert_ignoring_conflicts, newest_by_key, upsert_newer
 
@@ -69,17 +69,12 @@ USAGE_WINDOW_DAYS = 30  # a user counts as active for the 30 days ending with ea
 Span = tuple[date, date]  # first and last day, both included
 
 
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
 # The statements of the hot paths, built once and run on the session's connection: building a
 # statement costs more than running it on a small batch, and the ORM's execution path (identity
 # map, synchronising deletes with loaded objects) serves nothing here.
 _ACCOUNTS: BindParameter[Any] = bindparam("accounts", expanding=True)
-_VERSION = _table(SubscriptionVersion).c
-_MOVEMENT = _table(MrrMovement)
+_VERSION = table_of(SubscriptionVersion).c
+_MOVEMENT = table_of(MrrMovement)
 # Each account's derivation starts at its own day: the (account, first instant, day) triples are a
 # table the statements join, passed as arrays (PostgreSQL) or a JSON array (SQLite), so that the
 # statement's text never depends on how many accounts there are.
@@ -135,7 +130,7 @@ _MOVEMENT_COLUMNS = (
     "mrr_after",
 )
 _DELETE_MOVEMENTS = delete(_MOVEMENT).where(_MOVEMENT.c.id.in_(bindparam("ids", expanding=True)))
-_USAGE = _table(UsageDay).c
+_USAGE = table_of(UsageDay).c
 _USAGE_DAYS_OF = (
     select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids)
     .where(_USAGE.account_id.in_(_ACCOUNTS))
@@ -144,7 +139,7 @@ _USAGE_DAYS_OF = (
 _USAGE_BETWEEN = select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids, _USAGE.recorded_at).where(
     _USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.between(bindparam("first"), bindparam("last"))
 )
-_COVERAGE = _table(UsageCoverage)
+_COVERAGE = table_of(UsageCoverage)
 _SPANS_OF = select(
     _COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from, _COVERAGE.c.covered_to
 ).where(_COVERAGE.c.account_id.in_(_ACCOUNTS))
@@ -153,9 +148,9 @@ _DELETE_SPANS = delete(_COVERAGE).where(
         bindparam("keys", expanding=True)
     )
 )
-_DELETE_CONTACTS = delete(_table(Contact)).where(_table(Contact).c.account_id.in_(_ACCOUNTS))
-_DELETE_DOMAINS = delete(_table(AccountDomain)).where(
-    _table(AccountDomain).c.account_id.in_(_ACCOUNTS)
+_DELETE_CONTACTS = delete(table_of(Contact)).where(table_of(Contact).c.account_id.in_(_ACCOUNTS))
+_DELETE_DOMAINS = delete(table_of(AccountDomain)).where(
+    table_of(AccountDomain).c.account_id.in_(_ACCOUNTS)
 )
 _LOCK_ACCOUNTS = text(
     # Volatile functions in the select list run after ORDER BY: locks are taken in order.

@@ -23,7 +23,7 @@ from storage.apply import Applicable, Applier, IngestConfig, chunks
 from storage.db import dumps, session_scope
 from storage.revisions import USAGE, Changes, record_changes
 from storage.schemas import EventRejected, NativeEvent, parse_event
-from storage.tables import EventLog
+from storage.tables import EventLog, table_of
 from storage.upsert import insert_ignoring_conflicts
 
 NATIVE_SOURCE = "kpibot"
@@ -314,7 +314,7 @@ def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
         return list(cursor.fetchall())
 
 
-_LOGGED = EventLog.__table__.c  # type: ignore[attr-defined]
+_LOGGED = table_of(EventLog).c
 _REJECTED_OF = select(_LOGGED.id, _LOGGED.event_id).where(
     _LOGGED.source == bindparam("source"),
     _LOGGED.event_id.in_(bindparam("ids", expanding=True)),

@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from storage.tables import ChangedAccount, DataRevision
+from storage.tables import ChangedAccount, DataRevision, table_of
 from storage.upsert import upsert_newer
 
 STOCKS = "stocks"
@@ -130,7 +130,7 @@ def _revising(dialect: str) -> Any:
 
     A row not there yet is inserted with its token (readers kept nothing without one).
     """
-    table = DataRevision.__table__  # type: ignore[attr-defined]
+    table = table_of(DataRevision)
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     excluded = statement.excluded
     return statement.on_conflict_do_update(

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import DecimalText, Money, UTCDateTime
@@ -336,6 +336,12 @@ class ChangedAccount(SQLModel, table=True):
     family: str = Field(primary_key=True, max_length=32)
     account_id: str = Field(primary_key=True, max_length=255)
     version: int = Field(sa_type=BigInteger)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model, for statements built without the ORM."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 DERIVED_TABLES: tuple[type[SQLModel], ...] = (

@@ -18,13 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
+from storage.tables import table_of
+
 COPY_THRESHOLD = 50  # rows from which PostgreSQL is written through COPY
 _ORDINAL = "copy_ordinal"  # the rows' order, so that COPY inserts (and locks) them in it
 _COPY_TYPES = "kpibot_copy_types"  # connection info: temporary table → its columns' type oids
-
-
-def _table(model: type[SQLModel]) -> Table:
-    return model.__table__  # type: ignore[attr-defined]
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -89,7 +87,7 @@ def insert_ignoring_conflicts(
     """Insert `rows`, skipping those that hit a unique key; return `returning` of the new ones."""
     if not rows:
         return []
-    table = _table(model)
+    table = table_of(model)
     if _by_copy(session, rows):
         statement = _insert_copied(session, table, rows).on_conflict_do_nothing()
         return _execute(session, _returning(statement, table, returning), returning)
@@ -116,7 +114,7 @@ def upsert_newer(
         return []
     # Rows are written in key order, so concurrent writers lock them in the same order.
     rows = sorted(rows, key=lambda row: tuple(str(row[name]) for name in key))
-    table = _table(model)
+    table = table_of(model)
     columns = tuple(name for name in rows[0] if name not in key)
     if _by_copy(session, rows):
         copied = _insert_copied(session, table, rows)
