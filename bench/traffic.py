@@ -160,7 +160,7 @@ def send(
                     result.statuses[response.status] += 1
                     if response.status in (200, 422):
                         counts = json.loads(answer)
-                        for key in ("applied", "duplicate", "ignored", "rejected"):
+                        for key in ("queued", "duplicate", "ignored", "rejected"):
                             result.counts[key] += counts[key]
         finally:
             connection.close()

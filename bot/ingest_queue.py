@@ -1,5 +1,9 @@
 """Group commit of webhook deliveries: concurrent deliveries of one source share one transaction.
 
+The transaction only logs the events (`ingest_events(defer=True)`): valid new events are stored
+as `queued`, and handed after the commit to the `ApplyWorker`, which applies them in batches
+(see `storage.deferred`). A delivery is answered once its events are durably logged.
+
 A delivery's events wait here, at most `GroupLimits.window_seconds`, while other deliveries of the
 same source join them: until as many deliveries wait as the largest recent group held (senders
 that were just answered tend to send again; a lone sender soon waits for nobody) or the group
@@ -35,8 +39,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from bot.apply_worker import ApplyWorker
 from storage.apply import IngestConfig
-from storage.db import session_scope
+from storage.db import session_scope, transient
+from storage.deferred import Queued
 from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
 
 STORE_ATTEMPTS = 3
@@ -90,12 +96,14 @@ class IngestQueue:
         self,
         factory: sessionmaker[Session],
         config: IngestConfig,
+        applier: ApplyWorker,
         *,
         limits: GroupLimits | None = None,
         observe: GroupObserver | None = None,
     ) -> None:
         self.factory = factory
         self.config = config
+        self.applier = applier
         self.limits = limits or GroupLimits()
         self.observe = observe
         self._sources: dict[str, _SourceQueue] = {}
@@ -234,9 +242,16 @@ class IngestQueue:
 
     def _commit(self, source: str, items: list[Any], received_at: datetime) -> IngestReport:
         with session_scope(self.factory) as session:
-            return ingest_events(
-                session, items, config=self.config, source=source, received_at=received_at
+            report = ingest_events(
+                session,
+                items,
+                config=self.config,
+                source=source,
+                received_at=received_at,
+                defer=True,
             )
+        self.applier.hand([Queued(source, item) for item in report.deferred])
+        return report
 
     def _observe(self, source: str, deliveries: int, *, fell_back: bool) -> None:
         if self.observe is not None:
@@ -256,11 +271,3 @@ def _event_id(item: RawEvent | Malformed | Prepared) -> str | None:
 def _answer(delivery: _Delivery, report: IngestReport) -> None:
     if not delivery.answer.done():  # the sender may have gone; its events are stored anyway
         delivery.answer.set_result(report)
-
-
-def transient(error: DBAPIError) -> bool:
-    """A failure that the same transaction, run again, can get past (deadlock, lock timeout)."""
-    code = getattr(error.orig, "sqlstate", None)  # psycopg
-    if code in ("40P01", "40001", "55P03"):  # deadlock, serialization failure, lock unavailable
-        return True
-    return "database is locked" in str(error.orig)  # SQLite past its busy timeout

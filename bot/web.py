@@ -6,7 +6,9 @@ and dispatches in the thread pool, so a slow answer never stalls the event loop.
 Every webhook route follows the rules of SPEC.md: a bad or stale signature is 401 with nothing
 stored; over 1 MiB is 413; a body that is not JSON is 400; events that break the schema are kept as
 rejected and answered 422 with their field paths; duplicates and unused types are 200; and a 2xx
-is sent only after the events are committed. Blocking work runs in the thread pool.
+is sent only after the events are committed to the event log, as `queued`. The `ApplyWorker`
+applies them a moment later, in batches (`bot/apply_worker.py`). Blocking work runs in the thread
+pool.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
@@ -31,11 +33,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.apply_worker import ApplyWorker
 from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
 from bot.ingest_queue import DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import make_session_factory, read_only
+from storage.deferred import AppliedBatch
 from storage.ingest import IngestReport, prepare
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
@@ -54,6 +58,7 @@ class WebMetrics:
     latency: Histogram
     groups: Histogram
     fallbacks: Counter
+    backlog: Gauge
 
     @classmethod
     def create(cls) -> WebMetrics:
@@ -63,7 +68,8 @@ class WebMetrics:
             registry,
             Counter(
                 "kpibot_webhook_events",
-                "Webhook events received, by source and fate.",
+                "Webhook events, by source and fate: queued (accepted), duplicate, ignored or "
+                "rejected when received; applied or rejected when applied.",
                 ["source", "outcome"],
                 registry=registry,
             ),
@@ -92,6 +98,11 @@ class WebMetrics:
                 ["source"],
                 registry=registry,
             ),
+            Gauge(
+                "kpibot_webhook_backlog",
+                "Webhook events accepted by this process and not applied yet.",
+                registry=registry,
+            ),
         )
 
     def group(self, source: str, deliveries: int, fell_back: bool) -> None:
@@ -102,10 +113,15 @@ class WebMetrics:
 
     def count(self, source: str, report: IngestReport) -> None:
         """Add a delivery's events to the counters."""
-        for outcome in ("applied", "duplicate", "ignored", "rejected"):
+        for outcome in ("queued", "duplicate", "ignored", "rejected"):
             amount = getattr(report, outcome)
             if amount:
                 self.events.labels(source, outcome).inc(amount)
+
+    def applied(self, batch: AppliedBatch) -> None:
+        """Add what the apply worker did with queued events to the counters."""
+        for (source, outcome), amount in batch.counts.items():
+            self.events.labels(source, outcome).inc(amount)
 
 
 def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Starlette:
@@ -115,8 +131,19 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     """
     factory = make_session_factory(engine)
     metrics = WebMetrics.create()
+    applier = ApplyWorker(
+        factory,
+        settings.ingest_config,
+        options_for=settings.source_options,
+        observe=metrics.applied,
+    )
+    metrics.backlog.set_function(lambda: applier.backlog)
     queue = IngestQueue(
-        factory, settings.ingest_config, limits=settings.group_limits, observe=metrics.group
+        factory,
+        settings.ingest_config,
+        applier,
+        limits=settings.group_limits,
+        observe=metrics.group,
     )
     slack = None
     signing = settings.slack_signing_secret
@@ -172,12 +199,14 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        applier.start()
         dispatcher.start()
         warmer.start()
         try:
             yield
         finally:
             await queue.close()
+            await run_in_threadpool(applier.close)
             warmer.stop()
             dispatcher.stop()
             if slack is not None:
@@ -197,6 +226,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     app.state.slack_app = slack
     app.state.dispatcher = dispatcher
     app.state.ingest_queue = queue
+    app.state.apply_worker = applier
     return app
 
 
@@ -247,7 +277,7 @@ async def _webhook(
     metrics.count(name, report)
     return JSONResponse(
         {
-            "applied": report.applied,
+            "queued": report.queued,
             "duplicate": report.duplicate,
             "ignored": report.ignored,
             "rejected": report.rejected,

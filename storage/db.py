@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -122,3 +123,11 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def transient(error: DBAPIError) -> bool:
+    """A failure that the same transaction, run again, can get past (deadlock, lock timeout)."""
+    code = getattr(error.orig, "sqlstate", None)  # psycopg
+    if code in ("40P01", "40001", "55P03"):  # deadlock, serialization failure, lock unavailable
+        return True
+    return "database is locked" in str(error.orig)  # SQLite past its busy timeout

@@ -87,7 +87,7 @@ def replay_rejected(
         rows = list(session.scalars(query))
         changes = Changes()  # recorded once, last: see `record_changes`
         for row in rows:
-            items = _items(row, options_for(row.source))
+            items = items_of(row, options_for(row.source))
             if row.event_id is None:
                 # Without an id nothing can take its place: the replay's outcome replaces it.
                 session.execute(delete(EventLog).where(col(EventLog.id) == row.id))
@@ -104,7 +104,8 @@ def replay_rejected(
     return report
 
 
-def _items(row: EventLog, options: Mapping[str, str]) -> list[Any]:
+def items_of(row: EventLog, options: Mapping[str, str]) -> list[Any]:
+    """Map a logged row's stored body again through its source (what a replay ingests)."""
     try:
         payload = json.loads(row.body)
     except ValueError as error:

@@ -3,6 +3,10 @@
 `ingest_events` logs each event in the event log, drops the ones already seen for their source, and
 applies the rest in the caller's transaction: the batch is committed whole or not at all, and within
 it each event is either applied completely or rejected with its reason, never half-applied.
+
+With `defer=True` (the webhook routes) it stops after the log: valid new events are stored as
+`queued`, durably, and handed back in `IngestReport.deferred`; `storage.deferred` applies them
+later, in larger batches, and marks each row applied or rejected.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class Rejection:
     reason: str
 
 
-OUTCOMES = ("applied", "duplicate", "ignored", "rejected")
+OUTCOMES = ("applied", "queued", "duplicate", "ignored", "rejected")
 
 
 @dataclass
@@ -71,20 +75,23 @@ class IngestReport:
     """
 
     applied: int = 0
+    queued: int = 0  # stored for `storage.deferred` to apply (ingested with `defer=True`)
     duplicate: int = 0
     ignored: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list, compare=False, repr=False)
+    deferred: list[Applicable] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def total(self) -> int:
         """Return how many events were received."""
-        return self.applied + self.duplicate + self.ignored + self.rejected
+        return self.applied + self.queued + self.duplicate + self.ignored + self.rejected
 
     def add(self, other: IngestReport, *, offset: int = 0) -> None:
         """Add `other`'s counts; its rejection indexes are shifted by `offset`."""
         self.applied += other.applied
+        self.queued += other.queued
         self.duplicate += other.duplicate
         self.ignored += other.ignored
         self.rejected += other.rejected
@@ -92,6 +99,7 @@ class IngestReport:
             Rejection(r.index + offset, r.event_id, r.reason) for r in other.rejections
         )
         self.outcomes.extend(other.outcomes)
+        self.deferred.extend(other.deferred)
 
     def settle(self, index: int, outcome: str, rejection: Rejection | None = None) -> None:
         """Count item `index` as `outcome` (a field named in `OUTCOMES`; "applied" until then)."""
@@ -103,8 +111,7 @@ class IngestReport:
     def part(self, start: int, stop: int) -> IngestReport:
         """Return the report of items `start` to `stop` (excluded), indexes counted from `start`."""
         outcomes = self.outcomes[start:stop]
-        return IngestReport(
-            **{outcome: outcomes.count(outcome) for outcome in OUTCOMES},
+        part = IngestReport(
             rejections=[
                 Rejection(r.index - start, r.event_id, r.reason)
                 for r in self.rejections
@@ -112,6 +119,9 @@ class IngestReport:
             ],
             outcomes=outcomes,
         )
+        for outcome in OUTCOMES:
+            setattr(part, outcome, outcomes.count(outcome))
+        return part
 
 
 @dataclass
@@ -173,12 +183,16 @@ def ingest_events(
     source: str = NATIVE_SOURCE,
     received_at: datetime | None = None,
     changes: Changes | None = None,
+    defer: bool = False,
 ) -> IngestReport:
     """Log, de-duplicate and apply decoded JSON events in the caller's transaction.
 
     What they changed is recorded for readers (`storage.revisions.record_changes`) at the end,
     unless `changes` is given: a caller that ingests several times in one transaction collects
     them there and records them once, last.
+
+    With `defer`, the valid new events are only logged, as `queued`, and returned in the
+    report's `deferred` (counted as `queued`) for `storage.deferred.apply_queued`.
     """
     received_at = received_at or datetime.now(UTC)
     report = IngestReport(outcomes=["applied"] * len(items))
@@ -194,15 +208,16 @@ def ingest_events(
         received.append(entry)
 
     applier = Applier(session, config)
-    applier.lock_accounts(
-        account_id
-        for entry in received
-        if entry.event is not None
-        and isinstance(account_id := getattr(entry.event.data, "account_id", None), str)
-    )
-    log_ids = _log(session, received, source=source, received_at=received_at)
+    if not defer:
+        applier.lock_accounts(
+            account_id
+            for entry in received
+            if entry.event is not None
+            and isinstance(account_id := getattr(entry.event.data, "account_id", None), str)
+        )
+    log_ids = _log(session, received, source=source, received_at=received_at, queued=defer)
     retried = _take_over_rejected(
-        session, [e for e in received if e.event_id not in log_ids], source, received_at
+        session, [e for e in received if e.event_id not in log_ids], source, received_at, defer
     )
     log_ids.update(retried)
 
@@ -218,6 +233,11 @@ def ingest_events(
         else:
             assert entry.event is not None and entry.event_id is not None
             applicable.append(Applicable(log_ids[entry.event_id], entry.event))
+            if defer:
+                report.settle(entry.index, "queued")
+    if defer:
+        report.deferred = applicable
+        return report
 
     refused = applier.apply(applicable)
     by_log_id = {item.log_id: item for item in applicable}
@@ -255,8 +275,11 @@ _LOG_COLUMNS = (
 _LOG_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text")
 
 
-def _log_row(entry: _Received, source: str, received_at: datetime) -> dict[str, Any]:
+def _log_row(
+    entry: _Received, source: str, received_at: datetime, queued: bool = False
+) -> dict[str, Any]:
     event = entry.event
+    status = entry.status
     return {
         "source": source,
         "event_id": _storable(entry.event_id),
@@ -264,7 +287,7 @@ def _log_row(entry: _Received, source: str, received_at: datetime) -> dict[str, 
         "occurred_at": event.occurred_at if event else None,
         "received_at": received_at,
         "body": _storable(entry.body),
-        "status": entry.status,
+        "status": "queued" if queued and status == "applied" else status,
         "reason": _storable(entry.reason),
     }
 
@@ -275,10 +298,15 @@ def _storable(text: str | None) -> str | None:
 
 
 def _log(
-    session: Session, received: list[_Received], *, source: str, received_at: datetime
+    session: Session,
+    received: list[_Received],
+    *,
+    source: str,
+    received_at: datetime,
+    queued: bool = False,
 ) -> dict[str, int]:
     """Insert the event log rows; return the log id of each event id that was new."""
-    rows = [_log_row(entry, source, received_at) for entry in received]
+    rows = [_log_row(entry, source, received_at, queued) for entry in received]
     rows.sort(key=lambda row: row["event_id"] or "")  # one order for every writer: no deadlock
     if len(rows) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql":
         inserted = _log_by_copy(session, rows)
@@ -323,7 +351,11 @@ _REJECTED_OF = select(_LOGGED.id, _LOGGED.event_id).where(
 
 
 def _take_over_rejected(
-    session: Session, conflicts: list[_Received], source: str, received_at: datetime
+    session: Session,
+    conflicts: list[_Received],
+    source: str,
+    received_at: datetime,
+    queued: bool = False,
 ) -> dict[str, int]:
     """Let a resent event replace an earlier rejected delivery of the same id (after a fix)."""
     by_id = {e.event_id: e for e in conflicts if e.event_id is not None}
@@ -334,7 +366,7 @@ def _take_over_rejected(
         ):
             assert log_id is not None and event_id is not None
             entry = by_id[event_id]
-            values = _log_row(entry, source, received_at)
+            values = _log_row(entry, source, received_at, queued)
             session.execute(update(EventLog).where(col(EventLog.id) == log_id).values(**values))
             retried[event_id] = log_id
     return retried

@@ -28,6 +28,11 @@ class RunningServer:
     app: Any
     engine: Engine
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the webhook events the server accepted are applied (see ApplyWorker)."""
+        if not self.app.state.apply_worker.wait_idle(timeout):
+            raise TimeoutError("the server's queued webhook events were not applied in time")
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

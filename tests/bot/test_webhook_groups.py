@@ -47,10 +47,11 @@ def _metric(server: Any, name: str) -> float:
 
 def _counts(response: httpx.Response) -> tuple[int, int, int, int]:
     answer = response.json()
-    return answer["applied"], answer["duplicate"], answer["ignored"], answer["rejected"]
+    return answer["queued"], answer["duplicate"], answer["ignored"], answer["rejected"]
 
 
 def _stored(server: Any) -> tuple[int, set[str]]:
+    server.settle()  # what was queued is applied
     with session_scope(server.factory) as session:
         logged = session.scalar(select(func.count()).select_from(EventLog))
         invoices = set(session.scalars(select(Invoice.invoice_id)))

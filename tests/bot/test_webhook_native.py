@@ -18,11 +18,22 @@ from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
 
 
 def post(
-    server, payload, *, secret=TEST_WEBHOOK_SECRET, at=None, raw=None, path="/webhooks/kpibot"
+    server,
+    payload,
+    *,
+    secret=TEST_WEBHOOK_SECRET,
+    at=None,
+    raw=None,
+    path="/webhooks/kpibot",
+    settle=True,
 ):
+    """Post a signed body; by default, wait until what it queued is applied."""
     body = raw if raw is not None else json.dumps(payload).encode()
     headers = standard_headers(body, secret=secret, at=at)
-    return httpx.post(server.url + path, content=body, headers=headers, timeout=30)
+    response = httpx.post(server.url + path, content=body, headers=headers, timeout=30)
+    if settle:
+        server.settle()
+    return response
 
 
 def count(server, table, *where):
@@ -35,11 +46,14 @@ def server(web_server):
     return web_server(webhook_secret=TEST_WEBHOOK_SECRET)
 
 
-def test_a_signed_event_is_applied_and_answered_after_commit(server):
-    response = post(server, make_subscription("2026-01-01"))
+def test_a_signed_event_is_answered_once_logged_then_applied(server):
+    response = post(server, make_subscription("2026-01-01"), settle=False)
     assert response.status_code == 200, response.text
-    assert response.json()["applied"] == 1
-    assert count(server, MrrMovement) == 1  # committed before the answer
+    assert response.json()["queued"] == 1
+    assert count(server, EventLog) == 1  # committed before the answer
+    server.settle()
+    assert count(server, EventLog, EventLog.status == "applied") == 1
+    assert count(server, MrrMovement) == 1
 
 
 def test_a_batch_is_counted_event_by_event(server):
@@ -47,7 +61,7 @@ def test_a_batch_is_counted_event_by_event(server):
         "events": [make_account(), make_subscription("2026-01-01"), make_invoice("2026-01-02")]
     }
     assert post(server, batch).json() == {
-        "applied": 3,
+        "queued": 3,
         "duplicate": 0,
         "ignored": 0,
         "rejected": 0,
@@ -108,7 +122,7 @@ def test_a_schema_violation_is_422_with_the_path_and_kept_for_replay(server):
 
 def test_a_known_event_id_is_200_and_counted_once(server):
     event = make_invoice("2026-01-01", invoice_id="inv-9")
-    assert post(server, event).json()["applied"] == 1
+    assert post(server, event).json()["queued"] == 1
     again = post(server, event)
     assert again.status_code == 200 and again.json()["duplicate"] == 1
     assert count(server, Invoice) == 1
@@ -148,7 +162,9 @@ def test_health_and_metrics(server):
         secret="whsec_" + "d3JvbmctLXNlY3JldC0tMTIzNDU2Nzg5MA==",
     )
     exposition = httpx.get(server.url + "/metrics").text
+    assert 'kpibot_webhook_events_total{outcome="queued",source="kpibot"} 1.0' in exposition
     assert 'kpibot_webhook_events_total{outcome="applied",source="kpibot"} 1.0' in exposition
+    assert "kpibot_webhook_backlog 0.0" in exposition
     assert 'kpibot_webhook_deliveries_total{source="kpibot",status="401"} 1.0' in exposition
     assert "kpibot_webhook_seconds_count" in exposition
 

@@ -1,0 +1,150 @@
+"""Applying the events that the webhook routes stored as `queued` (`ingest_events(defer=True)`).
+
+A webhook delivery is answered as soon as its events are durably in the event log. Applying them
+(the tables, the MRR movements, the revisions that readers watch) happens here, a moment later,
+in batches that gather many deliveries. That is what lets many small deliveries share the costly
+part: one account lock, one derivation per account, and one record of changes per batch.
+
+Each batch first claims its rows, and only rows still `queued` are applied. The claim re-reads the
+status under the row's lock: `FOR UPDATE SKIP LOCKED` on PostgreSQL, and the single writer on
+SQLite. So a row is applied by exactly one transaction, even when two processes reach for it (two
+replicas, or the sweep of leftovers beside the in-memory hand-off). The rows of an event that
+cannot be applied (a missing exchange rate, a mapping that now fails) become `rejected` with
+their reason, to be replayed after a fix like any rejected delivery.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from storage.apply import Applicable, Applier, IngestConfig, chunks
+from storage.deliveries import OptionsFor, items_of
+from storage.ingest import prepare
+from storage.revisions import USAGE, Changes, record_changes
+from storage.tables import EventLog, table_of
+
+_LOGGED = table_of(EventLog).c
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A queued event, parsed, with the source it came from."""
+
+    source: str
+    item: Applicable
+
+
+@dataclass
+class AppliedBatch:
+    """What one call of `apply_queued` did."""
+
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome) → n
+    rejections: list[tuple[int, str]] = field(default_factory=list)  # (log id, reason)
+    skipped: int = 0  # rows another transaction had applied or was applying
+
+    @property
+    def applied(self) -> int:
+        """Return how many events were applied."""
+        return sum(n for (_source, outcome), n in self.counts.items() if outcome == "applied")
+
+
+def apply_queued(
+    session: Session, queued: Sequence[Queued], *, config: IngestConfig
+) -> AppliedBatch:
+    """Claim these queued rows, apply the ones still queued and mark each applied or rejected.
+
+    Runs in the caller's transaction, which should hold nothing else: the claim never waits for
+    another transaction's rows, and the accounts are locked after it, as `ingest_events` does.
+    """
+    result = AppliedBatch()
+    claimed = _claim(session, [q.item.log_id for q in queued])
+    mine = [q for q in queued if q.item.log_id in claimed]
+    result.skipped = len(queued) - len(mine)
+    if not mine:
+        return result
+    applier = Applier(session, config)
+    applier.lock_accounts(
+        account_id
+        for q in mine
+        if isinstance(account_id := getattr(q.item.event.data, "account_id", None), str)
+    )
+    refused = applier.apply([q.item for q in mine])
+    applied = [q for q in mine if q.item.log_id not in refused]
+    for part in chunks([q.item.log_id for q in applied]):
+        session.execute(_MARK_APPLIED, {"ids": list(part)})
+    reject(session, list(refused.items()))
+    for q in mine:
+        outcome = "rejected" if q.item.log_id in refused else "applied"
+        result.counts[(q.source, outcome)] += 1
+    result.rejections.extend(refused.items())
+    record_changes(
+        session,
+        Changes({q.item.event.type for q in applied}, {USAGE: applier.usage_changed}),
+    )
+    return result
+
+
+def reject(session: Session, reasons: Sequence[tuple[int, str]]) -> None:
+    """Mark these log rows rejected, each with its reason (kept for a replay after a fix)."""
+    for log_id, reason in reasons:
+        session.execute(
+            update(EventLog)
+            .where(_LOGGED.id == log_id)
+            .values(status="rejected", reason=reason.replace("\x00", "\ufffd"))
+        )
+
+
+def queued_rows(
+    session: Session, *, received_before: datetime, limit: int, options_for: OptionsFor
+) -> tuple[list[Queued], list[tuple[int, str]]]:
+    """Read back queued rows received before `received_before`, oldest first, mapped again.
+
+    These are the leftovers of a process that stopped before applying what it had accepted, or
+    of another replica. Returns the events to apply and the rows that no longer map to a valid
+    event, with the reason (for `reject`).
+    """
+    rows = session.scalars(
+        select(EventLog)
+        .where(_LOGGED.status == "queued", _LOGGED.received_at < received_before)
+        .order_by(_LOGGED.id)
+        .limit(limit)
+    ).all()
+    events: list[Queued] = []
+    broken: list[tuple[int, str]] = []
+    for row in rows:
+        assert row.id is not None
+        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
+        mine = next((e for e in entries if e.event_id == row.event_id), None)
+        if mine is None and len(entries) == 1 and entries[0].reason:
+            mine = entries[0]  # it no longer parses: its own reason says why
+        if mine is not None and mine.event is not None and mine.reason is None:
+            events.append(Queued(row.source, Applicable(row.id, mine.event)))
+        else:
+            why = mine.reason if mine is not None else None
+            broken.append((row.id, why or "the stored body no longer maps to this event"))
+    return events, broken
+
+
+_MARK_APPLIED = (
+    update(EventLog)
+    .where(_LOGGED.id.in_(bindparam("ids", expanding=True)), _LOGGED.status == "queued")
+    .values(status="applied")
+)
+
+
+def _claim(session: Session, log_ids: list[int]) -> set[int]:
+    """Lock the rows of these ids that are still queued, skipping rows others hold; return them."""
+    claimed: set[int] = set()
+    locking = session.get_bind().dialect.name == "postgresql"
+    for part in chunks(sorted(log_ids)):
+        query = select(_LOGGED.id).where(_LOGGED.id.in_(part), _LOGGED.status == "queued")
+        if locking:
+            query = query.with_for_update(skip_locked=True)
+        claimed.update(session.scalars(query))
+    return claimed

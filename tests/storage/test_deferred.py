@@ -1,0 +1,164 @@
+"""Events logged as `queued` (`ingest_events(defer=True)`), applied later (`storage.deferred`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from storage import revisions
+from storage.apply import IngestConfig
+from storage.db import session_scope
+from storage.deferred import Queued, apply_queued, queued_rows
+from storage.deliveries import list_events, replay_rejected
+from storage.ingest import IngestReport, ingest_events
+from storage.revisions import STOCKS
+from storage.tables import EventLog, Invoice
+from tests.builders import make_fx, make_invoice, make_subscription, movements
+
+CONFIG = IngestConfig()
+
+
+def accept(factory: Any, events: list[Any]) -> IngestReport:
+    """What the webhook routes do: log the events as queued, in one transaction."""
+    with session_scope(factory) as session:
+        return ingest_events(session, events, config=CONFIG, defer=True)
+
+
+def apply(factory: Any, report: IngestReport) -> Any:
+    with session_scope(factory) as session:
+        return apply_queued(
+            session, [Queued("kpibot", item) for item in report.deferred], config=CONFIG
+        )
+
+
+def statuses(factory: Any) -> dict[str, str]:
+    with session_scope(factory) as session:
+        return {e.event_id or "": e.status for e in list_events(session)}
+
+
+def test_accepted_events_are_logged_as_queued_and_change_nothing_yet(session_factory):
+    subscription = make_subscription("2026-02-10")
+    with session_scope(session_factory) as session:
+        before = revisions.state(session, STOCKS)
+    unused = {
+        "id": "odd",
+        "type": "thing.unused",
+        "occurred_at": "2026-02-10T00:00:00Z",
+        "data": {},
+    }
+    report = accept(session_factory, [subscription, unused])
+
+    assert (report.queued, report.ignored, report.applied) == (1, 1, 0)
+    assert [item.event.event_id for item in report.deferred] == [subscription["id"]]
+    assert statuses(session_factory) == {subscription["id"]: "queued", "odd": "ignored"}
+    assert movements(session_factory) == []
+    with session_scope(session_factory) as session:
+        assert revisions.state(session, STOCKS) == before
+
+
+def test_applying_marks_each_row_applied_and_renews_what_readers_watch(session_factory):
+    subscription = make_subscription("2026-02-10")
+    report = accept(session_factory, [subscription])
+    with session_scope(session_factory) as session:
+        before = revisions.state(session, STOCKS)
+
+    result = apply(session_factory, report)
+
+    assert result.applied == 1 and result.counts[("kpibot", "applied")] == 1
+    assert statuses(session_factory) == {subscription["id"]: "applied"}
+    assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
+    with session_scope(session_factory) as session:
+        assert revisions.state(session, STOCKS) != before
+
+
+def test_a_row_is_applied_once_even_when_handed_twice(session_factory):
+    report = accept(session_factory, [make_subscription("2026-02-10")])
+    assert apply(session_factory, report).applied == 1
+    again = apply(session_factory, report)
+    assert (again.applied, again.skipped) == (0, 1)
+    assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
+
+
+def test_a_row_another_transaction_holds_is_left_to_it(session_factory, engine):
+    """PostgreSQL: a claim skips rows another transaction has claimed and does not wait for
+    them. SQLite has one writer: the second transaction runs after the first and finds the rows
+    applied."""
+    report = accept(session_factory, [make_subscription("2026-02-10")])
+    queued = [Queued("kpibot", item) for item in report.deferred]
+    first_claimed = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with session_scope(session_factory) as session:
+            apply_queued(session, queued, config=CONFIG)
+            first_claimed.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_claimed.wait(10)
+    if engine.dialect.name == "postgresql":
+        started = time.monotonic()
+        with session_scope(session_factory) as session:
+            second = apply_queued(session, queued, config=CONFIG)
+        assert time.monotonic() - started < 5  # it did not wait for the first
+        release.set()
+    else:
+        release.set()
+        holder.join(10)
+        with session_scope(session_factory) as session:
+            second = apply_queued(session, queued, config=CONFIG)
+    holder.join(10)
+    assert (second.applied, second.skipped) == (0, 1)
+    assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
+
+
+def test_a_missing_rate_rejects_the_row_with_its_reason_for_a_replay(session_factory):
+    euro = make_subscription("2026-02-10", currency="EUR", amount="100.00")
+    dollars = make_invoice("2026-02-11")
+    result = apply(session_factory, accept(session_factory, [euro, dollars]))
+
+    assert result.counts == {("kpibot", "applied"): 1, ("kpibot", "rejected"): 1}
+    assert statuses(session_factory) == {euro["id"]: "rejected", dollars["id"]: "applied"}
+    with session_scope(session_factory) as session:
+        [row] = list_events(session, status="rejected")
+    assert "no exchange rate EUR→USD" in (row.reason or "")
+
+    accept_and_apply = accept(session_factory, [make_fx("2026-02-01", "1.10")])
+    apply(session_factory, accept_and_apply)
+    replayed = replay_rejected(session_factory, config=CONFIG, ids=[row.id])
+    assert (replayed.applied, replayed.rejected) == (1, 0)
+    assert movements(session_factory) == [("2026-02-10", "new", "110.00")]
+
+
+def test_leftover_rows_are_read_back_mapped_again_and_applied(session_factory):
+    invoice, other = make_invoice("2026-02-11"), make_invoice("2026-02-12")
+    accept(session_factory, [invoice, other])  # handed to nobody: a process that stopped
+    with session_scope(session_factory) as session:
+        session.execute(  # a body that no longer maps to its event (edited by hand, say)
+            update(EventLog).where(EventLog.event_id == other["id"]).values(body="{}")
+        )
+    later = datetime.now(UTC) + timedelta(seconds=1)
+
+    with session_scope(session_factory) as session:
+        assert queued_rows(
+            session,
+            received_before=later - timedelta(hours=1),
+            limit=10,
+            options_for=lambda _source: {},
+        ) == ([], [])  # too recent: still in the hands of the process that accepted them
+        queued, broken = queued_rows(
+            session, received_before=later, limit=10, options_for=lambda _source: {}
+        )
+    assert [q.item.event.event_id for q in queued] == [invoice["id"]]
+    assert [reason for _log_id, reason in broken] == [
+        "id: Field required; type: Field required; occurred_at: Field required; "
+        "data: Field required"
+    ]
+    with session_scope(session_factory) as session:
+        apply_queued(session, queued, config=CONFIG)
+        assert session.scalars(select(Invoice.invoice_id)).all() == [invoice["data"]["invoice_id"]]
