@@ -368,7 +368,9 @@ def webhooks() -> None:
 
 
 @webhooks.command("list")
-@click.option("--status", type=click.Choice(["applied", "ignored", "rejected"]), help="Only these.")
+@click.option(
+    "--status", type=click.Choice(["queued", "applied", "ignored", "rejected"]), help="Only these."
+)
 @click.option("--source", help="Only this source (kpibot, stripe, delighted, …, import).")
 @click.option("--limit", default=50, show_default=True, help="How many, newest first.")
 @click.pass_obj

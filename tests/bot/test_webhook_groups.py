@@ -129,12 +129,12 @@ def test_a_failed_group_is_stored_again_delivery_by_delivery(web_server):
     payloads, _ = _mixed_deliveries()
     failed: list[int] = []
 
-    def fail_groups(_connection, _cursor, statement, _parameters, context, _many):
+    def fail_groups(_connection, _cursor, statement, parameters, context, _many):
         # A database failure that strikes every transaction storing more than one delivery.
         if statement.lstrip().upper().startswith("INSERT INTO EVENT_LOG") and (
-            len(context.compiled_parameters) > 4  # the largest delivery has 4 events
+            _rows(parameters, context) > 4  # the largest delivery has 4 events
         ):
-            failed.append(len(context.compiled_parameters))
+            failed.append(_rows(parameters, context))
             raise RuntimeError("injected failure of a grouped transaction")
 
     event.listen(server.engine, "before_cursor_execute", fail_groups)
@@ -156,6 +156,14 @@ def test_without_grouping_each_delivery_is_its_own_transaction(web_server):
 
     _check_answers(responses, server)
     assert _metric(server, "kpibot_webhook_group_deliveries_count") == len(payloads)
+
+
+def _rows(parameters: Any, context: Any) -> int:
+    """How many event log rows one INSERT writes: one array per column on PostgreSQL, one
+    parameter set per row on SQLite."""
+    if isinstance(parameters, dict) and isinstance(parameters.get("event_id"), list):
+        return len(parameters["event_id"])
+    return len(context.compiled_parameters)
 
 
 def _lock_error(engine: Any) -> Exception:
