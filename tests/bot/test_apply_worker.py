@@ -61,7 +61,7 @@ def worker(session_factory: Any) -> Any:
 
 
 def test_handed_events_are_applied_together_in_one_batch(session_factory, worker):
-    apply = worker(gather_seconds=0.2)
+    apply = worker(gather_seconds=(0.2, 0.2))
     first = accept(session_factory, [make_subscription("2026-02-10")])
     second = accept(session_factory, [make_invoice("2026-02-11"), make_invoice("2026-02-12")])
     apply.hand(first)
