@@ -120,6 +120,17 @@ def test_a_schema_violation_is_422_with_the_path_and_kept_for_replay(server):
     assert count(server, EventLog, EventLog.status == "rejected") == 1
 
 
+def test_a_rejected_event_sent_again_fixed_takes_its_place_and_is_applied(server):
+    broken = make_invoice("2026-01-01", amount="-5", invoice_id="inv-fix")
+    assert post(server, broken).status_code == 422
+    fixed = {**broken, "data": {**broken["data"], "amount": "5.00"}}
+    response = post(server, {"events": [fixed, make_invoice("2026-01-02")]})
+    assert (response.status_code, response.json()["queued"]) == (200, 2)
+    assert count(server, EventLog) == 2  # the fixed event took the rejected row's place
+    assert count(server, EventLog, EventLog.status == "applied") == 2
+    assert count(server, Invoice, Invoice.invoice_id == "inv-fix") == 1
+
+
 def test_a_known_event_id_is_200_and_counted_once(server):
     event = make_invoice("2026-01-01", invoice_id="inv-9")
     assert post(server, event).json()["queued"] == 1
