@@ -63,7 +63,7 @@ def apply_queued(
     another transaction's rows, and the accounts are locked after it, as `ingest_events` does.
     """
     result = AppliedBatch()
-    claimed = _claim(session, [q.item.log_id for q in queued])
+    claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
     mine = [q for q in queued if q.item.log_id in claimed]
     result.skipped = len(queued) - len(mine)
     if not mine:
@@ -76,8 +76,6 @@ def apply_queued(
     )
     refused = applier.apply([q.item for q in mine])
     applied = [q for q in mine if q.item.log_id not in refused]
-    for part in chunks([q.item.log_id for q in applied]):
-        session.execute(_MARK_APPLIED, {"ids": list(part)})
     reject(session, list(refused.items()))
     for q in mine:
         outcome = "rejected" if q.item.log_id in refused else "applied"
@@ -131,20 +129,30 @@ def queued_rows(
     return events, broken
 
 
-_MARK_APPLIED = (
+# The claim marks the rows applied at once: the transaction that claims them applies them or
+# rolls back, and `reject` re-marks the refused ones. On PostgreSQL the ids go as one array, in a
+# statement of fixed text, parsed and prepared once (an IN list of hundreds of parameters is
+# expanded and parsed again at each execution); rows another transaction holds are skipped.
+_CLAIM_ARRAY = (
+    "UPDATE event_log SET status = 'applied' WHERE id IN (SELECT id FROM event_log "
+    "WHERE id = ANY(%(ids)s) AND status = 'queued' ORDER BY id FOR UPDATE SKIP LOCKED) "
+    "RETURNING id"
+)
+_CLAIM = (
     update(EventLog)
     .where(_LOGGED.id.in_(bindparam("ids", expanding=True)), _LOGGED.status == "queued")
     .values(status="applied")
+    .returning(_LOGGED.id)
 )
 
 
 def _claim(session: Session, log_ids: list[int]) -> set[int]:
-    """Lock the rows of these ids that are still queued, skipping rows others hold; return them."""
+    """Take the rows of these ids that are still queued (marking them applied), skipping rows
+    other transactions hold; return the ids taken."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return set(connection.exec_driver_sql(_CLAIM_ARRAY, {"ids": sorted(log_ids)}).scalars())
     claimed: set[int] = set()
-    locking = session.get_bind().dialect.name == "postgresql"
-    for part in chunks(sorted(log_ids)):
-        query = select(_LOGGED.id).where(_LOGGED.id.in_(part), _LOGGED.status == "queued")
-        if locking:
-            query = query.with_for_update(skip_locked=True)
-        claimed.update(session.scalars(query))
+    for part in chunks(sorted(log_ids)):  # SQLite: its single writer holds them all already
+        claimed.update(connection.execute(_CLAIM, {"ids": list(part)}).scalars())
     return claimed
