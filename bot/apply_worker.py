@@ -4,19 +4,22 @@
 events here. This worker waits a moment after the first one arrives, then applies everything
 handed meanwhile in one transaction, up to `batch_size` events. A batch costs about 14 ms plus
 0.3 to 0.45 ms per event (PostgreSQL, 2 slow cores): the busier the server, the larger and cheaper
-per event the batches should be. So the wait follows the rate events arrive at: 1 ms per 1,000
-events a second, between 0.05 s (events come slowly: only latency matters) and 0.5 s (500 a second
-or more: the cost per event does).
+per event the batches should be. So the wait follows the rate events arrive at: 1 ms for each
+event per second (0.1 s at 100 events/s), between 0.05 s (events come slowly: only latency
+matters) and 0.5 s (500 events/s or more: the cost per event does).
 
-Nothing is lost if the process stops: the rows stay `queued` in the database. A sweep, at start
-and every `sweep_seconds`, reads back queued rows older than `sweep_seconds` (left by a stopped
-process or another replica) and applies them the same way; the claim in `apply_queued` makes sure
-each row is applied once.
+Nothing is lost if the process stops: the rows stay `queued` in the database. A sweep reads back
+queued rows that are not in this worker's hands (left by a stopped process or another replica)
+and applies them the same way: at start all of them, then every `sweep_seconds` those older than
+that; the claim in `apply_queued` makes sure each row is applied once.
 
-When a batch fails as a whole, it is retried (transient errors), then split and applied event by
-event, so one bad event cannot hold back the others. An event that fails alone for a reason other
-than the database (a bug) is marked rejected with that reason, to be replayed after the fix. If
-the database itself is out of reach, the events stay queued and the sweep applies them later.
+Failures, by their cause:
+- the database refuses the event's data (a value out of range, a constraint) or the code fails
+  on it (a bug): the batch is applied again event by event, so that one event cannot hold back
+  the others, and the event that still fails alone is marked rejected with the reason, to be
+  replayed after a fix;
+- the database itself (unreachable, a pool timeout, a lock it kept past the retries): the events
+  stay queued, and the next sweep applies them once it can.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.apply import IngestConfig
 from storage.db import session_scope, transient
-from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, reject
+from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, reject, remap
 from storage.deliveries import OptionsFor
 
 APPLY_ATTEMPTS = 3
@@ -64,6 +67,7 @@ class ApplyWorker:
         self.gather_seconds = gather_seconds
         self.sweep_seconds = sweep_seconds
         self._waiting: deque[Queued] = deque()
+        self._handed: set[int] = set()  # log ids waiting or being applied: not for the sweep
         self._busy = 0  # events taken from `_waiting` and not yet settled
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -91,6 +95,7 @@ class ApplyWorker:
             return
         with self._lock:
             self._waiting.extend(queued)
+            self._handed.update(q.item.log_id for q in queued)
             self._lock.notify_all()
         self.start()
 
@@ -115,14 +120,19 @@ class ApplyWorker:
             thread.join(timeout)
 
     def _run(self) -> None:
-        next_sweep = 0.0  # sweep at once: a previous process may have left events queued
+        next_sweep = time.monotonic() + self.sweep_seconds
+        sweep_from: datetime | None = datetime.now(UTC)  # at start: every leftover
         while True:
-            if time.monotonic() >= next_sweep:
+            if sweep_from is not None:
                 try:
-                    self._sweep()
+                    self._sweep(received_before=sweep_from)
                 except Exception:  # the database is out of reach, say: the next sweep retries
                     log.exception("sweeping queued events failed")
+                sweep_from = None
+            if time.monotonic() >= next_sweep:
+                sweep_from = datetime.now(UTC) - timedelta(seconds=self.sweep_seconds)
                 next_sweep = time.monotonic() + self.sweep_seconds
+                continue
             with self._lock:
                 while not self._waiting and not self._stopping:
                     remaining = next_sweep - time.monotonic()
@@ -152,6 +162,7 @@ class ApplyWorker:
             finally:
                 with self._lock:
                     self._busy = 0
+                    self._handed.difference_update(q.item.log_id for q in batch)
                     self._lock.notify_all()
 
     def _gather_window(self) -> float:
@@ -163,43 +174,55 @@ class ApplyWorker:
         self._rate = taken / max(now - self._taken_at, 1e-3)
         self._taken_at = now
 
-    def _sweep(self) -> None:
-        """Apply queued rows older than one sweep period, a batch at a time."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.sweep_seconds)
-        while True:
+    def _sweep(self, *, received_before: datetime) -> None:
+        """Apply the queued rows received before then that this worker does not hold, in pages
+        by id: one pass, each row read once, however many fail."""
+        after_id = 0
+        while not self._stopping:
             with session_scope(self.factory) as session:
-                queued, broken = queued_rows(
+                rows = queued_rows(
                     session,
-                    received_before=cutoff,
+                    received_before=received_before,
+                    after_id=after_id,
                     limit=self.batch_size,
-                    options_for=self.options_for,
                 )
-                reject(session, broken)
+            if not rows:
+                return
+            after_id = rows[-1].id
+            with self._lock:
+                rows = [row for row in rows if row.id not in self._handed]
+            queued, broken = remap(rows, self.options_for)  # outside any transaction
             if broken:
+                with session_scope(self.factory) as session:
+                    reject(session, broken, still_queued=True)
                 log.warning("%d queued events no longer map to an event: rejected", len(broken))
+                sources = {row.id: row.source for row in rows}
+                self._observe_rejected([(sources[log_id], log_id, why) for log_id, why in broken])
             if queued:
                 log.info("applying %d events left queued", len(queued))
                 self._apply(queued)
-            if len(queued) + len(broken) < self.batch_size:
-                return
 
     def _apply(self, batch: list[Queued]) -> None:
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
                 with session_scope(self.factory) as session:
                     result = apply_queued(session, batch, config=self.config)
-            except DBAPIError as error:
-                if transient(error) and attempt < APPLY_ATTEMPTS:
+            except Exception as error:
+                if isinstance(error, DBAPIError) and transient(error) and attempt < APPLY_ATTEMPTS:
                     continue
-                failure: Exception = error
-                break
-            except Exception as error:  # a bug: find the event that triggers it
                 failure = error
                 break
             else:
                 if self.observe is not None:
                     self.observe(result)
                 return
+        if not _fault_of_the_events(failure):
+            log.warning(
+                "%d queued events stay queued for the next sweep: the database failed (%s)",
+                len(batch),
+                type(failure).__name__,
+            )
+            return
         if len(batch) > 1:
             log.warning(
                 "a batch of %d queued events failed (%s); applying them one by one",
@@ -212,15 +235,26 @@ class ApplyWorker:
         self._give_up(batch[0], failure)
 
     def _give_up(self, queued: Queued, failure: Exception) -> None:
-        if isinstance(failure, DBAPIError):  # the database, not the event: a sweep retries it
-            log.warning("queued event %s stays queued: %s", queued.item.log_id, type(failure))
-            return
         reason = f"could not be applied ({type(failure).__name__}); replay it after a fix"
         log.error("queued event %s: %s", queued.item.log_id, reason, exc_info=failure)
         with session_scope(self.factory) as session:
-            reject(session, [(queued.item.log_id, reason)])
-        if self.observe is not None:
-            result = AppliedBatch()
-            result.counts[(queued.source, "rejected")] += 1
-            result.rejections.append((queued.item.log_id, reason))
-            self.observe(result)
+            marked = reject(session, [(queued.item.log_id, reason)], still_queued=True)
+        if marked:
+            self._observe_rejected([(queued.source, queued.item.log_id, reason)])
+
+    def _observe_rejected(self, rejected: Sequence[tuple[str, int, str]]) -> None:
+        if self.observe is None or not rejected:
+            return
+        result = AppliedBatch()
+        for source, log_id, reason in rejected:
+            result.counts[(source, "rejected")] += 1
+            result.rejections.append((log_id, reason))
+        self.observe(result)
+
+
+def _fault_of_the_events(error: Exception) -> bool:
+    """Whether a failure comes from the events (their data, or a bug they trigger) rather than
+    from the database being unavailable (which retrying later gets past)."""
+    if isinstance(error, DataError | IntegrityError):  # a value out of range, a constraint
+        return True
+    return not isinstance(error, SQLAlchemyError)  # connection, pool timeout, lock: the database

@@ -43,14 +43,7 @@ from bot.apply_worker import ApplyWorker
 from storage.apply import IngestConfig
 from storage.db import session_scope, transient
 from storage.deferred import Queued
-from storage.ingest import (
-    IngestReport,
-    Malformed,
-    Prepared,
-    RawEvent,
-    ingest_events,
-    one_statement,
-)
+from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
 
 STORE_ATTEMPTS = 3
 log = logging.getLogger("kpibot.ingest_queue")
@@ -111,12 +104,6 @@ class IngestQueue:
         self.factory = factory
         self.config = config
         self.applier = applier
-        engine = factory.kw["bind"]
-        self._dialect = engine.dialect.name
-        # A group that is one statement is atomic on its own: autocommit saves two round trips.
-        self._autocommit = sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
         self.limits = limits or GroupLimits()
         self.observe = observe
         self._sources: dict[str, _SourceQueue] = {}
@@ -254,8 +241,7 @@ class IngestQueue:
         raise DatabaseBusy(f"the database stayed busy through {STORE_ATTEMPTS} attempts")
 
     def _commit(self, source: str, items: list[Any], received_at: datetime) -> IngestReport:
-        alone = one_statement(self._dialect, len(items))
-        with session_scope(self._autocommit if alone else self.factory) as session:
+        with session_scope(self.factory) as session:
             report = ingest_events(
                 session,
                 items,

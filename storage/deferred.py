@@ -59,21 +59,23 @@ def apply_queued(
 ) -> AppliedBatch:
     """Claim these queued rows, apply the ones still queued and mark each applied or rejected.
 
-    Runs in the caller's transaction, which should hold nothing else: the claim never waits for
-    another transaction's rows, and the accounts are locked after it, as `ingest_events` does.
+    Runs in the caller's transaction, which should hold nothing else. Locks are taken in the
+    order `ingest_events` takes them (the accounts, then event log rows, then the revisions), so
+    that it never deadlocks with a CLI ingestion or a replay; the claim skips rows that another
+    transaction holds instead of waiting for them.
     """
     result = AppliedBatch()
+    applier = Applier(session, config)
+    applier.lock_accounts(
+        account_id
+        for q in queued
+        if isinstance(account_id := getattr(q.item.event.data, "account_id", None), str)
+    )
     claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
     mine = [q for q in queued if q.item.log_id in claimed]
     result.skipped = len(queued) - len(mine)
     if not mine:
         return result
-    applier = Applier(session, config)
-    applier.lock_accounts(
-        account_id
-        for q in mine
-        if isinstance(account_id := getattr(q.item.event.data, "account_id", None), str)
-    )
     refused = applier.apply([q.item for q in mine])
     applied = [q for q in mine if q.item.log_id not in refused]
     reject(session, list(refused.items()))
@@ -88,36 +90,77 @@ def apply_queued(
     return result
 
 
-def reject(session: Session, reasons: Sequence[tuple[int, str]]) -> None:
-    """Mark these log rows rejected, each with its reason (kept for a replay after a fix)."""
+def reject(
+    session: Session, reasons: Sequence[tuple[int, str]], *, still_queued: bool = False
+) -> int:
+    """Mark these log rows rejected, each with its reason (kept for a replay after a fix).
+
+    With `still_queued`, only rows that are still queued (a row another process has applied
+    meanwhile keeps its fate). Returns how many rows were marked.
+    """
+    marked = 0
+    connection = session.connection()
     for log_id, reason in reasons:
-        session.execute(
-            update(EventLog)
-            .where(_LOGGED.id == log_id)
-            .values(status="rejected", reason=reason.replace("\x00", "\ufffd"))
-        )
+        statement = update(EventLog).where(_LOGGED.id == log_id)
+        if still_queued:
+            statement = statement.where(_LOGGED.status == "queued")
+        values = {"status": "rejected", "reason": reason.replace("\x00", "\ufffd")}
+        marked += connection.execute(statement.values(**values)).rowcount
+    return marked
+
+
+@dataclass(frozen=True)
+class QueuedRow:
+    """A queued row of the event log, read back as it is stored."""
+
+    id: int
+    source: str
+    event_id: str | None
+    body: str
+    received_at: datetime
 
 
 def queued_rows(
-    session: Session, *, received_before: datetime, limit: int, options_for: OptionsFor
-) -> tuple[list[Queued], list[tuple[int, str]]]:
-    """Read back queued rows received before `received_before`, oldest first, mapped again.
+    session: Session, *, received_before: datetime, after_id: int, limit: int
+) -> list[QueuedRow]:
+    """Read queued rows received before `received_before`, by id from `after_id` (excluded).
 
     These are the leftovers of a process that stopped before applying what it had accepted, or
-    of another replica. Returns the events to apply and the rows that no longer map to a valid
-    event, with the reason (for `reject`).
+    of another replica; `remap` turns them back into events.
     """
-    rows = session.scalars(
-        select(EventLog)
-        .where(_LOGGED.status == "queued", _LOGGED.received_at < received_before)
+    rows = session.execute(
+        select(_LOGGED.id, _LOGGED.source, _LOGGED.event_id, _LOGGED.body, _LOGGED.received_at)
+        .where(
+            _LOGGED.status == "queued",
+            _LOGGED.received_at < received_before,
+            _LOGGED.id > after_id,
+        )
         .order_by(_LOGGED.id)
         .limit(limit)
-    ).all()
+    )
+    return [QueuedRow(*row) for row in rows]
+
+
+def remap(
+    rows: Sequence[QueuedRow], options_for: OptionsFor
+) -> tuple[list[Queued], list[tuple[int, str]]]:
+    """Map queued rows again from their stored bodies (no transaction needed).
+
+    Returns the events to apply and the rows that no longer map to a valid event, with the
+    reason (for `reject`).
+    """
     events: list[Queued] = []
     broken: list[tuple[int, str]] = []
     for row in rows:
-        assert row.id is not None
-        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
+        stored = EventLog(
+            id=row.id,
+            source=row.source,
+            event_id=row.event_id,
+            body=row.body,
+            received_at=row.received_at,
+            status="queued",
+        )
+        entries = [p.entry for p in prepare(items_of(stored, options_for(row.source)))]
         mine = next((e for e in entries if e.event_id == row.event_id), None)
         if mine is None and len(entries) == 1 and entries[0].reason:
             mine = entries[0]  # it no longer parses: its own reason says why

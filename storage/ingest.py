@@ -215,14 +215,11 @@ def ingest_events(
             if entry.event is not None
             and isinstance(account_id := getattr(entry.event.data, "account_id", None), str)
         )
-    log_ids, took_over = _log(
-        session, received, source=source, received_at=received_at, queued=defer
+    log_ids = _log(session, received, source=source, received_at=received_at, queued=defer)
+    retried = _take_over_rejected(
+        session, [e for e in received if e.event_id not in log_ids], source, received_at, defer
     )
-    if not took_over:
-        retried = _take_over_rejected(
-            session, [e for e in received if e.event_id not in log_ids], source, received_at, defer
-        )
-        log_ids.update(retried)
+    log_ids.update(retried)
 
     applicable: list[Applicable] = []
     for entry in received:
@@ -278,12 +275,6 @@ _LOG_COLUMNS = (
 _LOG_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "text", "text", "text")
 
 
-def one_statement(dialect: str, items: int) -> bool:
-    """Whether `ingest_events(defer=True)` of `items` items writes a single statement, which a
-    caller may then run in autocommit: no BEGIN and COMMIT round trips (PostgreSQL, a few rows)."""
-    return dialect == "postgresql" and items < COPY_THRESHOLD
-
-
 def _log_row(
     entry: _Received, source: str, received_at: datetime, queued: bool = False
 ) -> dict[str, Any]:
@@ -313,20 +304,18 @@ def _log(
     source: str,
     received_at: datetime,
     queued: bool = False,
-) -> tuple[dict[str, int], bool]:
-    """Insert the event log rows; return the log id of each event id that was new, and whether
-    rejected rows of the same ids were also taken over (else `_take_over_rejected` does it)."""
+) -> dict[str, int]:
+    """Insert the event log rows; return the log id of each event id that was new."""
     rows = [_log_row(entry, source, received_at, queued) for entry in received]
     rows.sort(key=lambda row: row["event_id"] or "")  # one order for every writer: no deadlock
     postgresql = session.get_bind().dialect.name == "postgresql"
-    took_over = False
     if postgresql and len(rows) >= COPY_THRESHOLD:
         inserted = _log_by_copy(session, rows)
     elif postgresql:
-        inserted, took_over = _log_by_arrays(session, rows), True
+        inserted = _log_by_arrays(session, rows)
     else:
         inserted = insert_ignoring_conflicts(session, EventLog, rows, returning=("id", "event_id"))
-    return {event_id: log_id for log_id, event_id in inserted if event_id is not None}, took_over
+    return {event_id: log_id for log_id, event_id in inserted if event_id is not None}
 
 
 def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
@@ -359,9 +348,7 @@ def _log_by_copy(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
 _BY_ARRAYS = (
     f"INSERT INTO event_log ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%({n})b::{kind}[]" for n, kind in zip(_LOG_COLUMNS, _LOG_TYPES, strict=True))
-    + ") ON CONFLICT (source, event_id) DO UPDATE SET "
-    + ", ".join(f"{n} = excluded.{n}" for n in _LOG_COLUMNS if n not in ("source", "event_id"))
-    + " WHERE event_log.status = 'rejected' RETURNING id, event_id"
+    + ") ON CONFLICT DO NOTHING RETURNING id, event_id"
 )
 
 
@@ -371,9 +358,7 @@ def _log_by_arrays(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
     The statement's text never changes, so psycopg parses it once and PostgreSQL prepares it
     once per connection; a VALUES list changes with its length, and psycopg parses such long
     statements again at every execution (about a tenth of a busy server's time). The arrays go
-    in the binary format: the raw bodies are not escaped. A row whose id is logged as rejected
-    takes its place (what `_take_over_rejected` does otherwise), in the same statement: a
-    webhook group is then one statement, which `bot.ingest_queue` runs in autocommit.
+    in the binary format: the raw bodies are not escaped.
     """
     columns = {name: [row[name] for row in rows] for name in _LOG_COLUMNS}
     return list(session.connection().exec_driver_sql(_BY_ARRAYS, columns))

@@ -34,7 +34,8 @@ class EventLog(SQLModel, table=True):
     occurred_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime)
     body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(max_length=16)  # applied | ignored | rejected
+    # queued (a webhook's event, until applied), applied, ignored or rejected
+    status: str = Field(max_length=16)
     reason: str | None = Field(default=None, sa_column=Column(Text))
 
 

@@ -47,7 +47,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
     `slack_options` go to the Bolt app's factory (`answer_budget`, `client`); `lifespan=True`
     runs the app's start-up and shut-down (the outbox dispatcher).
     """
-    started: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
+    started: list[tuple[uvicorn.Server, threading.Thread, Any, Any]] = []
 
     def start(
         slack_options: dict[str, Any] | None = None, *, lifespan: bool = False, **overrides: Any
@@ -72,11 +72,12 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("the test web server did not start")
             time.sleep(0.01)
-        started.append((server, thread, engine))
+        started.append((server, thread, engine, app))
         return RunningServer(f"http://127.0.0.1:{port}", make_session_factory(engine), app, engine)
 
     yield start
-    for server, thread, engine in started:
+    for server, thread, engine, app in started:
         server.should_exit = True
         thread.join(timeout=10)
+        app.state.apply_worker.close()  # its thread lives on without the app's lifespan
         engine.dispose()

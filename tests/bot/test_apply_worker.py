@@ -14,7 +14,7 @@ from storage.db import session_scope
 from storage.deferred import AppliedBatch, Queued
 from storage.deliveries import list_events
 from storage.ingest import ingest_events
-from tests.builders import make_invoice, make_subscription, movements
+from tests.builders import event, make_invoice, make_subscription, movements
 
 CONFIG = IngestConfig()
 
@@ -23,6 +23,11 @@ def accept(factory: Any, events: list[Any]) -> list[Queued]:
     with session_scope(factory) as session:
         report = ingest_events(session, events, config=CONFIG, defer=True)
     return [Queued("kpibot", item) for item in report.deferred]
+
+
+def ingest_events_now(factory: Any, events: list[Any]) -> None:
+    with session_scope(factory) as session:
+        ingest_events(session, events, config=CONFIG)
 
 
 def statuses(factory: Any) -> dict[str, tuple[str, str | None]]:
@@ -76,10 +81,20 @@ def test_handed_events_are_applied_together_in_one_batch(session_factory, worker
 
 def test_what_a_stopped_process_left_queued_is_applied_at_start(session_factory, worker):
     accept(session_factory, [make_subscription("2026-02-10")])  # handed to nobody
-    apply = worker(sweep_seconds=0.0)
+    apply = worker(sweep_seconds=3600)  # no periodic sweep within this test: only the start's
     apply.start()
     until(lambda: movements(session_factory) == [("2026-02-10", "new", "50.00")])
     assert {status for status, _ in statuses(session_factory).values()} == {"applied"}
+
+
+def test_the_sweep_leaves_alone_what_this_worker_holds(session_factory, worker):
+    held = accept(session_factory, [make_subscription("2026-02-10")])
+    apply = worker(sweep_seconds=3600, gather_seconds=(3.0, 3.0))
+    apply.hand(held)  # starts the thread: its start sweep must not take the held event
+    time.sleep(0.5)
+    assert statuses(session_factory)[held[0].item.event.event_id] == ("queued", None)
+    assert apply.wait_idle(20)
+    assert [batch.applied for batch in apply.seen] == [1]
 
 
 def test_an_event_that_breaks_the_applier_is_rejected_and_the_others_applied(
@@ -107,24 +122,50 @@ def test_an_event_that_breaks_the_applier_is_rejected_and_the_others_applied(
     assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
 
 
-def test_events_stay_queued_while_the_database_fails_and_are_applied_later(
+def test_events_stay_queued_while_the_database_fails_and_a_later_sweep_applies_them(
     session_factory, worker, monkeypatch
 ):
     apply_batch = Applier.apply
-    failures = {"left": 2}  # the first try, then the first sweep
 
     def failing(self: Applier, items: Any) -> Any:
-        if failures["left"]:
-            failures["left"] -= 1
-            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
-        return apply_batch(self, items)
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(Applier, "apply", failing)
-    apply = worker(sweep_seconds=0.3)
-    subscription = make_subscription("2026-02-10")
-    apply.hand(accept(session_factory, [subscription]))
-    assert apply.wait_idle(20)
-    assert statuses(session_factory)[subscription["id"]] == ("queued", None)
+    first = worker(sweep_seconds=3600)
+    subscription, invoice = make_subscription("2026-02-10"), make_invoice("2026-02-11")
+    first.hand(accept(session_factory, [subscription, invoice]))
+    assert first.wait_idle(20)
+    found = statuses(session_factory)
+    assert found[subscription["id"]] == found[invoice["id"]] == ("queued", None)
+    assert first.seen == []  # not split event by event, nothing rejected: the database failed
 
+    monkeypatch.setattr(Applier, "apply", apply_batch)
+    later = worker(sweep_seconds=3600)  # a restart: its start sweep finds them
+    later.start()
     until(lambda: statuses(session_factory)[subscription["id"]] == ("applied", None))
     assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
+
+
+def test_a_value_the_database_refuses_rejects_that_event_only(session_factory, worker):
+    """An amount the store cannot hold once converted (10^12 EUR at 10^9 USD each) is refused
+    by the database (PostgreSQL: numeric out of range) or the driver (SQLite: integer overflow):
+    that event is rejected with the reason, the others are applied."""
+    rate = event(
+        "fx.rate",
+        "2026-01-01",
+        {"base": "EUR", "quote": "USD", "rate": "1000000000", "on": "2026-01-01"},
+    )
+    ingest_events_now(session_factory, [rate])
+    huge = make_invoice("2026-02-11", currency="EUR", amount="1000000000000")
+    fine = make_invoice("2026-02-12")
+    apply = worker()
+    apply.hand(accept(session_factory, [huge, fine]))
+    assert apply.wait_idle(20)
+
+    found = statuses(session_factory)
+    status, reason = found[huge["id"]]
+    assert (
+        status == "rejected" and reason is not None and reason.startswith("could not be applied (")
+    )
+    assert found[fine["id"]] == ("applied", None)
+    assert sum(b.counts[("kpibot", "rejected")] for b in apply.seen) == 1

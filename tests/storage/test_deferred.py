@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from storage import revisions
 from storage.apply import IngestConfig
 from storage.db import session_scope
-from storage.deferred import Queued, apply_queued, queued_rows
+from storage.deferred import Queued, apply_queued, queued_rows, reject, remap
 from storage.deliveries import list_events, replay_rejected
 from storage.ingest import IngestReport, ingest_events
 from storage.revisions import STOCKS
@@ -83,37 +83,36 @@ def test_a_row_is_applied_once_even_when_handed_twice(session_factory):
     assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
 
 
-def test_a_row_another_transaction_holds_is_left_to_it(session_factory, engine):
-    """PostgreSQL: a claim skips rows another transaction has claimed and does not wait for
-    them. SQLite has one writer: the second transaction runs after the first and finds the rows
-    applied."""
+def test_a_row_another_transaction_is_applying_is_applied_once(session_factory):
+    """Two transactions reach for the same queued row at once (two replicas): the second waits
+    for the first (PostgreSQL: the account's lock, taken before the claim as `ingest_events`
+    takes it; SQLite: the single writer), then finds the row applied and leaves it."""
     report = accept(session_factory, [make_subscription("2026-02-10")])
     queued = [Queued("kpibot", item) for item in report.deferred]
-    first_claimed = threading.Event()
-    release = threading.Event()
+    first_claimed, release = threading.Event(), threading.Event()
+    results: list[Any] = []
 
     def first() -> None:
         with session_scope(session_factory) as session:
-            apply_queued(session, queued, config=CONFIG)
+            results.append(apply_queued(session, queued, config=CONFIG))
             first_claimed.set()
             release.wait(10)
+
+    def second() -> None:
+        with session_scope(session_factory) as session:
+            results.append(apply_queued(session, queued, config=CONFIG))
 
     holder = threading.Thread(target=first)
     holder.start()
     assert first_claimed.wait(10)
-    if engine.dialect.name == "postgresql":
-        started = time.monotonic()
-        with session_scope(session_factory) as session:
-            second = apply_queued(session, queued, config=CONFIG)
-        assert time.monotonic() - started < 5  # it did not wait for the first
-        release.set()
-    else:
-        release.set()
-        holder.join(10)
-        with session_scope(session_factory) as session:
-            second = apply_queued(session, queued, config=CONFIG)
+    follower = threading.Thread(target=second)
+    follower.start()
+    time.sleep(0.3)
+    assert follower.is_alive()  # it waits for the first
+    release.set()
     holder.join(10)
-    assert (second.applied, second.skipped) == (0, 1)
+    follower.join(10)
+    assert [(r.applied, r.skipped) for r in results] == [(1, 0), (0, 1)]
     assert movements(session_factory) == [("2026-02-10", "new", "50.00")]
 
 
@@ -145,20 +144,24 @@ def test_leftover_rows_are_read_back_mapped_again_and_applied(session_factory):
     later = datetime.now(UTC) + timedelta(seconds=1)
 
     with session_scope(session_factory) as session:
-        assert queued_rows(
-            session,
-            received_before=later - timedelta(hours=1),
-            limit=10,
-            options_for=lambda _source: {},
-        ) == ([], [])  # too recent: still in the hands of the process that accepted them
-        queued, broken = queued_rows(
-            session, received_before=later, limit=10, options_for=lambda _source: {}
+        too_recent = queued_rows(
+            session, received_before=later - timedelta(hours=1), after_id=0, limit=10
         )
+        rows = queued_rows(session, received_before=later, after_id=0, limit=10)
+        after_first = queued_rows(session, received_before=later, after_id=rows[0].id, limit=10)
+    assert too_recent == []  # still in the hands of the process that accepted them
+    assert [row.event_id for row in rows] == [invoice["id"], other["id"]]
+    assert [row.event_id for row in after_first] == [other["id"]]
+
+    queued, broken = remap(rows, lambda _source: {})
     assert [q.item.event.event_id for q in queued] == [invoice["id"]]
     assert [reason for _log_id, reason in broken] == [
         "id: Field required; type: Field required; occurred_at: Field required; "
         "data: Field required"
     ]
     with session_scope(session_factory) as session:
+        assert reject(session, broken, still_queued=True) == 1
         apply_queued(session, queued, config=CONFIG)
         assert session.scalars(select(Invoice.invoice_id)).all() == [invoice["data"]["invoice_id"]]
+        assert reject(session, broken, still_queued=True) == 0  # rejected already: left as is
+    assert statuses(session_factory) == {invoice["id"]: "applied", other["id"]: "rejected"}
