@@ -289,7 +289,7 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
             drain, applied = _drained(url, started=time.perf_counter())
         seconds = result.seconds + drain
         exact = (
-            result.counts["queued"] == len(events)
+            result.counts["applied"] + result.counts["queued"] == len(events)
             and result.counts["duplicate"] == sent - len(events)
             and applied == len(events)
         )

@@ -163,7 +163,7 @@ def send(
                 statuses[status] += 1
                 if status in (200, 422):
                     decoded = json.loads(answer)
-                    for key in ("queued", "duplicate", "ignored", "rejected"):
+                    for key in ("applied", "queued", "duplicate", "ignored", "rejected"):
                         counts[key] += decoded[key]
         with lock:
             result.requests += len(mine)

@@ -6,8 +6,9 @@ and dispatches in the thread pool, so a slow answer never stalls the event loop.
 Every webhook route follows the rules of SPEC.md: a bad or stale signature is 401 with nothing
 stored; over 1 MiB is 413; a body that is not JSON is 400; events that break the schema are kept as
 rejected and answered 422 with their field paths; duplicates and unused types are 200; and a 2xx
-is sent only after the events are committed to the event log, as `queued`. The `ApplyWorker`
-applies them a moment later, in batches (`bot/apply_worker.py`). Blocking work runs in the thread
+is sent only after the events are committed: applied, for a group of 50 events or more; else to
+the event log as `queued`, which the `ApplyWorker` applies a moment later, many groups together
+(`bot/ingest_queue.py`, `bot/apply_worker.py`). Blocking work runs in the thread
 pool.
 """
 
@@ -113,7 +114,7 @@ class WebMetrics:
 
     def count(self, source: str, report: IngestReport) -> None:
         """Add a delivery's events to the counters."""
-        for outcome in ("queued", "duplicate", "ignored", "rejected"):
+        for outcome in ("applied", "queued", "duplicate", "ignored", "rejected"):
             amount = getattr(report, outcome)
             if amount:
                 self.events.labels(source, outcome).inc(amount)
@@ -277,6 +278,7 @@ async def _webhook(
     metrics.count(name, report)
     return JSONResponse(
         {
+            "applied": report.applied,
             "queued": report.queued,
             "duplicate": report.duplicate,
             "ignored": report.ignored,

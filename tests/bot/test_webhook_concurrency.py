@@ -19,7 +19,7 @@ def test_eight_concurrent_senders_store_what_one_serial_ingestion_stores(web_ser
     result = send(server.url, TEST_WEBHOOK_SECRET, plans)
 
     assert result.statuses == {200: sum(len(p) for p in plans)}
-    assert result.counts["queued"] == len(events)
+    assert result.counts["queued"] == len(events)  # single events: all queued, none inline
     assert result.counts["duplicate"] == sum(len(p) for p in plans) - len(events)
 
     server.settle()

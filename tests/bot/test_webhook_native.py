@@ -61,12 +61,22 @@ def test_a_batch_is_counted_event_by_event(server):
         "events": [make_account(), make_subscription("2026-01-01"), make_invoice("2026-01-02")]
     }
     assert post(server, batch).json() == {
+        "applied": 0,
         "queued": 3,
         "duplicate": 0,
         "ignored": 0,
         "rejected": 0,
         "rejections": [],
     }
+
+
+def test_a_batch_of_50_events_or_more_is_applied_before_the_answer(server):
+    invoices = [make_invoice("2026-01-02", invoice_id=f"inv-b{n}") for n in range(60)]
+    response = post(server, {"events": invoices}, settle=False)
+    assert (response.json()["applied"], response.json()["queued"]) == (60, 0)
+    assert count(server, Invoice) == 60  # applied in the group's own transaction
+    assert count(server, EventLog, EventLog.status == "applied") == 60
+    assert server.app.state.apply_worker.backlog == 0
 
 
 def test_another_secret_is_refused_and_nothing_is_stored(server):
