@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from storage.ingest import OUTCOMES
 from tests.signing import standard_headers
 
 
@@ -163,7 +164,7 @@ def send(
                 statuses[status] += 1
                 if status in (200, 422):
                     decoded = json.loads(answer)
-                    for key in ("applied", "queued", "duplicate", "ignored", "rejected"):
+                    for key in OUTCOMES:
                         counts[key] += decoded[key]
         with lock:
             result.requests += len(mine)

@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.apply import IngestConfig
 from storage.db import session_scope, transient
-from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, reject, remap
+from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, remap
 from storage.deliveries import OptionsFor
+from storage.ingest import mark_rejected
 
 APPLY_ATTEMPTS = 3
 log = logging.getLogger("kpibot.apply_worker")
@@ -194,10 +195,10 @@ class ApplyWorker:
             queued, broken = remap(rows, self.options_for)  # outside any transaction
             if broken:
                 with session_scope(self.factory) as session:
-                    reject(session, broken, still_queued=True)
+                    mark_rejected(session, broken, still_queued=True)
                 log.warning("%d queued events no longer map to an event: rejected", len(broken))
                 sources = {row.id: row.source for row in rows}
-                self._observe_rejected([(sources[log_id], log_id, why) for log_id, why in broken])
+                self._observe_rejected([sources[log_id] for log_id, _why in broken])
             if queued:
                 log.info("applying %d events left queued", len(queued))
                 self._apply(queued)
@@ -238,17 +239,17 @@ class ApplyWorker:
         reason = f"could not be applied ({type(failure).__name__}); replay it after a fix"
         log.error("queued event %s: %s", queued.item.log_id, reason, exc_info=failure)
         with session_scope(self.factory) as session:
-            marked = reject(session, [(queued.item.log_id, reason)], still_queued=True)
+            marked = mark_rejected(session, [(queued.item.log_id, reason)], still_queued=True)
         if marked:
-            self._observe_rejected([(queued.source, queued.item.log_id, reason)])
+            self._observe_rejected([queued.source])
 
-    def _observe_rejected(self, rejected: Sequence[tuple[str, int, str]]) -> None:
-        if self.observe is None or not rejected:
+    def _observe_rejected(self, sources: Sequence[str]) -> None:
+        """Count events rejected outside `apply_queued`, one per source listed."""
+        if self.observe is None or not sources:
             return
         result = AppliedBatch()
-        for source, log_id, reason in rejected:
+        for source in sources:
             result.counts[(source, "rejected")] += 1
-            result.rejections.append((log_id, reason))
         self.observe(result)
 
 

@@ -41,7 +41,7 @@ from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import make_session_factory, read_only
 from storage.deferred import AppliedBatch
-from storage.ingest import IngestReport, prepare
+from storage.ingest import OUTCOMES, IngestReport, prepare
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 
@@ -114,7 +114,7 @@ class WebMetrics:
 
     def count(self, source: str, report: IngestReport) -> None:
         """Add a delivery's events to the counters."""
-        for outcome in ("applied", "queued", "duplicate", "ignored", "rejected"):
+        for outcome in OUTCOMES:
             amount = getattr(report, outcome)
             if amount:
                 self.events.labels(source, outcome).inc(amount)
@@ -278,11 +278,7 @@ async def _webhook(
     metrics.count(name, report)
     return JSONResponse(
         {
-            "applied": report.applied,
-            "queued": report.queued,
-            "duplicate": report.duplicate,
-            "ignored": report.ignored,
-            "rejected": report.rejected,
+            **{outcome: getattr(report, outcome) for outcome in OUTCOMES},
             "rejections": [
                 {"index": r.index, "id": r.event_id, "reason": r.reason} for r in report.rejections
             ],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -790,6 +790,14 @@ class Applier:
             return
         self._run(_LOCK_ACCOUNTS, keys=wanted)
         self._locked.update(wanted)
+
+
+def accounts_of(events: Iterable[NativeEvent]) -> Iterator[str]:
+    """Yield the account id of each event that names one (what `Applier.lock_accounts` takes)."""
+    for event in events:
+        account_id = getattr(event.data, "account_id", None)
+        if isinstance(account_id, str):
+            yield account_id
 
 
 def _lock_key(account_id: str) -> int:

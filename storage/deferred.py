@@ -23,9 +23,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from storage.apply import Applicable, Applier, IngestConfig, chunks
+from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.deliveries import OptionsFor, items_of
-from storage.ingest import prepare
+from storage.ingest import mark_rejected, prepare
 from storage.revisions import USAGE, Changes, record_changes
 from storage.tables import EventLog, table_of
 
@@ -45,7 +45,6 @@ class AppliedBatch:
     """What one call of `apply_queued` did."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome) → n
-    rejections: list[tuple[int, str]] = field(default_factory=list)  # (log id, reason)
     skipped: int = 0  # rows another transaction had applied or was applying
 
     @property
@@ -66,11 +65,7 @@ def apply_queued(
     """
     result = AppliedBatch()
     applier = Applier(session, config)
-    applier.lock_accounts(
-        account_id
-        for q in queued
-        if isinstance(account_id := getattr(q.item.event.data, "account_id", None), str)
-    )
+    applier.lock_accounts(accounts_of(q.item.event for q in queued))
     claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
     mine = [q for q in queued if q.item.log_id in claimed]
     result.skipped = len(queued) - len(mine)
@@ -78,35 +73,15 @@ def apply_queued(
         return result
     refused = applier.apply([q.item for q in mine])
     applied = [q for q in mine if q.item.log_id not in refused]
-    reject(session, list(refused.items()))
+    mark_rejected(session, list(refused.items()))
     for q in mine:
         outcome = "rejected" if q.item.log_id in refused else "applied"
         result.counts[(q.source, outcome)] += 1
-    result.rejections.extend(refused.items())
     record_changes(
         session,
         Changes({q.item.event.type for q in applied}, {USAGE: applier.usage_changed}),
     )
     return result
-
-
-def reject(
-    session: Session, reasons: Sequence[tuple[int, str]], *, still_queued: bool = False
-) -> int:
-    """Mark these log rows rejected, each with its reason (kept for a replay after a fix).
-
-    With `still_queued`, only rows that are still queued (a row another process has applied
-    meanwhile keeps its fate). Returns how many rows were marked.
-    """
-    marked = 0
-    connection = session.connection()
-    for log_id, reason in reasons:
-        statement = update(EventLog).where(_LOGGED.id == log_id)
-        if still_queued:
-            statement = statement.where(_LOGGED.status == "queued")
-        values = {"status": "rejected", "reason": reason.replace("\x00", "\ufffd")}
-        marked += connection.execute(statement.values(**values)).rowcount
-    return marked
 
 
 @dataclass(frozen=True)
@@ -147,20 +122,12 @@ def remap(
     """Map queued rows again from their stored bodies (no transaction needed).
 
     Returns the events to apply and the rows that no longer map to a valid event, with the
-    reason (for `reject`).
+    reason (for `storage.ingest.mark_rejected`).
     """
     events: list[Queued] = []
     broken: list[tuple[int, str]] = []
     for row in rows:
-        stored = EventLog(
-            id=row.id,
-            source=row.source,
-            event_id=row.event_id,
-            body=row.body,
-            received_at=row.received_at,
-            status="queued",
-        )
-        entries = [p.entry for p in prepare(items_of(stored, options_for(row.source)))]
+        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
         mine = next((e for e in entries if e.event_id == row.event_id), None)
         if mine is None and len(entries) == 1 and entries[0].reason:
             mine = entries[0]  # it no longer parses: its own reason says why
@@ -173,9 +140,10 @@ def remap(
 
 
 # The claim marks the rows applied at once: the transaction that claims them applies them or
-# rolls back, and `reject` re-marks the refused ones. On PostgreSQL the ids go as one array, in a
-# statement of fixed text, parsed and prepared once (an IN list of hundreds of parameters is
-# expanded and parsed again at each execution); rows another transaction holds are skipped.
+# rolls back, and `mark_rejected` re-marks the refused ones. On PostgreSQL the ids go as one
+# array, in a statement of fixed text, parsed and prepared once (an IN list of hundreds of
+# parameters is expanded and parsed again at each execution); rows another transaction holds
+# are skipped.
 _CLAIM_ARRAY = (
     "UPDATE event_log SET status = 'applied' WHERE id IN (SELECT id FROM event_log "
     "WHERE id = ANY(%(ids)s) AND status = 'queued' ORDER BY id FOR UPDATE SKIP LOCKED) "

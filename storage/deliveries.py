@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,19 @@ from storage.sources.registry import get_source
 from storage.tables import EventLog
 
 OptionsFor = Callable[[str], Mapping[str, str]]
+
+
+class Logged(Protocol):
+    """What mapping a logged event again needs of its row (an `EventLog`, a queued row)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def event_id(self) -> str | None: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def received_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ def replay_rejected(
     return report
 
 
-def items_of(row: EventLog, options: Mapping[str, str]) -> list[Any]:
+def items_of(row: Logged, options: Mapping[str, str]) -> list[Any]:
     """Map a logged row's stored body again through its source (what a replay ingests)."""
     try:
         payload = json.loads(row.body)

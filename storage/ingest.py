@@ -12,7 +12,7 @@ later, in larger batches, and marks each row applied or rejected.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from storage.apply import Applicable, Applier, IngestConfig, chunks
+from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.db import dumps, session_scope
 from storage.revisions import USAGE, Changes, record_changes
 from storage.schemas import EventRejected, NativeEvent, parse_event
@@ -209,12 +209,7 @@ def ingest_events(
 
     applier = Applier(session, config)
     if not defer:
-        applier.lock_accounts(
-            account_id
-            for entry in received
-            if entry.event is not None
-            and isinstance(account_id := getattr(entry.event.data, "account_id", None), str)
-        )
+        applier.lock_accounts(accounts_of(e.event for e in received if e.event is not None))
     log_ids = _log(session, received, source=source, received_at=received_at, queued=defer)
     retried = _take_over_rejected(
         session, [e for e in received if e.event_id not in log_ids], source, received_at, defer
@@ -242,12 +237,8 @@ def ingest_events(
     refused = applier.apply(applicable)
     by_log_id = {item.log_id: item for item in applicable}
     by_event_id = {entry.event_id: entry for entry in received}
+    mark_rejected(session, list(refused.items()))
     for log_id, reason in refused.items():
-        session.execute(
-            update(EventLog)
-            .where(col(EventLog.id) == log_id)
-            .values(status="rejected", reason=reason)
-        )
         entry = by_event_id[by_log_id[log_id].event.event_id]
         report.settle(entry.index, "rejected", Rejection(entry.index, entry.event_id, reason))
     report.applied += len(applicable) - len(refused)
@@ -290,6 +281,25 @@ def _log_row(
         "status": "queued" if queued and status == "applied" else status,
         "reason": _storable(entry.reason),
     }
+
+
+def mark_rejected(
+    session: Session, reasons: Sequence[tuple[int, str]], *, still_queued: bool = False
+) -> int:
+    """Mark these log rows rejected, each with its reason (kept for a replay after a fix).
+
+    With `still_queued`, only rows that are still queued (a row another process has applied
+    meanwhile keeps its fate). Returns how many rows were marked.
+    """
+    marked = 0
+    connection = session.connection()
+    for log_id, reason in reasons:
+        statement = update(EventLog).where(_LOGGED.id == log_id)
+        if still_queued:
+            statement = statement.where(_LOGGED.status == "queued")
+        values = {"status": "rejected", "reason": _storable(reason)}
+        marked += connection.execute(statement.values(**values)).rowcount
+    return marked
 
 
 def _storable(text: str | None) -> str | None:

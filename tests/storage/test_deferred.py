@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 from storage import revisions
 from storage.apply import IngestConfig
 from storage.db import session_scope
-from storage.deferred import Queued, apply_queued, queued_rows, reject, remap
+from storage.deferred import Queued, apply_queued, queued_rows, remap
 from storage.deliveries import list_events, replay_rejected
-from storage.ingest import IngestReport, ingest_events
+from storage.ingest import IngestReport, ingest_events, mark_rejected
 from storage.revisions import STOCKS
 from storage.tables import EventLog, Invoice
 from tests.builders import make_fx, make_invoice, make_subscription, movements
@@ -160,8 +160,10 @@ def test_leftover_rows_are_read_back_mapped_again_and_applied(session_factory):
         "data: Field required"
     ]
     with session_scope(session_factory) as session:
-        assert reject(session, broken, still_queued=True) == 1
+        assert mark_rejected(session, broken, still_queued=True) == 1
         apply_queued(session, queued, config=CONFIG)
         assert session.scalars(select(Invoice.invoice_id)).all() == [invoice["data"]["invoice_id"]]
-        assert reject(session, broken, still_queued=True) == 0  # rejected already: left as is
+        assert (
+            mark_rejected(session, broken, still_queued=True) == 0
+        )  # rejected already: left as is
     assert statuses(session_factory) == {invoice["id"]: "applied", other["id"]: "rejected"}
