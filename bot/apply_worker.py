@@ -20,6 +20,11 @@ Failures, by their cause:
   replayed after a fix;
 - the database itself (unreachable, a pool timeout, a lock it kept past the retries): the events
   stay queued, and the next sweep applies them once it can.
+
+While `kpibot rebuild` runs (PostgreSQL: `storage.apply.hold_off_rebuild`), nothing can be
+applied: the worker lets go of what it was handed (the rows stay queued, so memory stays flat
+however long the rebuild takes), tries again every `retry_seconds`, and once the rebuild is over
+sweeps every queued row, as at start.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.apply import IngestConfig
+from storage.apply import IngestConfig, RebuildRunning
 from storage.db import session_scope, transient
 from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, remap
 from storage.deliveries import OptionsFor
@@ -59,6 +64,7 @@ class ApplyWorker:
         batch_size: int = 2_000,
         gather_seconds: tuple[float, float] = (0.05, 0.5),
         sweep_seconds: float = 5.0,
+        retry_seconds: float = 1.0,
     ) -> None:
         self.factory = factory
         self.config = config
@@ -67,6 +73,7 @@ class ApplyWorker:
         self.batch_size = batch_size
         self.gather_seconds = gather_seconds
         self.sweep_seconds = sweep_seconds
+        self.retry_seconds = retry_seconds
         self._waiting: deque[Queued] = deque()
         self._handed: set[int] = set()  # log ids waiting or being applied: not for the sweep
         self._busy = 0  # events taken from `_waiting` and not yet settled
@@ -74,6 +81,8 @@ class ApplyWorker:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._rate = 0.0  # events per second handed, measured over the last batch's cycle
+        self._rebuilding = False  # a rebuild was running at the last try: hand-offs are dropped
+        self._behind = True  # queued rows that only a sweep will apply (at start, after a rebuild)
         self._taken_at = time.monotonic()
 
     @property
@@ -95,16 +104,19 @@ class ApplyWorker:
         if not queued:
             return
         with self._lock:
+            if self._rebuilding:  # they are queued in the database: the sweep after it takes them
+                return
             self._waiting.extend(queued)
             self._handed.update(q.item.log_id for q in queued)
             self._lock.notify_all()
         self.start()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every handed event is settled; return False on timeout."""
+        """Wait until every handed event is settled, and the sweep at start or after a rebuild
+        is done; return False on timeout."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._waiting or self._busy:
+            while self._waiting or self._busy or (self._behind and self._thread is not None):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -124,11 +136,24 @@ class ApplyWorker:
         next_sweep = time.monotonic() + self.sweep_seconds
         sweep_from: datetime | None = datetime.now(UTC)  # at start: every leftover
         while True:
+            if self._rebuilding:
+                with self._lock:
+                    if not self._stopping:
+                        self._lock.wait(self.retry_seconds)
+                    if self._stopping:
+                        return  # the rows stay queued: the next start sweeps them
+                    self._rebuilding = False
+                sweep_from = datetime.now(UTC)
             if sweep_from is not None:
                 try:
                     self._sweep(received_before=sweep_from)
+                except RebuildRunning:
+                    self._rebuild_running()
+                    continue
                 except Exception:  # the database is out of reach, say: the next sweep retries
                     log.exception("sweeping queued events failed")
+                else:
+                    self._caught_up()
                 sweep_from = None
             if time.monotonic() >= next_sweep:
                 sweep_from = datetime.now(UTC) - timedelta(seconds=self.sweep_seconds)
@@ -158,6 +183,8 @@ class ApplyWorker:
                 continue
             try:
                 self._apply(batch)
+            except RebuildRunning:
+                self._rebuild_running()
             except Exception:  # the thread must live on; the rows stay queued for a sweep
                 log.exception("applying queued events failed; the next sweep retries them")
             finally:
@@ -165,6 +192,20 @@ class ApplyWorker:
                     self._busy = 0
                     self._handed.difference_update(q.item.log_id for q in batch)
                     self._lock.notify_all()
+
+    def _rebuild_running(self) -> None:
+        """Let go of every hand-off until the rebuild is over (their rows stay queued)."""
+        log.info("kpibot rebuild is running: queued events are applied once it is over")
+        with self._lock:
+            self._rebuilding = self._behind = True
+            self._waiting.clear()
+            self._handed.clear()
+            self._lock.notify_all()
+
+    def _caught_up(self) -> None:
+        with self._lock:
+            self._behind = False
+            self._lock.notify_all()
 
     def _gather_window(self) -> float:
         shortest, longest = self.gather_seconds
@@ -208,6 +249,8 @@ class ApplyWorker:
             try:
                 with session_scope(self.factory) as session:
                     result = apply_queued(session, batch, config=self.config)
+            except RebuildRunning:
+                raise
             except Exception as error:
                 if isinstance(error, DBAPIError) and transient(error) and attempt < APPLY_ATTEMPTS:
                     continue

@@ -4,7 +4,8 @@ A group of fewer than `APPLY_INLINE_FROM` events only logs them (`ingest_events(
 valid new events are stored as `queued`, and handed after the commit to the `ApplyWorker`, which
 applies many such groups together (see `storage.deferred`). A larger group is a batch already:
 it is applied in its own transaction, as before, which spares its events a second write of their
-log rows and a hand-off. Either way a delivery is answered once its events are committed.
+log rows and a hand-off (unless `kpibot rebuild` is running: it is then queued too, rather than
+wait for the rebuild). Either way a delivery is answered once its events are committed.
 
 A delivery's events wait here, at most `GroupLimits.window_seconds`, while other deliveries of the
 same source join them: until as many deliveries wait as the largest recent group held (senders
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from bot.apply_worker import ApplyWorker
-from storage.apply import IngestConfig
+from storage.apply import IngestConfig, hold_off_rebuild
 from storage.db import session_scope, transient
 from storage.deferred import Queued
 from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
@@ -247,13 +248,15 @@ class IngestQueue:
 
     def _commit(self, source: str, items: list[Any], received_at: datetime) -> IngestReport:
         with session_scope(self.factory) as session:
+            # While `kpibot rebuild` runs, a large group is queued too rather than wait for it.
+            defer = len(items) < APPLY_INLINE_FROM or not hold_off_rebuild(session, wait=False)
             report = ingest_events(
                 session,
                 items,
                 config=self.config,
                 source=source,
                 received_at=received_at,
-                defer=len(items) < APPLY_INLINE_FROM,
+                defer=defer,
             )
         self.applier.hand([Queued(source, item) for item in report.deferred])
         return report

@@ -156,6 +156,40 @@ _LOCK_ACCOUNTS = text(
     # Volatile functions in the select list run after ORDER BY: locks are taken in order.
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) ORDER BY k"
 )
+# `kpibot rebuild` holds this key alone; every transaction that applies events shares it first.
+_HOLD_OFF_REBUILD = text("SELECT pg_advisory_xact_lock_shared(:key)")
+_TRY_HOLD_OFF_REBUILD = text("SELECT pg_try_advisory_xact_lock_shared(:key)")
+_EXCLUDE_APPLIERS = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+class RebuildRunning(Exception):
+    """`kpibot rebuild` is running: events can be logged (queued), not applied, until it ends."""
+
+
+def hold_off_rebuild(session: Session, *, wait: bool = True) -> bool:
+    """Keep `kpibot rebuild` from starting until this transaction ends (PostgreSQL).
+
+    A rebuild empties the derived tables and re-applies the whole event log in one transaction;
+    a transaction applying events at the same time would write beside it from a state the
+    rebuild is replacing. Every applying transaction therefore takes this shared lock before
+    any other (`Applier` does it itself), and the rebuild takes it alone (`exclude_appliers`).
+    With `wait=False`, return False at once instead of waiting when a rebuild holds it.
+    SQLite needs nothing: its one writer at a time already serialises them.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    connection = session.connection()
+    if wait:
+        connection.execute(_HOLD_OFF_REBUILD, {"key": _REBUILD_KEY})
+        return True
+    return bool(connection.execute(_TRY_HOLD_OFF_REBUILD, {"key": _REBUILD_KEY}).scalar())
+
+
+def exclude_appliers(session: Session) -> None:
+    """Wait until no transaction applies events, and keep new ones out until this one ends
+    (`kpibot rebuild`, PostgreSQL; see `hold_off_rebuild`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_EXCLUDE_APPLIERS, {"key": _REBUILD_KEY})
 
 
 @dataclass(frozen=True)
@@ -190,6 +224,7 @@ class Applier:
     usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
     _derive_from: dict[str, date] = field(default_factory=dict)  # account → first day to derive
     _locked: set[int] = field(default_factory=set)
+    _holds_off_rebuild: bool = False
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -213,6 +248,7 @@ class Applier:
 
     def apply(self, items: Sequence[Applicable]) -> dict[int, str]:
         """Apply `items` (rates first, then by event time); return the refused ones' reasons."""
+        self.hold_off_rebuild()
         by_type: dict[str, list[Applicable]] = defaultdict(list)
         for item in sorted(items, key=lambda i: i.event.occurred_at):
             by_type[item.event.type].append(item)
@@ -785,11 +821,18 @@ class Applier:
         """
         if self.dialect != "postgresql":
             return
+        self.hold_off_rebuild()
         wanted = sorted({_lock_key(a) for a in account_ids} - self._locked)
         if not wanted:
             return
         self._run(_LOCK_ACCOUNTS, keys=wanted)
         self._locked.update(wanted)
+
+    def hold_off_rebuild(self, *, wait: bool = True) -> bool:
+        """Take `hold_off_rebuild`'s lock once, before any other; see there for `wait`."""
+        if not self._holds_off_rebuild:
+            self._holds_off_rebuild = hold_off_rebuild(self.session, wait=wait)
+        return self._holds_off_rebuild
 
 
 def accounts_of(events: Iterable[NativeEvent]) -> Iterator[str]:
@@ -801,8 +844,15 @@ def accounts_of(events: Iterable[NativeEvent]) -> Iterator[str]:
 
 
 def _lock_key(account_id: str) -> int:
-    digest = hashlib.blake2b(f"kpibot.account:{account_id}".encode(), digest_size=8).digest()
+    return _advisory_key(f"kpibot.account:{account_id}")
+
+
+def _advisory_key(name: str) -> int:
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+_REBUILD_KEY = _advisory_key("kpibot.rebuild")
 
 
 def coverage_spans(days: Iterable[date], window: int = USAGE_WINDOW_DAYS) -> list[Span]:

@@ -23,7 +23,14 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
+from storage.apply import (
+    Applicable,
+    Applier,
+    IngestConfig,
+    RebuildRunning,
+    accounts_of,
+    chunks,
+)
 from storage.deliveries import OptionsFor, items_of
 from storage.ingest import mark_rejected, prepare
 from storage.revisions import USAGE, Changes, record_changes
@@ -62,9 +69,14 @@ def apply_queued(
     order `ingest_events` takes them (the accounts, then event log rows, then the revisions), so
     that it never deadlocks with a CLI ingestion or a replay; the claim skips rows that another
     transaction holds instead of waiting for them.
+
+    Raises `RebuildRunning`, having written nothing, while `kpibot rebuild` runs (PostgreSQL):
+    the rows stay queued until it ends.
     """
     result = AppliedBatch()
     applier = Applier(session, config)
+    if not applier.hold_off_rebuild(wait=False):
+        raise RebuildRunning("kpibot rebuild is running: queued events wait for it")
     applier.lock_accounts(accounts_of(q.item.event for q in queued))
     claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
     mine = [q for q in queued if q.item.log_id in claimed]

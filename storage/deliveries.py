@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from storage.apply import IngestConfig
+from storage.apply import IngestConfig, hold_off_rebuild
 from storage.db import session_scope
 from storage.ingest import IngestReport, Malformed, ingest_events
 from storage.revisions import Changes, record_changes
@@ -90,6 +90,7 @@ def replay_rejected(
     """Re-map and re-ingest rejected events (these `ids`, or all of `source`, or all)."""
     report = IngestReport()
     with session_scope(factory) as session:
+        hold_off_rebuild(session)  # first, as every applying transaction: see there
         query = (
             select(EventLog).where(col(EventLog.status) == "rejected").order_by(col(EventLog.id))
         )

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from storage.apply import Applicable, Applier, IngestConfig
+from storage.apply import Applicable, Applier, IngestConfig, exclude_appliers
 from storage.db import analyze, session_scope
 from storage.revisions import FAMILIES, touch
 from storage.schemas import EventRejected, parse_event
@@ -29,8 +29,13 @@ def rebuild(
     Rates are applied first (a rate is in force from its own date, whatever its arrival), then the
     rest in log order. Returns how many events were re-applied. Events that a rebuild can no longer
     apply are marked rejected with the reason, as ingestion would have.
+
+    On PostgreSQL it first waits for the transactions applying events to end, and no other
+    applies any until it commits (`exclude_appliers`): webhooks are still accepted meanwhile,
+    their events queued and applied after it. On SQLite, writers wait for it (or time out).
     """
     with session_scope(factory) as session:
+        exclude_appliers(session)
         for table in DERIVED_TABLES:
             session.execute(delete(table))
         count = 0

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
+
+from storage.rebuild import rebuild
 
 _ids = itertools.count(1)
 
@@ -207,3 +210,38 @@ def kpi(
             filters=filters,
             compare=compare,
         )
+
+
+class PausedRebuild:
+    """`kpibot rebuild` stopped in the middle of its transaction (after its first chunk), so
+    that a test can see what other writers do meanwhile; `resume` lets it commit."""
+
+    def __init__(self, factory: Any, config: Any) -> None:
+        self._paused, self._go = threading.Event(), threading.Event()
+        self.result: list[int] = []
+
+        def pause(_count: int) -> None:
+            self._paused.set()
+            self._go.wait(60)
+
+        self._thread = threading.Thread(
+            target=lambda: self.result.append(rebuild(factory, config=config, progress=pause))
+        )
+
+    def __enter__(self) -> PausedRebuild:
+        self._thread.start()
+        if not self._paused.wait(30):
+            raise TimeoutError("the rebuild did not reach its pause")
+        return self
+
+    def resume(self) -> int:
+        """Let the rebuild commit; return how many events it re-applied."""
+        self._go.set()
+        self._thread.join(60)
+        if not self.result:
+            raise RuntimeError("the rebuild did not finish")
+        return self.result[0]
+
+    def __exit__(self, *_exc: object) -> None:
+        self._go.set()
+        self._thread.join(60)

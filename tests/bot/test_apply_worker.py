@@ -14,7 +14,7 @@ from storage.db import session_scope
 from storage.deferred import AppliedBatch, Queued
 from storage.deliveries import list_events
 from storage.ingest import ingest_events
-from tests.builders import event, make_invoice, make_subscription, movements
+from tests.builders import PausedRebuild, event, make_invoice, make_subscription, movements
 
 CONFIG = IngestConfig()
 
@@ -169,3 +169,36 @@ def test_a_value_the_database_refuses_rejects_that_event_only(session_factory, w
     )
     assert found[fine["id"]] == ("applied", None)
     assert sum(b.counts[("kpibot", "rejected")] for b in apply.seen) == 1
+
+
+def test_events_handed_during_a_rebuild_are_applied_after_it(session_factory, worker):
+    """On PostgreSQL webhooks are still accepted during a rebuild: the worker lets go of what it
+    holds and applies every queued row once the rebuild has committed. On SQLite the rebuild is
+    the one writer: the worker waits for it, then applies."""
+    postgresql = session_factory.kw["bind"].dialect.name == "postgresql"
+    ingest_events_now(session_factory, [make_subscription("2026-02-10")])
+    apply = worker(sweep_seconds=3600, retry_seconds=0.2, gather_seconds=(0.05, 0.05))
+    first = accept(session_factory, [make_invoice("2026-02-11")])
+    later = make_subscription("2026-03-01", account_id="acc-2", subscription_id="sub-2")
+    with PausedRebuild(session_factory, CONFIG) as paused:
+        apply.hand(first)
+        if postgresql:
+            until(lambda: apply.backlog == 0)  # it let go of the first
+            apply.hand(accept(session_factory, [later]))  # dropped: it is queued in the log
+        time.sleep(0.5)
+        assert not apply.wait_idle(0.1)  # not settled while rows wait for the rebuild
+        if postgresql:  # (SQLite: reading takes the writer's lock too)
+            found = statuses(session_factory)
+            assert sorted(s for s, _ in found.values()) == ["applied", "queued", "queued"]
+            assert apply.backlog == 0  # nothing kept in memory meanwhile
+        paused.resume()
+    if not postgresql:
+        assert apply.wait_idle(20)
+        apply.hand(accept(session_factory, [later]))
+    assert apply.wait_idle(20)
+    assert {status for status, _ in statuses(session_factory).values()} == {"applied"}
+    assert movements(session_factory) == [
+        ("2026-02-10", "new", "50.00"),
+        ("2026-03-01", "new", "50.00"),
+    ]
+    assert sum(b.applied for b in apply.seen) == 2

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 from sqlalchemy import event, func, select
 
+from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.tables import EventLog, Invoice
-from tests.builders import make_account, make_invoice
+from tests.builders import PausedRebuild, make_account, make_invoice
 from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
 
 WINDOW_MS = 400  # long enough that 20 requests sent at once land in one group
@@ -209,3 +210,32 @@ def test_a_database_that_stays_locked_answers_503_with_retry_after(web_server):
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert _stored(server) == (0, set())
+
+
+def test_a_large_delivery_during_a_rebuild_is_answered_and_applied_once(web_server):
+    """A group of 50 events or more is applied before its answer, except while `kpibot rebuild`
+    runs on PostgreSQL: it is then queued, answered at once, and applied after the rebuild. On
+    SQLite the rebuild is the one writer: the delivery waits for it, then is applied."""
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    postgresql = server.engine.dialect.name == "postgresql"
+    [first] = _post_together(server, [make_invoice("2026-01-02", invoice_id="inv-0")])
+    assert first.status_code == 200
+    server.settle()
+    batch = {"events": [make_invoice("2026-01-03", invoice_id=f"inv-{n}") for n in range(1, 61)]}
+    body = json.dumps(batch).encode()
+    headers = standard_headers(body, secret=TEST_WEBHOOK_SECRET)
+    with ThreadPoolExecutor(1) as pool, PausedRebuild(server.factory, IngestConfig()) as paused:
+        posted = pool.submit(
+            httpx.post, server.url + "/webhooks/kpibot", content=body, headers=headers, timeout=60
+        )
+        if postgresql:
+            answer = posted.result(10)  # while the rebuild still runs
+            assert answer.json()["queued"] == 60
+        else:
+            time.sleep(0.5)
+            assert not posted.done()
+        assert paused.resume() == 1
+        answer = posted.result(60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied" if not postgresql else "queued"] == 60
+    assert _stored(server) == (61, {f"inv-{n}" for n in range(61)})
