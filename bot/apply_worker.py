@@ -282,7 +282,12 @@ class ApplyWorker:
         reason = f"could not be applied ({type(failure).__name__}); replay it after a fix"
         log.error("queued event %s: %s", queued.item.log_id, reason, exc_info=failure)
         with session_scope(self.factory) as session:
-            marked = mark_rejected(session, [(queued.item.log_id, reason)], still_queued=True)
+            marked = mark_rejected(
+                session,
+                [(queued.item.log_id, reason)],
+                still_queued=True,
+                received_at=queued.received_at,
+            )
         if marked:
             self._observe_rejected([queued.source])
 

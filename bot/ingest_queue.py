@@ -258,7 +258,7 @@ class IngestQueue:
                 received_at=received_at,
                 defer=defer,
             )
-        self.applier.hand([Queued(source, item) for item in report.deferred])
+        self.applier.hand([Queued(source, item, received_at) for item in report.deferred])
         return report
 
     def _observe(self, source: str, deliveries: int, *, fell_back: bool) -> None:

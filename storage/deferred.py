@@ -41,10 +41,16 @@ _LOGGED = table_of(EventLog).c
 
 @dataclass(frozen=True)
 class Queued:
-    """A queued event, parsed, with the source it came from."""
+    """A queued event, parsed, with the source it came from and the instant it was logged at.
+
+    A row whose delivery was rejected is taken over by the sender's fixed resend, which logs
+    its own `received_at`: a server still holding the earlier delivery then finds the row no
+    longer its own, and leaves it to the resend's holder.
+    """
 
     source: str
     item: Applicable
+    received_at: datetime
 
 
 @dataclass
@@ -79,7 +85,10 @@ def apply_queued(
         raise RebuildRunning("kpibot rebuild is running: queued events wait for it")
     applier.lock_accounts(accounts_of(q.item.event for q in queued))
     claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
-    mine = [q for q in queued if q.item.log_id in claimed]
+    mine = [q for q in queued if claimed.get(q.item.log_id) == q.received_at]
+    taken_over = claimed.keys() - {q.item.log_id for q in mine}
+    if taken_over:  # a later delivery's rows: they stay queued for it
+        session.connection().execute(_UNCLAIM, {"ids": sorted(taken_over)})
     result.skipped = len(queued) - len(mine)
     if not mine:
         return result
@@ -144,7 +153,7 @@ def remap(
         if mine is None and len(entries) == 1 and entries[0].reason:
             mine = entries[0]  # it no longer parses: its own reason says why
         if mine is not None and mine.event is not None and mine.reason is None:
-            events.append(Queued(row.source, Applicable(row.id, mine.event)))
+            events.append(Queued(row.source, Applicable(row.id, mine.event), row.received_at))
         else:
             why = mine.reason if mine is not None else None
             broken.append((row.id, why or "the stored body no longer maps to this event"))
@@ -159,23 +168,26 @@ def remap(
 _CLAIM_ARRAY = (
     "UPDATE event_log SET status = 'applied' WHERE id IN (SELECT id FROM event_log "
     "WHERE id = ANY(%(ids)s) AND status = 'queued' ORDER BY id FOR UPDATE SKIP LOCKED) "
-    "RETURNING id"
+    "RETURNING id, received_at"
 )
 _CLAIM = (
     update(EventLog)
     .where(_LOGGED.id.in_(bindparam("ids", expanding=True)), _LOGGED.status == "queued")
     .values(status="applied")
-    .returning(_LOGGED.id)
+    .returning(_LOGGED.id, _LOGGED.received_at)
+)
+_UNCLAIM = (
+    update(EventLog).where(_LOGGED.id.in_(bindparam("ids", expanding=True))).values(status="queued")
 )
 
 
-def _claim(session: Session, log_ids: list[int]) -> set[int]:
+def _claim(session: Session, log_ids: list[int]) -> dict[int, datetime]:
     """Take the rows of these ids that are still queued (marking them applied), skipping rows
-    other transactions hold; return the ids taken."""
+    other transactions hold; return the ids taken, with the instant each row was logged at."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return set(connection.exec_driver_sql(_CLAIM_ARRAY, {"ids": sorted(log_ids)}).scalars())
-    claimed: set[int] = set()
+        return dict(connection.exec_driver_sql(_CLAIM_ARRAY, {"ids": sorted(log_ids)}).all())
+    claimed: dict[int, datetime] = {}
     for part in chunks(sorted(log_ids)):  # SQLite: its single writer holds them all already
-        claimed.update(connection.execute(_CLAIM, {"ids": list(part)}).scalars())
+        claimed.update(connection.execute(_CLAIM, {"ids": list(part)}).all())
     return claimed

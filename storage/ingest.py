@@ -284,12 +284,17 @@ def _log_row(
 
 
 def mark_rejected(
-    session: Session, reasons: Sequence[tuple[int, str]], *, still_queued: bool = False
+    session: Session,
+    reasons: Sequence[tuple[int, str]],
+    *,
+    still_queued: bool = False,
+    received_at: datetime | None = None,
 ) -> int:
     """Mark these log rows rejected, each with its reason (kept for a replay after a fix).
 
     With `still_queued`, only rows that are still queued (a row another process has applied
-    meanwhile keeps its fate). Returns how many rows were marked.
+    meanwhile keeps its fate); with `received_at`, only rows logged then (a row a resend has
+    taken over since is not this delivery's any more). Returns how many rows were marked.
     """
     marked = 0
     connection = session.connection()
@@ -297,6 +302,8 @@ def mark_rejected(
         statement = update(EventLog).where(_LOGGED.id == log_id)
         if still_queued:
             statement = statement.where(_LOGGED.status == "queued")
+        if received_at is not None:
+            statement = statement.where(_LOGGED.received_at == received_at)
         values = {"status": "rejected", "reason": _storable(reason)}
         marked += connection.execute(statement.values(**values)).rowcount
     return marked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,9 +21,10 @@ CONFIG = IngestConfig()
 
 
 def accept(factory: Any, events: list[Any]) -> list[Queued]:
+    received_at = datetime.now(UTC)
     with session_scope(factory) as session:
-        report = ingest_events(session, events, config=CONFIG, defer=True)
-    return [Queued("kpibot", item) for item in report.deferred]
+        report = ingest_events(session, events, config=CONFIG, received_at=received_at, defer=True)
+    return [Queued("kpibot", item, received_at) for item in report.deferred]
 
 
 def ingest_events_now(factory: Any, events: list[Any]) -> None:

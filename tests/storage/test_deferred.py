@@ -28,11 +28,23 @@ def accept(factory: Any, events: list[Any]) -> IngestReport:
         return ingest_events(session, events, config=CONFIG, defer=True)
 
 
-def apply(factory: Any, report: IngestReport) -> Any:
+def handed(factory: Any, report: IngestReport) -> list[Queued]:
+    """What the webhook routes hand the apply worker: each event with the instant it was logged."""
+    ids = [item.log_id for item in report.deferred]
     with session_scope(factory) as session:
-        return apply_queued(
-            session, [Queued("kpibot", item) for item in report.deferred], config=CONFIG
+        logged = dict(
+            session.execute(
+                select(EventLog.id, EventLog.received_at).where(EventLog.id.in_(ids))  # type: ignore[union-attr]
+            ).all()
         )
+    return [Queued("kpibot", item, logged[item.log_id]) for item in report.deferred]
+
+
+def apply(factory: Any, queued: IngestReport | list[Queued]) -> Any:
+    if isinstance(queued, IngestReport):
+        queued = handed(factory, queued)
+    with session_scope(factory) as session:
+        return apply_queued(session, queued, config=CONFIG)
 
 
 def statuses(factory: Any) -> dict[str, str]:
@@ -88,7 +100,7 @@ def test_a_row_another_transaction_is_applying_is_applied_once(session_factory):
     for the first (PostgreSQL: the account's lock, taken before the claim as `ingest_events`
     takes it; SQLite: the single writer), then finds the row applied and leaves it."""
     report = accept(session_factory, [make_subscription("2026-02-10")])
-    queued = [Queued("kpibot", item) for item in report.deferred]
+    queued = handed(session_factory, report)
     first_claimed, release = threading.Event(), threading.Event()
     results: list[Any] = []
 
@@ -135,7 +147,9 @@ def test_a_missing_rate_rejects_the_row_with_its_reason_for_a_replay(session_fac
 
 
 def test_leftover_rows_are_read_back_mapped_again_and_applied(session_factory):
-    invoice, other = make_invoice("2026-02-11"), make_invoice("2026-02-12")
+    # Ids in log order whatever the builders' counter is at (rows are logged in id order).
+    invoice = {**make_invoice("2026-02-11"), "id": "leftover-1"}
+    other = {**make_invoice("2026-02-12"), "id": "leftover-2"}
     accept(session_factory, [invoice, other])  # handed to nobody: a process that stopped
     with session_scope(session_factory) as session:
         session.execute(  # a body that no longer maps to its event (edited by hand, say)
@@ -167,3 +181,28 @@ def test_leftover_rows_are_read_back_mapped_again_and_applied(session_factory):
             mark_rejected(session, broken, still_queued=True) == 0
         )  # rejected already: left as is
     assert statuses(session_factory) == {invoice["id"]: "applied", other["id"]: "rejected"}
+
+
+def test_an_earlier_delivery_still_held_never_takes_the_row_of_its_fixed_resend(session_factory):
+    """Two replicas: A holds a queued event in memory; B's sweep applies that row first and
+    rejects it (no exchange rate); the sender resends it fixed, which takes its place. When A
+    gets to what it holds, it must neither apply it nor reject the fixed resend."""
+    euro = make_subscription("2026-02-10", currency="EUR", amount="100.00")
+    held = handed(session_factory, accept(session_factory, [euro]))  # what replica A holds
+    swept = apply(session_factory, held)  # replica B's sweep, with the same row
+    assert swept.counts == {("kpibot", "rejected"): 1}
+    fixed = {**euro, "data": {**euro["data"], "currency": "USD"}}
+    resent = accept(session_factory, [fixed])
+    assert resent.queued == 1 and resent.deferred[0].log_id == held[0].item.log_id
+
+    late = apply(session_factory, held)  # replica A, at last
+
+    assert late.counts == {} and late.skipped == 1
+    assert statuses(session_factory) == {euro["id"]: "queued"}
+    with session_scope(session_factory) as session:  # A giving up on what it holds
+        stale = [(held[0].item.log_id, "could not be applied")]
+        when = held[0].received_at
+        assert mark_rejected(session, stale, still_queued=True, received_at=when) == 0
+    apply(session_factory, resent)
+    assert statuses(session_factory) == {euro["id"]: "applied"}
+    assert movements(session_factory) == [("2026-02-10", "new", "100.00")]
