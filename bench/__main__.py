@@ -9,10 +9,11 @@
    right after a usage event, which the question itself brings in;
 3. cli: `kpibot kpi mrr` as a user runs it, interpreter start included;
 4. slash: a real `kpibot serve` on the reference data, a fake Slack Web API beside it, and
-   signed `/kpi` requests for every metric, one after another (p50 and p99 in ms, per metric);
+   signed `/kpi` requests for every metric, one after another (p50 and p99 in ms, per metric),
+   then the server's memory: resident now and at its peak (SPEC: under 300 MB);
 5. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
    2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
-   1,000; checks that exactly the unique events were applied.
+   1,000; checks that exactly the unique events were applied, and reports the server's memory.
 
 Results are printed and written to bench/results/latest.json. PostgreSQL runs when
 BENCH_DATABASE_URL (a server URL, e.g. postgresql://postgres@127.0.0.1:5432/test) is set.
@@ -284,9 +285,10 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
         events = unique_events(total=8 * per_sender, accounts=400, seed=7)
         plans = spread(events, senders=8, duplicate_share=0.1, seed=8)
         sent = sum(len(plan) for plan in plans)
-        with _server(url) as base_url:
-            result = send(base_url, TEST_WEBHOOK_SECRET, plans, batch=batch)
+        with _server(url) as server:
+            result = send(server.base_url, TEST_WEBHOOK_SECRET, plans, batch=batch)
             drain, applied = _drained(url, started=time.perf_counter())
+            memory = server.memory()
         seconds = result.seconds + drain
         exact = (
             result.counts["applied"] + result.counts["queued"] == len(events)
@@ -303,6 +305,7 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
                 if exact
                 else f"MISMATCH {dict(result.counts)}, {applied} applied"
             )
+            + f"; server memory {_mib(memory)}"
         )
         results[mode] = {
             "events": sent,
@@ -310,6 +313,7 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
             "answered_in_seconds": round(result.seconds, 2),
             "events_per_second": round(rate),
             "exact": exact,
+            "memory_mib": memory,
         }
     return results
 
@@ -352,7 +356,8 @@ def _slash(url: str, runs: int) -> dict[str, dict[str, float]]:
             "SLACK_SIGNING_SECRET": TEST_SLACK_SIGNING_SECRET,
             "SLACK_API_URL": slack.base_url,
         }
-        with _server(url, **env) as base_url, httpx.Client() as client:
+        with _server(url, **env) as server, httpx.Client() as client:
+            base_url = server.base_url
             send_command(base_url, "help", client=client)  # Bolt's first auth.test
             for metric in METRICS:
                 question = f"{metric.id} 2026-10"
@@ -381,7 +386,17 @@ def _slash(url: str, runs: int) -> dict[str, dict[str, float]]:
                     f"/kpi {question:<28} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
                     f"ack p99 {ack99:7.1f} ms{note}"
                 )
+            memory = server.memory()
+            if memory is not None:
+                timings["server_memory_mib"] = memory
+            print(f"server memory after every metric: {_mib(memory)}")
     return timings
+
+
+def _mib(memory: dict[str, float] | None) -> str:
+    if memory is None:
+        return "not measured (no /proc here)"
+    return f"{memory['resident']:.0f} MiB resident, {memory['peak']:.0f} MiB at its peak"
 
 
 def _p99(sorted_samples: list[float]) -> float:
@@ -395,7 +410,20 @@ class _server:
         self.url = url
         self.env = env
 
-    def __enter__(self) -> str:
+    def memory(self) -> dict[str, float] | None:
+        """The server's resident memory now and at its peak, in MiB (Linux's /proc)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        kib = {
+            line.split(":")[0]: float(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith(("VmRSS:", "VmHWM:"))
+        }
+        return {"resident": kib["VmRSS"] / 1024, "peak": kib["VmHWM"] / 1024}
+
+    def __enter__(self) -> _server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -417,7 +445,8 @@ class _server:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    return base
+                    self.base_url = base
+                    return self
             except httpx.TransportError:
                 time.sleep(0.2)
         self.process.kill()

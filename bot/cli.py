@@ -462,6 +462,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         from bot.slack_app import start_socket_mode
 
         socket = start_socket_mode(app.state.slack_app, settings)
+    _collect_less_often()
     try:
         uvicorn.run(
             app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True
@@ -470,6 +471,24 @@ def serve(settings: Settings, host: str, port: int) -> None:
         if socket is not None:
             socket.close()
         engine.dispose()
+
+
+# The server allocates many short-lived containers per event (parsed payloads, rows, Decimals)
+# while keeping large long-lived ones (the metrics kept in memory). At Python's default
+# thresholds the young generation is collected every 700 allocations, and the older ones often
+# enough that a busy server spent 10 to 20 % of its time scanning objects that were alive anyway
+# (`make bench`, webhooks). Nearly all garbage here is freed by reference counting at once; the
+# collector is only for cycles, which can wait a little longer.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def _collect_less_often() -> None:
+    """Freeze what start-up built (never scanned again) and collect cycles less often."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _slack_line(settings: Settings) -> str:
