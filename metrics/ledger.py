@@ -400,7 +400,7 @@ def _movements(session: Session) -> Movements:
     ).order_by(col(MrrMovement.day), col(MrrMovement.account_id))
     days: list[date] = []
     rows: list[Movement] = []
-    for day, *movement in session.execute(query):
+    for day, *movement in session.connection().execute(query):  # Core: rows stream
         days.append(day)
         rows.append(tuple(movement))
     return Movements(tuple(days), tuple(rows))

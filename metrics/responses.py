@@ -92,7 +92,8 @@ def _read(session: Session) -> KeptResponses:
             col(SurveyResponse.response_id),
         )
     )
-    for kind, account_id, day, score, low, high in session.execute(query):
+    # Core: rows stream (the ORM would buffer every response first).
+    for kind, account_id, day, score, low, high in session.connection().execute(query):
         account = cast(str, account_id)  # never None: filtered above
         if kind == "nps":
             nps[account].append((day, nps_signal(score, low, high)))
