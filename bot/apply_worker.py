@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.apply import IngestConfig, RebuildRunning
+from storage.apply import IngestConfig, RebuildRunning, hold_off_rebuild
 from storage.db import session_scope, transient
 from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, remap
 from storage.deliveries import OptionsFor
@@ -82,6 +82,7 @@ class ApplyWorker:
         self._stopping = False
         self._rate = 0.0  # events per second handed, measured over the last batch's cycle
         self._rebuilding = False  # a rebuild was running at the last try: hand-offs are dropped
+        self._set_aside = 0  # events let go of meanwhile (queued in the database)
         self._behind = True  # queued rows that only a sweep will apply (at start, after a rebuild)
         self._taken_at = time.monotonic()
 
@@ -89,7 +90,7 @@ class ApplyWorker:
     def backlog(self) -> int:
         """Return how many handed events are not applied yet."""
         with self._lock:
-            return len(self._waiting) + self._busy
+            return len(self._waiting) + self._busy + self._set_aside
 
     def start(self) -> None:
         """Start the thread (it sweeps leftovers first); starting again does nothing."""
@@ -105,10 +106,11 @@ class ApplyWorker:
             return
         with self._lock:
             if self._rebuilding:  # they are queued in the database: the sweep after it takes them
-                return
-            self._waiting.extend(queued)
-            self._handed.update(q.item.log_id for q in queued)
-            self._lock.notify_all()
+                self._set_aside += len(queued)
+            else:
+                self._waiting.extend(queued)
+                self._handed.update(q.item.log_id for q in queued)
+                self._lock.notify_all()
         self.start()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
@@ -116,7 +118,7 @@ class ApplyWorker:
         is done; return False on timeout."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._waiting or self._busy or (self._behind and self._thread is not None):
+            while self._waiting or self._busy or (self._behind and self._running()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -142,7 +144,11 @@ class ApplyWorker:
                         self._lock.wait(self.retry_seconds)
                     if self._stopping:
                         return  # the rows stay queued: the next start sweeps them
+                if not self._rebuild_over():
+                    continue
+                with self._lock:
                     self._rebuilding = False
+                log.info("kpibot rebuild is over: applying the events queued meanwhile")
                 sweep_from = datetime.now(UTC)
             if sweep_from is not None:
                 try:
@@ -193,18 +199,34 @@ class ApplyWorker:
                     self._handed.difference_update(q.item.log_id for q in batch)
                     self._lock.notify_all()
 
+    def _running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _rebuild_running(self) -> None:
         """Let go of every hand-off until the rebuild is over (their rows stay queued)."""
-        log.info("kpibot rebuild is running: queued events are applied once it is over")
         with self._lock:
+            if not self._rebuilding:
+                log.info("kpibot rebuild is running: queued events are applied once it is over")
             self._rebuilding = self._behind = True
+            self._set_aside += len(self._waiting) + self._busy
+            self._busy = 0
             self._waiting.clear()
             self._handed.clear()
             self._lock.notify_all()
 
+    def _rebuild_over(self) -> bool:
+        """Whether no rebuild holds the lock now (tried in a transaction of its own)."""
+        try:
+            with session_scope(self.factory) as session:
+                return hold_off_rebuild(session, wait=False)
+        except Exception:  # the database is out of reach, say: try again later
+            log.exception("checking whether kpibot rebuild is over failed")
+            return False
+
     def _caught_up(self) -> None:
         with self._lock:
             self._behind = False
+            self._set_aside = 0
             self._lock.notify_all()
 
     def _gather_window(self) -> float:
@@ -235,11 +257,20 @@ class ApplyWorker:
                 rows = [row for row in rows if row.id not in self._handed]
             queued, broken = remap(rows, self.options_for)  # outside any transaction
             if broken:
+                read = {row.id: row for row in rows}
                 with session_scope(self.factory) as session:
-                    mark_rejected(session, broken, still_queued=True)
-                log.warning("%d queued events no longer map to an event: rejected", len(broken))
-                sources = {row.id: row.source for row in rows}
-                self._observe_rejected([sources[log_id] for log_id, _why in broken])
+                    marked = [
+                        read[log_id].source
+                        for log_id, why in broken
+                        if mark_rejected(
+                            session,
+                            [(log_id, why)],
+                            still_queued=True,
+                            received_at=read[log_id].received_at,
+                        )
+                    ]
+                log.warning("%d queued events no longer map to an event: rejected", len(marked))
+                self._observe_rejected(marked)
             if queued:
                 log.info("applying %d events left queued", len(queued))
                 self._apply(queued)

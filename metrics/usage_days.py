@@ -125,11 +125,11 @@ def read_accounts(
         if part is not None:
             usage = usage.where(col(UsageDay.account_id).in_(part))
             coverage = coverage.where(col(UsageCoverage.account_id).in_(part))
-        # Core, and a server-side cursor on PostgreSQL: the rows stream in (the ORM, or
-        # psycopg's client-side cursor, would hold the whole result first).
+        else:  # every account: a server-side cursor on PostgreSQL, so that rows stream in
+            usage = usage.execution_options(stream_results=True, yield_per=10_000)
+        # Core: the ORM would hold the whole result first (as would psycopg's usual cursor).
         connection = session.connection()
-        streamed = usage.execution_options(stream_results=True, yield_per=10_000)
-        for account_id, day, active in connection.execute(streamed):
+        for account_id, day, active in connection.execute(usage):
             found = days.get(account_id)
             if found is None:
                 found = days[account_id] = (array(ORDINALS), array(SUMS, [0]))

@@ -173,34 +173,38 @@ def test_a_value_the_database_refuses_rejects_that_event_only(session_factory, w
     assert sum(b.counts[("kpibot", "rejected")] for b in apply.seen) == 1
 
 
-def test_events_handed_during_a_rebuild_are_applied_after_it(session_factory, worker):
+def test_events_handed_during_a_rebuild_are_applied_after_it(session_factory, worker, caplog):
     """On PostgreSQL webhooks are still accepted during a rebuild: the worker lets go of what it
-    holds and applies every queued row once the rebuild has committed. On SQLite the rebuild is
-    the one writer: the worker waits for it, then applies."""
+    holds (still counted in its backlog), checks every `retry_seconds` whether the rebuild is
+    over, and then applies every queued row. On SQLite the rebuild is the one writer: the worker
+    waits for it, then applies."""
     postgresql = session_factory.kw["bind"].dialect.name == "postgresql"
     ingest_events_now(session_factory, [make_subscription("2026-02-10")])
-    apply = worker(sweep_seconds=3600, retry_seconds=0.2, gather_seconds=(0.05, 0.05))
+    apply = worker(sweep_seconds=3600, retry_seconds=0.1, gather_seconds=(0.05, 0.05))
     first = accept(session_factory, [make_invoice("2026-02-11")])
     later = make_subscription("2026-03-01", account_id="acc-2", subscription_id="sub-2")
-    with PausedRebuild(session_factory, CONFIG) as paused:
-        apply.hand(first)
-        if postgresql:
-            until(lambda: apply.backlog == 0)  # it let go of the first
-            apply.hand(accept(session_factory, [later]))  # dropped: it is queued in the log
-        time.sleep(0.5)
-        assert not apply.wait_idle(0.1)  # not settled while rows wait for the rebuild
-        if postgresql:  # (SQLite: reading takes the writer's lock too)
-            found = statuses(session_factory)
-            assert sorted(s for s, _ in found.values()) == ["applied", "queued", "queued"]
-            assert apply.backlog == 0  # nothing kept in memory meanwhile
-        paused.resume()
-    if not postgresql:
+    with caplog.at_level("INFO", logger="kpibot.apply_worker"):
+        with PausedRebuild(session_factory, CONFIG) as paused:
+            apply.hand(first)
+            if postgresql:
+                until(lambda: "rebuild is running" in caplog.text)
+                apply.hand(accept(session_factory, [later]))  # set aside: queued in the log
+            time.sleep(0.5)  # several checks whether the rebuild is over
+            assert not apply.wait_idle(0.1)  # not settled while rows wait for the rebuild
+            if postgresql:  # (SQLite: reading takes the writer's lock too)
+                found = statuses(session_factory)
+                assert sorted(s for s, _ in found.values()) == ["applied", "queued", "queued"]
+                assert apply.backlog == 2
+            paused.resume()
+        if not postgresql:
+            assert apply.wait_idle(20)
+            apply.hand(accept(session_factory, [later]))
         assert apply.wait_idle(20)
-        apply.hand(accept(session_factory, [later]))
-    assert apply.wait_idle(20)
     assert {status for status, _ in statuses(session_factory).values()} == {"applied"}
     assert movements(session_factory) == [
         ("2026-02-10", "new", "50.00"),
         ("2026-03-01", "new", "50.00"),
     ]
+    assert apply.backlog == 0
+    assert caplog.text.count("rebuild is running") == postgresql  # once, not at every check
     assert sum(b.applied for b in apply.seen) == 2
