@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from storage.db import session_scope
+from bot.settings import Settings
+from bot.web import create_web
+from storage.db import make_engine, make_session_factory, session_scope
 from storage.tables import EventLog, Invoice, MrrMovement
 from tests.builders import make_account, make_invoice, make_subscription
 from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
@@ -210,3 +213,40 @@ JSON_VALUES = st.recursive(
 def test_hostile_signed_bodies_never_get_a_500(server, payload):
     response = post(server, payload)
     assert response.status_code in (200, 400, 422), response.text
+
+
+def test_other_methods_and_paths_go_through_starlette_routing(server):
+    """Only `POST /webhooks/<source>` takes the shortcut past Starlette; the rest is routed."""
+    assert httpx.get(server.url + "/webhooks/kpibot").status_code == 405
+    nested = post(server, make_subscription("2026-01-01"), path="/webhooks/kpibot/extra")
+    assert nested.status_code == 404
+    assert count(server, EventLog) == 0
+
+
+def test_served_under_a_prefix_the_route_calls_the_same_handler(database_url):
+    """Behind a proxy that mounts kpibot under a path (ASGI `root_path`), the shortcut steps
+    aside and Starlette's own route for webhooks answers the same."""
+    settings = Settings(
+        _env_file=None, database_url=database_url, webhook_secret=TEST_WEBHOOK_SECRET
+    )
+    engine = make_engine(database_url)
+    app = create_web(settings, engine)
+    body = json.dumps(make_subscription("2026-01-01")).encode()
+
+    async def deliver() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, root_path="/kpibot")
+        async with httpx.AsyncClient(transport=transport, base_url="http://kpibot") as client:
+            return await client.post(
+                "/kpibot/webhooks/kpibot", content=body, headers=standard_headers(body)
+            )
+
+    try:
+        response = asyncio.run(deliver())
+        assert response.status_code == 200, response.text
+        assert response.json()["queued"] == 1
+        assert app.state.apply_worker.wait_idle(20)
+        with session_scope(make_session_factory(engine)) as session:
+            assert session.scalar(select(func.count()).select_from(MrrMovement)) == 1
+    finally:
+        app.state.apply_worker.close()
+        engine.dispose()
