@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine, text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -199,7 +199,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
                 else "Slack is not configured here: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"
             )
             return _refused(404, why)
-        body = await _read_body(request)
+        body = await _receive_body(request.headers, request.receive)
         if body is None:
             return _refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
         try:
@@ -364,8 +364,8 @@ def _error(status: int, reason: str) -> _Answer:
     return _Answer(status, {"error": reason})
 
 
-async def _receive_body(headers: dict[str, str], receive: Receive) -> bytes | None:
-    """Read an ASGI request's body, stopping as soon as it passes the limit (None then)."""
+async def _receive_body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
+    """Read a request's body, stopping as soon as it passes the limit (None then)."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return None
@@ -382,24 +382,6 @@ async def _receive_body(headers: dict[str, str], receive: Receive) -> bytes | No
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """Read the body, stopping as soon as it passes the limit (None then)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        return b""
-    return b"".join(chunks)
 
 
 def _refused(status: int, reason: str) -> JSONResponse:
