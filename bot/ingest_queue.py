@@ -16,9 +16,14 @@ rejections indexed in its own body) only after that commit. While a group's tran
 next deliveries gather for the next group, so the busier the server, the fewer the commits.
 
 What stays true per delivery:
-- a delivery whose event ids overlap those of a delivery already in the group waits for the next
-  group, so the same id sent twice concurrently is applied once and the other delivery sees it as
-  a duplicate, exactly as if they had come one after the other;
+- the same event sent twice concurrently is applied once and the other delivery sees it as a
+  duplicate, exactly as if they had come one after the other: `ingest_events` keeps the first copy
+  of an id. That holds only when both copies are the same valid event, so a delivery that shares
+  an id with the group in any other way (a different body, or a copy that is rejected, which a
+  later copy may fix and take the place of) waits for the next group. (One difference remains:
+  when applying refuses such an event, for a missing exchange rate, the first copy is answered
+  rejected and the other duplicate, where one after the other both would be rejected. The event
+  is logged once, as rejected, for a replay either way);
 - when the grouped transaction fails as a whole (a database error, an unexpected exception),
   every delivery of the group is stored again alone, in its own transaction, so each gets the
   outcome it would have had alone (a transient error retried, `DatabaseBusy` when it persists).
@@ -60,7 +65,7 @@ class GroupLimits:
     """How long a delivery waits for others to join its group, and how large a group may grow."""
 
     window_seconds: float = 0.010
-    max_events: int = 2_000
+    max_events: int = 10_000
 
 
 class DatabaseBusy(Exception):
@@ -74,8 +79,18 @@ GroupObserver = Callable[[str, int, bool], None]  # source, deliveries in the gr
 class _Delivery:
     items: list[Any]
     received_at: datetime
-    event_ids: frozenset[str]
     answer: asyncio.Future[IngestReport]
+    # Each event id of the delivery, with the body of its first copy when that copy is a valid
+    # parsed event (None otherwise): an identical valid copy elsewhere is only a duplicate.
+    copies: dict[str, str | None]
+
+    def may_join(self, group: dict[str, str | None]) -> bool:
+        """Whether this delivery can join a group whose ids map to `group` (as `copies`): every
+        id they share must be the same valid event on both sides."""
+        return all(
+            (body := self.copies[event_id]) is not None and group[event_id] == body
+            for event_id in group.keys() & self.copies.keys()
+        )
 
 
 @dataclass
@@ -124,11 +139,14 @@ class IngestQueue:
         """
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[IngestReport] = loop.create_future()
-        ids = frozenset(filter(None, map(_event_id, items)))
+        copies: dict[str, str | None] = {}
+        for item in items:
+            if (event_id := _event_id(item)) is not None and event_id not in copies:
+                copies[event_id] = _valid_body(item)
         queue = self._sources.get(source)
         if queue is None or queue.loop is not loop:  # an app served again by a new event loop
             queue = self._sources[source] = _SourceQueue(loop)
-        queue.waiting.append(_Delivery(list(items), received_at, ids, answer))
+        queue.waiting.append(_Delivery(list(items), received_at, answer, copies))
         queue.arrived.set()
         if queue.worker is None:
             queue.worker = asyncio.create_task(self._work(source, queue))
@@ -183,23 +201,24 @@ class IngestQueue:
 
     def _take(self, queue: _SourceQueue) -> list[_Delivery]:
         """The next group: waiting deliveries in arrival order, up to `max_events` events (at
-        least one delivery), leaving for later any whose event ids overlap the group's."""
+        least one delivery), leaving for later any that shares an id with the group other than
+        as an identical valid copy (see the module's docstring)."""
         group: list[_Delivery] = []
-        ids: set[str] = set()
+        copies: dict[str, str | None] = {}  # the group's ids, as `_Delivery.copies`
         size = 0
         kept: deque[_Delivery] = deque()
         while queue.waiting:
             delivery = queue.waiting.popleft()
             if group and (
-                size + len(delivery.items) > self.limits.max_events
-                or not ids.isdisjoint(delivery.event_ids)
+                size + len(delivery.items) > self.limits.max_events or not delivery.may_join(copies)
             ):
                 kept.append(delivery)
                 if size + len(delivery.items) > self.limits.max_events:
                     break
                 continue
             group.append(delivery)
-            ids.update(delivery.event_ids)
+            for event_id, body in delivery.copies.items():
+                copies.setdefault(event_id, body)
             size += len(delivery.items)
         kept.extend(queue.waiting)
         queue.waiting = kept
@@ -274,6 +293,13 @@ def _event_id(item: RawEvent | Malformed | Prepared) -> str | None:
     if isinstance(item, RawEvent) and isinstance(item.value, dict):
         raw = item.value.get("id")
     return raw.strip() or None if isinstance(raw, str) else None
+
+
+def _valid_body(item: RawEvent | Malformed | Prepared) -> str | None:
+    """The body of an item parsed as a valid event (rejected or not yet parsed: None)."""
+    if isinstance(item, Prepared) and item.entry.status != "rejected":
+        return item.entry.body
+    return None
 
 
 def _answer(delivery: _Delivery, report: IngestReport) -> None:

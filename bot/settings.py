@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         10.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
     )
     webhook_group_max_events: int = Field(
-        2_000, ge=1, le=100_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_MAX_EVENTS")
+        10_000, ge=1, le=100_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_MAX_EVENTS")
     )
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))

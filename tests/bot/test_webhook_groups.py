@@ -125,6 +125,50 @@ def test_twenty_concurrent_deliveries_each_get_their_own_answer(web_server):
     assert _metric(server, "kpibot_webhook_group_fallbacks_total") == 0
 
 
+def test_batches_that_share_identical_events_are_stored_together_and_apply_each_once(web_server):
+    """Concurrent batches that resend the same events (the sender's retries, or several senders
+    of one stream) share a transaction: each shared event is applied once, and every other copy
+    of it is answered as a duplicate, as when the batches come one after the other."""
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_window_ms=WINDOW_MS)
+    shared = [make_invoice("2026-01-02", invoice_id=f"inv-shared-{n}") for n in range(3)]
+    payloads = [
+        {
+            "events": [
+                *shared,
+                *(make_invoice("2026-01-03", invoice_id=f"inv-{k}-{n}") for n in range(8)),
+            ]
+        }
+        for k in range(8)
+    ]
+
+    responses = _post_together(server, payloads)
+
+    answers = [response.json() for response in responses]
+    assert all(response.status_code == 200 for response in responses), answers
+    assert sum(a["applied"] + a["queued"] for a in answers) == 3 + 8 * 8
+    assert sum(a["duplicate"] for a in answers) == 7 * 3
+    assert _metric(server, "kpibot_webhook_group_deliveries_count") <= 3  # not one per batch
+    assert _stored(server) == (
+        3 + 8 * 8,
+        {f"inv-shared-{n}" for n in range(3)}
+        | {f"inv-{k}-{n}" for k in range(8) for n in range(8)},
+    )
+
+
+def test_deliveries_that_share_an_id_with_different_bodies_are_stored_apart(web_server):
+    """Only an identical valid copy is safe to drop as a duplicate inside a group: a different
+    copy of the id could be the fix of a first copy that applying refuses, so it waits."""
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_window_ms=WINDOW_MS)
+    first = make_invoice("2026-01-02", invoice_id="inv-x", amount="10.00")
+    second = {**first, "data": {**first["data"], "amount": "12.00"}}
+
+    responses = _post_together(server, [first, second])
+
+    assert sorted(_counts(r) for r in responses) == [(0, 1, 0, 0), (1, 0, 0, 0)]
+    assert _metric(server, "kpibot_webhook_group_deliveries_count") == 2
+    assert _stored(server) == (1, {"inv-x"})
+
+
 def test_a_failed_group_is_stored_again_delivery_by_delivery(web_server):
     server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, webhook_group_window_ms=WINDOW_MS)
     payloads, _ = _mixed_deliveries()
