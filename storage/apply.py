@@ -822,7 +822,7 @@ class Applier:
         if self.dialect != "postgresql":
             return
         self.hold_off_rebuild()
-        wanted = sorted({_lock_key(a) for a in account_ids} - self._locked)
+        wanted = sorted({_lock_key(a) for a in set(account_ids)} - self._locked)
         if not wanted:
             return
         self._run(_LOCK_ACCOUNTS, keys=wanted)
