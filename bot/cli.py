@@ -71,7 +71,9 @@ def db_upgrade(settings: Settings) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
-@click.option("--batch-size", default=1_000, show_default=True, help="Events per transaction.")
+@click.option(  # storage.ingest.BATCH_SIZE (not imported here: it would slow every command's start)
+    "--batch-size", default=5_000, show_default=True, help="Events per transaction."
+)
 @click.pass_obj
 def ingest(settings: Settings, files: tuple[str, ...], batch_size: int) -> None:
     """Ingest native events from JSON Lines FILES ('-' reads standard input).

@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.apply import IngestConfig
 from storage.db import dumps
-from storage.ingest import IngestReport, Malformed, Rejection, batched, ingest_in_batches
+from storage.ingest import (
+    BATCH_SIZE,
+    IngestReport,
+    Malformed,
+    Rejection,
+    batched,
+    ingest_in_batches,
+)
 
 IMPORT_SOURCE = "import"
 IMPORT_KINDS = ("accounts", "subscriptions", "invoices", "responses", "usage")
@@ -208,7 +215,7 @@ def import_csv(
     *,
     config: IngestConfig,
     progress: Callable[[int], None] | None = None,
-    batch_size: int = 1_000,
+    batch_size: int = BATCH_SIZE,
 ) -> IngestReport:
     """Import a CSV file of `kind` through the ingestion service; return what happened.
 

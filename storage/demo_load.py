@@ -18,9 +18,8 @@ from typing import Any
 from storage.apply import IngestConfig
 from storage.db import analyze, make_engine, make_session_factory, refresh_statistics
 from storage.demo import generate_demo_events
-from storage.ingest import IngestReport, ingest_in_batches
+from storage.ingest import BATCH_SIZE, IngestReport, ingest_in_batches
 
-BATCH_SIZE = 5_000  # events per transaction: fewer, larger batches cost less per event
 FIRST_REFRESH = 20_000  # events loaded before planner statistics are first refreshed, then at ×2
 
 

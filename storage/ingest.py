@@ -251,6 +251,10 @@ def ingest_events(
     return report
 
 
+# Events per transaction for files and imports: each transaction re-derives its accounts' MRR
+# movements once, whatever its size, so larger batches cost less per event (on `make bench`'s
+# traffic, 5,000 instead of 1,000 takes a file about a quarter less time to load).
+BATCH_SIZE = 5_000
 COPY_THRESHOLD = 50  # rows from which the event log is written with COPY on PostgreSQL
 _LOG_COLUMNS = (
     "source",
@@ -417,7 +421,7 @@ def ingest_in_batches(
     *,
     config: IngestConfig,
     source: str = NATIVE_SOURCE,
-    batch_size: int = 1_000,
+    batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
     writer_lock: AbstractContextManager[Any] | None = None,
 ) -> IngestReport:
