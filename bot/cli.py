@@ -294,7 +294,12 @@ def rebuild(settings: Settings) -> None:
                 select(func.count()).select_from(EventLog).where(col(EventLog.status) == "applied")
             )
         with click.progressbar(length=size or 0, label="rebuilding", file=sys.stderr) as bar:
-            count = rebuild_store(factory, config=settings.ingest_config, progress=bar.update)
+            count = rebuild_store(
+                factory,
+                config=settings.ingest_config,
+                options_for=settings.source_options,
+                progress=bar.update,
+            )
     click.echo(f"rebuilt the derived tables from {count} events")
 
 

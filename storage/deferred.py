@@ -31,8 +31,8 @@ from storage.apply import (
     accounts_of,
     chunks,
 )
-from storage.deliveries import OptionsFor, items_of
-from storage.ingest import mark_rejected, prepare
+from storage.deliveries import LoggedRow, OptionsFor, map_again
+from storage.ingest import mark_rejected
 from storage.revisions import USAGE, Changes, record_changes
 from storage.tables import EventLog, table_of
 
@@ -105,20 +105,9 @@ def apply_queued(
     return result
 
 
-@dataclass(frozen=True)
-class QueuedRow:
-    """A queued row of the event log, read back as it is stored."""
-
-    id: int
-    source: str
-    event_id: str | None
-    body: str
-    received_at: datetime
-
-
 def queued_rows(
     session: Session, *, received_before: datetime, after_id: int, limit: int
-) -> list[QueuedRow]:
+) -> list[LoggedRow]:
     """Read queued rows received before `received_before`, by id from `after_id` (excluded).
 
     These are the leftovers of a process that stopped before applying what it had accepted, or
@@ -134,29 +123,21 @@ def queued_rows(
         .order_by(_LOGGED.id)
         .limit(limit)
     )
-    return [QueuedRow(*row) for row in rows]
+    return [LoggedRow(*row) for row in rows]
 
 
 def remap(
-    rows: Sequence[QueuedRow], options_for: OptionsFor
+    rows: Sequence[LoggedRow], options_for: OptionsFor
 ) -> tuple[list[Queued], list[tuple[int, str]]]:
-    """Map queued rows again from their stored bodies (no transaction needed).
+    """Map queued rows again from their stored bodies (`storage.deliveries.map_again`).
 
     Returns the events to apply and the rows that no longer map to a valid event, with the
     reason (for `storage.ingest.mark_rejected`).
     """
-    events: list[Queued] = []
-    broken: list[tuple[int, str]] = []
-    for row in rows:
-        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
-        mine = next((e for e in entries if e.event_id == row.event_id), None)
-        if mine is None and len(entries) == 1 and entries[0].reason:
-            mine = entries[0]  # it no longer parses: its own reason says why
-        if mine is not None and mine.event is not None and mine.reason is None:
-            events.append(Queued(row.source, Applicable(row.id, mine.event), row.received_at))
-        else:
-            why = mine.reason if mine is not None else None
-            broken.append((row.id, why or "the stored body no longer maps to this event"))
+    mapped, broken = map_again(rows, options_for)
+    events = [
+        Queued(row.source, Applicable(row.id, event), row.received_at) for row, event in mapped
+    ]
     return events, broken
 
 

@@ -19,8 +19,9 @@ from sqlmodel import col
 
 from storage.apply import IngestConfig, hold_off_rebuild
 from storage.db import session_scope
-from storage.ingest import IngestReport, Malformed, ingest_events
+from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events, prepare
 from storage.revisions import Changes, record_changes
+from storage.schemas import NativeEvent
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 from storage.tables import EventLog
@@ -39,6 +40,17 @@ class Logged(Protocol):
     def body(self) -> str: ...
     @property
     def received_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class LoggedRow:
+    """A row of the event log read back as it is stored: what mapping it again needs."""
+
+    id: int
+    source: str
+    event_id: str | None
+    body: str
+    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,30 @@ def replay_rejected(
     return report
 
 
+def map_again(
+    rows: Sequence[LoggedRow], options_for: OptionsFor
+) -> tuple[list[tuple[LoggedRow, NativeEvent]], list[tuple[int, str]]]:
+    """Map logged rows again from their stored bodies, through their sources (no transaction
+    needed): a provider's row holds the provider's own payload, not a native event.
+
+    Returns each row that maps to a valid event with that event, and the rows that no longer do
+    with the reason (for `storage.ingest.mark_rejected`).
+    """
+    events: list[tuple[LoggedRow, NativeEvent]] = []
+    broken: list[tuple[int, str]] = []
+    for row in rows:
+        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
+        mine = next((e for e in entries if e.event_id == row.event_id), None)
+        if mine is None and len(entries) == 1 and entries[0].reason:
+            mine = entries[0]  # it no longer parses: its own reason says why
+        if mine is not None and mine.event is not None and mine.reason is None:
+            events.append((row, mine.event))
+        else:
+            why = mine.reason if mine is not None else None
+            broken.append((row.id, why or "the stored body no longer maps to this event"))
+    return events, broken
+
+
 def items_of(row: Logged, options: Mapping[str, str]) -> list[Any]:
     """Map a logged row's stored body again through its source (what a replay ingests)."""
     try:
@@ -126,7 +162,7 @@ def items_of(row: Logged, options: Mapping[str, str]) -> list[Any]:
         return [Malformed(row.body, f"not JSON: {error}", row.event_id)]
     source = get_source(row.source)
     if source is None:  # a JSON Lines file or a CSV import: the body is the native event
-        return [payload]
+        return [RawEvent(row.body, payload)]
     delivery = Delivery({}, row.body.encode(), row.received_at, options)
     try:
         return [event.item() for event in source.events(payload, delivery)]

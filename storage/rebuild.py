@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from storage.apply import Applicable, Applier, IngestConfig, exclude_appliers
+from storage.apply import Applicable, Applier, IngestConfig, chunks, exclude_appliers
 from storage.db import analyze, session_scope
+from storage.deliveries import LoggedRow, OptionsFor, map_again
+from storage.ingest import mark_rejected
 from storage.revisions import FAMILIES, touch
-from storage.schemas import EventRejected, parse_event
-from storage.tables import DERIVED_TABLES, EventLog
+from storage.tables import DERIVED_TABLES, EventLog, table_of
 
 REBUILD_CHUNK = 2_000
 
@@ -22,13 +22,17 @@ def rebuild(
     factory: sessionmaker[Session],
     *,
     config: IngestConfig,
+    options_for: OptionsFor = lambda _source: {},
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Empty the derived tables and re-apply every applied event in one transaction.
 
     Rates are applied first (a rate is in force from its own date, whatever its arrival), then the
-    rest in log order. Returns how many events were re-applied. Events that a rebuild can no longer
-    apply are marked rejected with the reason, as ingestion would have.
+    rest in log order. Each row is mapped again through its source, as a replay maps it: a
+    provider's row (Stripe, Segment, a survey tool) holds the provider's payload, mapped with that
+    source's settings (`options_for`, as `Settings.source_options` gives them). Returns how many
+    events were re-applied. Events that a rebuild can no longer apply are marked rejected with the
+    reason, as ingestion would have; an event whose type kpibot no longer uses, ignored.
 
     On PostgreSQL it first waits for the transactions applying events to end, and no other
     applies any until it commits (`exclude_appliers`): webhooks are still accepted meanwhile,
@@ -43,7 +47,7 @@ def rebuild(
             last_id = 0
             while True:
                 query = (
-                    select(col(EventLog.id), col(EventLog.body))
+                    select(*_LOGGED_COLUMNS)
                     .where(col(EventLog.status) == "applied", col(EventLog.id) > last_id)
                     .order_by(col(EventLog.id))
                     .limit(REBUILD_CHUNK)
@@ -53,11 +57,11 @@ def rebuild(
                     if rates_first
                     else (col(EventLog.type) != "fx.rate")
                 )
-                rows = [(log_id or 0, body) for log_id, body in session.execute(query)]
+                rows = [LoggedRow(*row) for row in session.execute(query)]
                 if not rows:
                     break
-                last_id = rows[-1][0]
-                count += _reapply(session, rows, config)
+                last_id = rows[-1].id
+                count += _reapply(session, rows, config, options_for)
                 if progress:
                     progress(len(rows))
         for family in FAMILIES:
@@ -66,21 +70,25 @@ def rebuild(
     return count
 
 
-def _reapply(session: Session, rows: list[tuple[int, str]], config: IngestConfig) -> int:
-    items: list[Applicable] = []
-    for log_id, body in rows:
-        try:
-            items.append(Applicable(log_id, parse_event(json.loads(body))))
-        except (EventRejected, ValueError) as error:
-            _mark_rejected(session, log_id, str(error))
+_LOGGED = table_of(EventLog).c
+_LOGGED_COLUMNS = (_LOGGED.id, _LOGGED.source, _LOGGED.event_id, _LOGGED.body, _LOGGED.received_at)
+_MARK_IGNORED = (
+    update(EventLog)
+    .where(col(EventLog.id).in_(bindparam("ids", expanding=True)))
+    .values(status="ignored", reason=None)
+)
+
+
+def _reapply(
+    session: Session, rows: list[LoggedRow], config: IngestConfig, options_for: OptionsFor
+) -> int:
+    mapped, broken = map_again(rows, options_for)
+    mark_rejected(session, broken)
+    items = [Applicable(row.id, event) for row, event in mapped if event.data is not None]
+    ignored = [row.id for row, event in mapped if event.data is None]
+    for part in chunks(ignored):
+        session.execute(_MARK_IGNORED, {"ids": list(part)})
     refused = Applier(session, config).apply(items)
-    for log_id, reason in refused.items():
-        _mark_rejected(session, log_id, reason)
+    mark_rejected(session, list(refused.items()))
     session.expunge_all()  # keep memory flat over millions of events
     return len(items) - len(refused)
-
-
-def _mark_rejected(session: Session, log_id: int, reason: str) -> None:
-    session.execute(
-        update(EventLog).where(col(EventLog.id) == log_id).values(status="rejected", reason=reason)
-    )

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.demo import generate_demo_events
-from storage.ingest import ingest_in_batches
+from storage.ingest import ingest_events, ingest_in_batches
 from storage.rebuild import rebuild
-from storage.tables import DERIVED_TABLES, MrrMovement
+from storage.sources.base import Delivery
+from storage.sources.registry import get_source
+from storage.tables import DERIVED_TABLES, EventLog, MrrMovement
 from tests.builders import PausedRebuild, ingest, make_subscription, movements
+from tests.storage.sources import (
+    test_delighted as delighted,
+)
+from tests.storage.sources import (
+    test_segment as segment,
+)
+from tests.storage.sources import (
+    test_stripe as stripe,
+)
+from tests.storage.sources import (
+    test_typeform as typeform,
+)
+from tests.storage.sources import (
+    test_zendesk as zendesk,
+)
 
 
 def _snapshot(factory):
@@ -64,3 +83,57 @@ def test_events_applied_during_a_rebuild_wait_for_it_and_count_once(session_fact
     after = _snapshot(session_factory)
     rebuild(session_factory, config=config)
     assert _snapshot(session_factory) == after
+
+
+def _deliver(factory, config, name: str, payload: Any, delivery: Delivery) -> None:
+    """Map a provider's payload as its webhook route does, and ingest it under its source."""
+    events = get_source(name).events(payload, delivery)
+    with session_scope(factory) as session:
+        report = ingest_events(session, [e.item() for e in events], config=config, source=name)
+    assert report.applied == len(events), report.rejections
+
+
+def test_a_rebuild_maps_each_providers_rows_again_through_its_source(session_factory):
+    """A provider's row in the event log holds the provider's own payload (a Stripe Event, a
+    Segment call), not a native event: a rebuild maps it again through its source, with that
+    source's settings (Typeform's field refs here), exactly as the webhook route did."""
+    config = IngestConfig(reporting_currency="USD", timezone="UTC")
+    created = stripe.stripe_event(
+        "customer.subscription.created",
+        stripe.subscription(stripe.item(stripe.price(3000), 2)),
+        event_id="evt_created",
+    )
+    upgraded = stripe.stripe_event(
+        "customer.subscription.updated",
+        stripe.subscription(stripe.item(stripe.price(5000, price_id="price_gold"), 3)),
+        event_id="evt_upgraded",
+        created=stripe.JAN_15 + 3 * stripe.DAY,
+    )
+    paid = stripe.stripe_event("invoice.paid", stripe.invoice(), event_id="evt_paid")
+    for payload in (created, upgraded, paid):
+        body = json.dumps(payload).encode()
+        _deliver(session_factory, config, "stripe", payload, Delivery({}, body, stripe.NOW))
+    for payload in (segment.group(), segment.track()):
+        body = json.dumps(payload).encode()
+        _deliver(session_factory, config, "segment", payload, segment.signed(body))
+    nps = delighted.response_event()
+    _deliver(session_factory, config, "delighted", nps, delighted.signed(json.dumps(nps).encode()))
+    form = typeform.form_response(score=3)
+    body = json.dumps(form).encode()
+    _deliver(session_factory, config, "typeform", form, typeform.delivery(body))
+    csat = zendesk.rating()
+    _deliver(session_factory, config, "zendesk", csat, zendesk.signed(json.dumps(csat).encode()))
+    before = _snapshot(session_factory)
+    assert [kind for _day, kind, _amount in movements(session_factory)] == ["new", "expansion"]
+    assert len(before["survey_response"]) == 3 and len(before["usage_day"]) == 1
+    assert len(before["invoice"]) == 1 and len(before["account"]) == 1
+
+    options = {"typeform": typeform.OPTIONS}
+    applied = rebuild(
+        session_factory, config=config, options_for=lambda source: options.get(source, {})
+    )
+
+    assert applied == 8
+    assert _snapshot(session_factory) == before
+    with session_scope(session_factory) as session:
+        assert set(session.scalars(select(EventLog.status))) == {"applied"}
