@@ -136,9 +136,14 @@ _USAGE_DAYS_OF = (
     .where(_USAGE.account_id.in_(_ACCOUNTS))
     .order_by(_USAGE.day)
 )
-_USAGE_BETWEEN = select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids, _USAGE.recorded_at).where(
-    _USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.between(bindparam("first"), bindparam("last"))
-)
+_USAGE_BETWEEN = select(
+    _USAGE.account_id,
+    _USAGE.day,
+    _USAGE.user_ids,
+    _USAGE.recorded_at,
+    _USAGE.reported_at,
+    _USAGE.merged_at,
+).where(_USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.between(bindparam("first"), bindparam("last")))
 _COVERAGE = table_of(UsageCoverage)
 _SPANS_OF = select(
     _COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from, _COVERAGE.c.covered_to
@@ -522,65 +527,28 @@ class Applier:
         # Every touched day is compared before and after the writes: the users a day gained
         # extend the coverage spans; a user a day lost makes its account's spans re-derived.
         accounts = sorted({account_id for account_id, _ in touched})
-        self.lock_accounts(accounts)
+        self.lock_accounts(accounts)  # nobody else writes these days until this commits
         self.usage_changed.update(accounts)
         before = {
-            (account_id, day): (set(users), recorded_at)
-            for account_id, day, users, recorded_at in self._stored_usage(touched)
+            (row[0], row[1]): UsageDayState.stored(*row[2:]) for row in self._stored_usage(touched)
         }
-        merged_keys = {
-            (d.account_id, d.day) for _, d in reports if isinstance(d, UsageRecorded) and d.merge
-        }
-        days = {key: state for key, state in before.items() if key in merged_keys}
-        replaced: dict[tuple[str, date], tuple[set[str], datetime]] = {}
-        for occurred_at, data in sorted(reports, key=lambda r: r[0]):
+        days = {key: before[key].copy() if key in before else UsageDayState() for key in touched}
+        for occurred_at, data in reports:
             assert isinstance(data, UsageRecorded)
-            key = (data.account_id, data.day)
-            if data.merge:
-                known, recorded_at = days.get(key, (set(), occurred_at))
-                days[key] = (known | set(data.user_ids), max(recorded_at, occurred_at))
-            elif key in days:  # a full report of a day that is also merged into in this batch
-                if occurred_at >= days[key][1]:
-                    days[key] = (set(data.user_ids), occurred_at)
-            else:
-                replaced[key] = (set(data.user_ids), occurred_at)
-
-        def row(key: tuple[str, date], users: set[str], at: datetime) -> dict[str, Any]:
-            ordered = sorted(users)
-            return {
-                "account_id": key[0],
-                "day": key[1],
-                "active_users": len(ordered),
-                "user_ids": ordered,
-                "recorded_at": at,
-            }
-
-        # What each touched day holds now: as before, unless this batch's write of it won (the
-        # accounts are locked, so nobody else wrote them since they were read).
-        after = {key: users for key, (users, _) in before.items()}
-        won = upsert_newer(
-            self.session,
-            UsageDay,
-            [row(key, users, at) for key, (users, at) in replaced.items()],
-            key=("account_id", "day"),
-            version="recorded_at",
-            returning=("account_id", "day"),
-        )
-        after.update((key, replaced[key][0]) for key in map(tuple, won))
+            days[(data.account_id, data.day)].add(data.user_ids, occurred_at, merge=data.merge)
         upsert_newer(
             self.session,
             UsageDay,
-            [row(key, users, at) for key, (users, at) in days.items()],
+            [state.row(*key) for key, state in days.items() if state != before.get(key)],
             key=("account_id", "day"),
         )
-        after.update((key, users) for key, (users, _) in days.items())
         gained: dict[tuple[str, str], list[date]] = defaultdict(list)
         shrunk: set[str] = set()
-        for (account_id, day), users in after.items():
-            previous = before.get((account_id, day), (set(), None))[0]
-            if previous - users:
+        for (account_id, day), state in days.items():
+            previous = before[(account_id, day)].users if (account_id, day) in before else set()
+            if previous - state.users:
                 shrunk.add(account_id)
-            for user in users - previous:
+            for user in state.users - previous:
                 gained[(account_id, user)].append(day)
         self.derive_coverage(sorted(shrunk))
         self._extend_coverage({pair: d for pair, d in gained.items() if pair[0] not in shrunk})
@@ -642,19 +610,16 @@ class Applier:
             self.session, UsageCoverage, written, key=("account_id", "user_id", "covered_from")
         )
 
-    def _stored_usage(
-        self, keys: Sequence[tuple[str, date]]
-    ) -> Iterable[tuple[str, date, list[str], datetime]]:
-        """Yield the stored usage days of `keys` (account, day)."""
+    def _stored_usage(self, keys: Sequence[tuple[str, date]]) -> Iterable[tuple[Any, ...]]:
+        """Yield the stored usage days of `keys` (account, day): the account, the day, then
+        what `UsageDayState.stored` takes."""
         accounts = sorted({account_id for account_id, _ in keys})
         days = sorted({day for _, day in keys})
         wanted = set(keys)
         for part in chunks(accounts):
-            for account_id, day, users, recorded_at in self._run(
-                _USAGE_BETWEEN, accounts=list(part), first=days[0], last=days[-1]
-            ):
-                if (account_id, day) in wanted:
-                    yield account_id, day, users, recorded_at
+            for row in self._run(_USAGE_BETWEEN, accounts=list(part), first=days[0], last=days[-1]):
+                if (row[0], row[1]) in wanted:
+                    yield tuple(row)
 
     def _renewals(self, items: list[Applicable]) -> None:
         currencies = self._account_currencies(
@@ -833,6 +798,76 @@ class Applier:
         if not self._holds_off_rebuild:
             self._holds_off_rebuild = hold_off_rebuild(self.session, wait=wait)
         return self._holds_off_rebuild
+
+
+@dataclass
+class UsageDayState:
+    """One account's usage day as the usage events of it, in any order, leave it.
+
+    In event time order, a full report (`merge: false`) replaces the day's users and a merge
+    adds its users. The same result whatever order the events arrive in needs two things kept
+    besides the users: when the latest full report was made (an older report, or an older
+    merge, changes nothing), and each user merged since then, with the latest time it was
+    merged (a newer report keeps the users merged after it). Events of the same instant apply
+    in the order they arrive.
+    """
+
+    users: set[str] = field(default_factory=set)
+    recorded_at: datetime | None = None  # the latest event applied to the day
+    reported_at: datetime | None = None  # the latest full report's time (None: merges only)
+    merged_at: dict[str, datetime] = field(default_factory=dict)  # merged after that report
+
+    @classmethod
+    def stored(
+        cls,
+        users: list[str],
+        recorded_at: datetime,
+        reported_at: datetime | None,
+        merged_at: Mapping[str, str],
+    ) -> UsageDayState:
+        """Read a `usage_day` row's columns back."""
+        merged = {user: datetime.fromisoformat(at) for user, at in merged_at.items()}
+        if reported_at is None and not merged:
+            # Written before these columns existed: what it was made of is unknown, and its
+            # users count as merged at its latest event (a newer full report replaces them).
+            merged = dict.fromkeys(users, recorded_at)
+        return cls(set(users), recorded_at, reported_at, merged)
+
+    def copy(self) -> UsageDayState:
+        """Return a state that can change without changing this one."""
+        return UsageDayState(
+            set(self.users), self.recorded_at, self.reported_at, dict(self.merged_at)
+        )
+
+    def add(self, user_ids: Iterable[str], at: datetime, *, merge: bool) -> None:
+        """Apply one usage event of the day, made at `at`."""
+        self.recorded_at = at if self.recorded_at is None else max(self.recorded_at, at)
+        if merge:
+            if self.reported_at is not None and at < self.reported_at:
+                return  # the later full report already says who was active
+            for user in user_ids:
+                known = self.merged_at.get(user)
+                self.merged_at[user] = at if known is None else max(known, at)
+                self.users.add(user)
+        elif self.reported_at is None or at >= self.reported_at:  # on a tie, the later arrival
+            self.reported_at = at
+            self.merged_at = {user: t for user, t in self.merged_at.items() if t > at}
+            self.users = set(user_ids) | self.merged_at.keys()
+
+    def row(self, account_id: str, day: date) -> dict[str, Any]:
+        """Return the `usage_day` row of this state."""
+        users = sorted(self.users)
+        return {
+            "account_id": account_id,
+            "day": day,
+            "active_users": len(users),
+            "user_ids": users,
+            "recorded_at": self.recorded_at,
+            "reported_at": self.reported_at,
+            "merged_at": {
+                user: self.merged_at[user].isoformat() for user in sorted(self.merged_at)
+            },
+        }
 
 
 def accounts_of(events: Iterable[NativeEvent]) -> Iterator[str]:

@@ -207,7 +207,14 @@ class UsageDay(SQLModel, table=True):
     day: date = Field(primary_key=True)
     active_users: int
     user_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)  # the latest usage event of the day
+    # What makes the day's users the same whatever order its events arrive in (see
+    # `storage.apply.UsageDayState`): the latest full report's time, and each user merged after
+    # it with the latest time it was merged (ISO 8601).
+    reported_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    merged_at: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
 
 class UsageCoverage(SQLModel, table=True):
