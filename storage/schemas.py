@@ -8,7 +8,7 @@ senders can add to their payloads; unknown event types are valid envelopes that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -25,6 +25,10 @@ from pydantic import (
 )
 
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real subscription
+# The times an event may carry: any real one, and far from the calendar's ends, where moving an
+# instant to another time zone (the reporting day) would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class EventRejected(ValueError):
@@ -61,6 +65,13 @@ def _email(text: str) -> str:
     if not local or "." not in domain or " " in text:
         raise ValueError(f"{text!r} is not an email address")
     return text
+
+
+def within_range(moment: datetime) -> datetime:
+    """Accept an aware time from 1970 to 2999 (UTC)."""
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError("must be between 1970-01-01 and 2999-12-31 (UTC)")
+    return moment
 
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
@@ -213,7 +224,7 @@ class _Envelope(BaseModel):
 
     id: Id
     type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, AfterValidator(within_range)]
     data: dict[str, Any]
 
 

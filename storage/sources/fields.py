@@ -6,6 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.schemas import within_range
+
 MAX_TYPE = 64  # the event log's type column
 
 
@@ -27,14 +29,16 @@ def text(value: Any) -> str | None:
 
 
 def instant(value: Any) -> datetime | None:
-    """Return an ISO 8601 time as an aware datetime (UTC when no offset is given)."""
+    """Return an ISO 8601 time as a UTC datetime (UTC when no offset is given), or None when it
+    is not one, or lies outside the years an event may carry (`storage.schemas.within_range`)."""
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return within_range(moment)
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def body_id(body: bytes) -> str:

@@ -88,7 +88,7 @@ def _message(payload: dict[str, Any], options: Mapping[str, str]) -> dict[str, A
         return "messageId: missing"
     at = instant(payload.get("timestamp")) or instant(payload.get("receivedAt"))
     if at is None:
-        return "timestamp: missing or not an ISO 8601 time"
+        return "timestamp: missing or not an ISO 8601 time from 1970 to 2999"
     if call in ACTIVITY:
         return _usage(payload, call, message_id, at, options)
     if call == "group":

@@ -96,7 +96,7 @@ def _response(
         return f"KPIBOT_TYPEFORM_KIND must be nps or csat, not {kind!r}"
     submitted_at = instant(response.get("submitted_at"))
     if submitted_at is None:
-        return "form_response.submitted_at: missing or not an ISO 8601 time"
+        return "form_response.submitted_at: missing or not an ISO 8601 time from 1970 to 2999"
     answers = response.get("answers", [])
     if not isinstance(answers, list):
         return "form_response.answers: must be a list"

@@ -104,7 +104,10 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
         return "ticket_id: missing (use {{ticket.id}} in the trigger's JSON body)"
     updated_at = instant(payload.get("updated_at"))
     if updated_at is None:
-        return "updated_at: missing or not ISO 8601 (use {{ticket.updated_at_with_timestamp}})"
+        return (
+            "updated_at: missing or not an ISO 8601 time from 1970 to 2999"
+            " (use {{ticket.updated_at_with_timestamp}})"
+        )
     rating = payload.get("satisfaction_rating")
     if not isinstance(rating, dict):
         return "satisfaction_rating: must be an object with a score"

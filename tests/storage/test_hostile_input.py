@@ -38,7 +38,16 @@ def native_events(draw):
         "id": draw(st.text(min_size=1, max_size=10)),
         "type": draw(st.sampled_from(sorted(DATA_MODELS))),
         "occurred_at": draw(
-            st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "yesterday", 5])
+            st.sampled_from(
+                [
+                    "2026-01-01T00:00:00Z",
+                    "2026-01-01",
+                    "yesterday",
+                    5,
+                    "0001-01-01T00:00:00+01:00",  # the calendar's ends: no zone can move them
+                    "9999-12-31T23:59:59-01:00",
+                ]
+            )
         ),
         "data": data,
     }

@@ -224,6 +224,21 @@ def test_score_outside_its_scale_is_rejected_with_the_reason(session_factory):
     assert _count(session_factory, SurveyResponse) == 0
 
 
+def test_a_time_at_the_calendars_end_is_rejected_not_a_crash(session_factory):
+    """9999-12-31T23:59:59Z is a valid ISO time, but its reporting day in Paris would be in the
+    year 10000: such times are refused at the door, with the reason."""
+    late = {
+        **make_invoice("2026-01-02", invoice_id="inv-late"),
+        "occurred_at": "9999-12-31T23:59:59Z",
+    }
+    report = ingest(session_factory, [late], timezone="Europe/Paris")
+    assert report.rejected == 1
+    assert report.rejections[0].reason == (
+        "occurred_at: must be between 1970-01-01 and 2999-12-31 (UTC)"
+    )
+    assert _count(session_factory, Invoice) == 0
+
+
 def test_a_large_batch_logs_each_event_once_with_its_fate(session_factory):
     """Batches of COPY_THRESHOLD events or more take PostgreSQL's COPY path: same outcome."""
     events = [make_invoice("2026-03-01", invoice_id=f"inv-{n:03d}") for n in range(120)]

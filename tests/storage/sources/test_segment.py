@@ -200,6 +200,7 @@ def test_identify_and_alias_are_ignored(call: str) -> None:
         (track(messageId=None), "messageId: missing"),
         (track(type=None), "type: missing"),
         (track(timestamp="yesterday", receivedAt=None), "timestamp: missing"),
+        (track(timestamp="9999-12-31T23:59:59-01:00", receivedAt=None), "timestamp: missing"),
         ({**group(), "groupId": None}, "groupId: missing"),
     ],
 )

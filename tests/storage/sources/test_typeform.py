@@ -228,6 +228,7 @@ def test_a_partial_response_event_is_ignored() -> None:
         ),
         ({"answers": "all of them"}, "form_response.answers: must be a list"),
         ({"submitted_at": "last tuesday"}, "form_response.submitted_at: missing"),
+        ({"submitted_at": "9999-12-31T23:59:59-01:00"}, "form_response.submitted_at: missing"),
         ({"token": ""}, "form_response.token: missing"),
     ],
 )

@@ -240,7 +240,9 @@ def test_an_event_subscription_webhook_is_ignored() -> None:
     ("changes", "reason"),
     [
         ({"ticket_id": ""}, "ticket_id: missing"),
-        ({"updated_at": "May 18, 2014"}, "updated_at: missing or not ISO 8601"),
+        ({"updated_at": "May 18, 2014"}, "updated_at: missing or not an ISO 8601 time"),
+        ({"updated_at": "0001-01-01T00:00:00+01:00"}, "updated_at: missing or not an ISO 8601"),
+        ({"updated_at": "3000-01-01T00:00:00Z"}, "updated_at: missing or not an ISO 8601"),
         ({"satisfaction_rating": "good"}, "satisfaction_rating: must be an object"),
         ({"satisfaction_rating": {"comment": "x"}}, "satisfaction_rating.score: missing"),
         ({"satisfaction_rating": {"score": "meh"}}, "satisfaction_rating.score: 'meh' is not"),
