@@ -26,7 +26,7 @@ from sqlmodel import col
 from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.db import dumps, session_scope
 from storage.revisions import USAGE, Changes, record_changes
-from storage.schemas import EventRejected, NativeEvent, parse_event
+from storage.schemas import EventRejected, NativeEvent, given_id, parse_event
 from storage.tables import EventLog, table_of
 from storage.upsert import insert_ignoring_conflicts
 
@@ -165,14 +165,21 @@ def _receive(index: int, item: Any) -> _Received:
         body, item = item.raw, item.value
     else:
         body = dumps(item)
-    if "\\u0000" in body or "\x00" in body:
-        # PostgreSQL text cannot hold NUL, and no real event needs one.
-        return _Received(index, body, reason="text must not contain NUL characters (\\u0000)")
+    if _has_nul(body) and _has_nul(dumps(item)):
+        # PostgreSQL text cannot hold NUL, and no real event needs one. Only the event itself
+        # counts: a provider's payload (the stored body) may carry one where kpibot reads nothing,
+        # and is stored with it escaped.
+        reason = "text must not contain NUL characters (\\u0000)"
+        return _Received(index, body, event_id=given_id(item), reason=reason)
     try:
         event = parse_event(item)
     except EventRejected as rejected:
         return _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
     return _Received(index, body, event=event, event_id=event.event_id)
+
+
+def _has_nul(text: str) -> bool:
+    return "\\u0000" in text or "\x00" in text
 
 
 def ingest_events(

@@ -238,14 +238,20 @@ class NativeEvent:
     data: _Data | None
 
 
+def given_id(value: Any) -> str | None:
+    """The id a decoded event gives, when it is one kpibot can log and de-duplicate by, even if
+    the rest of the event is wrong (so that a fixed resend takes the rejected one's place)."""
+    raw_id = value.get("id") if isinstance(value, dict) else None
+    if not isinstance(raw_id, str) or "\x00" in raw_id:
+        return None
+    return raw_id.strip() if 0 < len(raw_id.strip()) <= 255 else None
+
+
 def parse_event(value: Any) -> NativeEvent:
     """Validate one decoded JSON value as a native event, or raise `EventRejected`."""
     if not isinstance(value, dict):
         raise EventRejected(f"an event must be a JSON object, not {type(value).__name__}")
-    raw_id = value.get("id")
-    event_id = (
-        raw_id.strip() if isinstance(raw_id, str) and 0 < len(raw_id.strip()) <= 255 else None
-    )
+    event_id = given_id(value)
     try:
         envelope = _Envelope.model_validate(value)
     except ValidationError as error:

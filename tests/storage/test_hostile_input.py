@@ -6,10 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from storage.apply import IngestConfig
 from storage.db import session_scope
+from storage.ingest import ingest_events
 from storage.schemas import DATA_MODELS, EventRejected, parse_event
 from storage.tables import EventLog
-from tests.builders import ingest, make_subscription
+from tests.builders import ingest, make_response, make_subscription
+from tests.storage.sources import test_stripe as stripe
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -100,3 +103,33 @@ def test_nul_characters_are_rejected_not_a_crash(session_factory):
     report = ingest(session_factory, [nul, nul_in_data, make_subscription("2026-01-02")])
     assert (report.applied, report.rejected) == (1, 2)
     assert all("NUL" in r.reason for r in report.rejections)
+
+
+def test_a_nul_in_a_providers_payload_where_kpibot_reads_nothing_is_stored_and_applied(
+    session_factory,
+):
+    """Stripe metadata may hold a NUL: the stored body keeps it escaped, the event applies."""
+    payload = stripe.stripe_event(
+        "customer.subscription.created",
+        stripe.subscription(metadata={"note": "imported\x00"}),
+        event_id="evt_nul",
+    )
+    [mapped] = stripe.deliver(payload)
+    with session_scope(session_factory) as session:
+        report = ingest_events(session, [mapped.item()], config=IngestConfig(), source="stripe")
+    assert (report.applied, report.rejected) == (1, 0), report.rejections
+    with session_scope(session_factory) as session:
+        [(status, body)] = session.execute(select(EventLog.status, EventLog.body)).all()
+    assert status == "applied" and "imported\\u0000" in body
+
+
+def test_an_event_rejected_for_a_nul_keeps_its_id_so_a_fixed_resend_takes_its_place(
+    session_factory,
+):
+    broken = make_response("2026-02-01", score=3, comment="bad\x00text", response_id="resp-nul")
+    report = ingest(session_factory, [broken])
+    assert report.rejected == 1 and report.rejections[0].event_id == broken["id"]
+    fixed = {**broken, "data": {**broken["data"], "comment": "bad text"}}
+    assert ingest(session_factory, [fixed]).applied == 1
+    with session_scope(session_factory) as session:
+        assert session.execute(select(EventLog.status)).scalars().all() == ["applied"]
