@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -32,6 +32,12 @@ SUBSCRIPTION_EVENTS = frozenset(
     f"customer.subscription.{action}"
     for action in ("created", "updated", "deleted", "paused", "resumed")
 )
+# Stripe's `created` counts whole seconds, and a subscription's events often share one (created
+# as incomplete, then updated to active once the first payment succeeds). Within a second they
+# are ordered by what they can be: a creation first, a deletion last, a change in between, a
+# microsecond apart. Two changes within one second still apply in the order they arrive.
+_WITHIN_SECOND = {"customer.subscription.created": 0, "customer.subscription.deleted": 2}
+_CHANGE = 1
 # Stripe status → native status. Only active and past_due carry MRR (KPIS.md, and Stripe's own
 # "Billing metric definitions"); unpaid no longer counts towards MRR but the subscription stays in
 # place, like a pause; incomplete has not been paid for yet, like a trial.
@@ -198,9 +204,12 @@ def map_event(payload: Mapping[str, Any]) -> dict[str, Any]:
     stripe_type = event.need("type", str)
     created = event.need("created", int)
     try:
-        occurred_at = datetime.fromtimestamp(created, UTC).isoformat()
+        moment = datetime.fromtimestamp(created, UTC)
     except (OverflowError, OSError, ValueError):
         raise BadField("created", f"{created} is not a Unix timestamp") from None
+    if stripe_type in SUBSCRIPTION_EVENTS:
+        moment += timedelta(microseconds=_WITHIN_SECOND.get(stripe_type, _CHANGE))
+    occurred_at = moment.isoformat()
     native_type, data = f"stripe.{stripe_type}"[:_TYPE_LENGTH], {}
     if stripe_type in SUBSCRIPTION_EVENTS:
         subscription = event.obj("data").obj("object")

@@ -93,6 +93,43 @@ def test_a_cancellation_is_churn(server):
     assert [kind for _, kind, _ in movements(server)] == ["new", "churn"]
 
 
+def test_events_of_one_second_apply_as_created_then_changed_then_deleted_in_any_order(server):
+    """Stripe's `created` counts whole seconds: a subscription created incomplete and made
+    active by its first payment often shares one second, and the two may arrive reversed."""
+    at = JAN_15 + 3_600
+    created = stripe_event(
+        "customer.subscription.created",
+        subscription(status="incomplete"),
+        event_id="evt_created",
+        created=at,
+    )
+    activated = stripe_event(
+        "customer.subscription.updated",
+        subscription(status="active"),
+        event_id="evt_activated",
+        created=at,
+        previous_attributes={"status": "incomplete"},
+    )
+    for payload in (activated, created):  # the later state arrives first
+        assert post(server, payload).status_code == 200
+    assert [kind for _, kind, _ in movements(server)] == ["new"]
+    ended = stripe_event(
+        "customer.subscription.deleted",
+        subscription(status="canceled", canceled_at=at + 9 * DAY),
+        event_id="evt_deleted",
+        created=at + 9 * DAY,
+    )
+    changed = stripe_event(
+        "customer.subscription.updated",
+        subscription(item(price(3000), 5)),
+        event_id="evt_seats",
+        created=at + 9 * DAY,
+    )
+    for payload in (ended, changed):
+        assert post(server, payload).status_code == 200
+    assert [kind for _, kind, _ in movements(server)] == ["new", "churn"]
+
+
 def test_a_paid_invoice_is_stored(server):
     response = post(server, stripe_event("invoice.paid", invoice(6000), event_id="evt_paid"))
     assert response.status_code == 200, response.text
