@@ -497,6 +497,7 @@ class Applier:
                 if owner is None:
                     attribution = "none"
             low, high = data.scale
+            responded_at = data.responded_at or item.event.occurred_at
             rows.append(
                 {
                     "response_id": data.response_id,
@@ -510,14 +511,13 @@ class Applier:
                     "scale_max": high,
                     "comment": data.comment,
                     "source": data.source,
-                    "responded_at": item.event.occurred_at,
-                    "day": self.local_day(item.event.occurred_at),
+                    "responded_at": responded_at,
+                    "day": self.local_day(responded_at),
+                    "updated_at": item.event.occurred_at,
                 }
             )
-        rows = newest_by_key(rows, key=("response_id",), version="responded_at")
-        upsert_newer(
-            self.session, SurveyResponse, rows, key=("response_id",), version="responded_at"
-        )
+        rows = newest_by_key(rows, key=("response_id",), version="updated_at")
+        upsert_newer(self.session, SurveyResponse, rows, key=("response_id",), version="updated_at")
 
     def _usage(self, items: list[Applicable]) -> None:
         reports = [(item.event.occurred_at, item.event.data) for item in items]

@@ -143,6 +143,9 @@ class SurveyResponded(_Data):
     scale_max: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
     comment: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     source: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # When the respondent answered, when an event is a later version of the response (a comment
+    # added): the response counts on that day. Default: the event's occurred_at.
+    responded_at: Annotated[AwareDatetime, AfterValidator(within_range)] | None = None
 
     @model_validator(mode="after")
     def _score_on_scale(self) -> SurveyResponded:

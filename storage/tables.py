@@ -192,8 +192,9 @@ class SurveyResponse(SQLModel, table=True):
     scale_max: int
     comment: str | None = Field(default=None, sa_column=Column(Text))
     source: str | None = Field(default=None, max_length=64)
-    responded_at: datetime = Field(sa_type=UTCDateTime)
-    day: date
+    responded_at: datetime = Field(sa_type=UTCDateTime)  # when the respondent answered
+    day: date  # responded_at's day in the reporting time zone
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # the stored version's time: newest wins
 
 
 class UsageDay(SQLModel, table=True):

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
-from storage.sources.fields import body_id, native_event, text
+from storage.sources.fields import body_id, native_event, text, utc_iso
 
 SIGNATURE_HEADER = "x-delighted-webhook-signature"
 RESPONSE_EVENTS = frozenset({"survey_response.created", "survey_response.updated"})
@@ -119,7 +119,9 @@ def _response(
         "scale_max": high,
         "source": "delighted",
     }
+    answered = _unix(data.get("created_at"))  # an update (a comment added) keeps its day
     optional = {
+        "responded_at": None if answered is None else utc_iso(answered),
         "account_id": _account_id(data, person),
         "respondent_email": text(person.get("email")),
         "respondent_name": text(person.get("name")),

@@ -13,8 +13,12 @@ MAX_TYPE = 64  # the event log's type column
 
 def native_event(event_id: str, type_: str, when: datetime, data: dict[str, Any]) -> dict[str, Any]:
     """Return a native event envelope (type cut to the log's column, time as UTC ISO 8601)."""
-    occurred_at = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": occurred_at, "data": data}
+    return {"id": event_id, "type": type_[:MAX_TYPE], "occurred_at": utc_iso(when), "data": data}
+
+
+def utc_iso(when: datetime) -> str:
+    """Return an instant as native events write it: ISO 8601 in UTC (`2026-03-02T08:30:00Z`)."""
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def text(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from storage.db import session_scope
 from storage.tables import Account, EventLog, SurveyResponse, UsageDay
-from tests.builders import ingest, make_account
+from tests.builders import ingest, kpi, make_account
 
 DELIGHTED_KEY = "delighted-api-key-0123456789"
 TYPEFORM_SECRET = "typeform-webhook-secret-0123456789"
@@ -125,6 +125,24 @@ def test_a_delighted_detractor_is_an_nps_response_of_its_account(server: Any) ->
     assert updated.json()["queued"] == 1
     assert response(server, "delighted-5435").comment == "Too slow"
     assert count(server, SurveyResponse) == 1  # the update replaced the response
+
+
+def test_a_delighted_response_counts_on_the_day_it_was_answered_whatever_its_updates(
+    server: Any,
+) -> None:
+    """Given at 23:58 on 31 March, its comment added at 00:03 on 1 April: March's NPS counts it,
+    April's does not, whichever version arrives first."""
+    answered = int(datetime(2026, 3, 31, 23, 58, tzinfo=UTC).timestamp())
+    commented = int(datetime(2026, 4, 1, 0, 3, tzinfo=UTC).timestamp())
+    first = delighted_response(2, None, answered, created_at=answered)
+    later = delighted_response(2, "Too slow", commented, created_at=answered)
+    now = datetime(2026, 4, 15, tzinfo=UTC)
+    for payload in (later, first):  # the update arrives first
+        assert post(server, "delighted", payload).status_code == 200
+    stored = response(server, "delighted-5435")
+    assert (stored.comment, stored.day.isoformat()) == ("Too slow", "2026-03-31")
+    assert kpi(server.factory, "nps", "2026-03", now=now).current.value == -100
+    assert kpi(server.factory, "nps", "2026-04", now=now).current.value is None
 
 
 def test_a_typeform_answer_is_read_through_the_configured_refs(server: Any) -> None:

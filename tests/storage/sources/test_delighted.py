@@ -123,6 +123,7 @@ def test_a_detractor_becomes_an_nps_response_of_its_account() -> None:
             "scale_max": 10,
             "comment": "Support took a week to answer.",
             "source": "delighted",
+            "responded_at": "2025-11-23T09:50:00Z",  # created_at: when Charlie answered
         },
     }
     parsed = parse_event(event.native)
