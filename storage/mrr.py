@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 from itertools import groupby
 
-from storage.types import round_money
 
 PAYING_STATUSES = frozenset({"active", "past_due"})
 MOVEMENT_KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
@@ -86,11 +86,24 @@ Convert = Callable[[Decimal, str, date], Decimal]
 """(amount, currency, day) -> the amount in the reporting currency at that day's rate, rounded."""
 
 
+@cache
+def native_precision(currency: str) -> Decimal:
+    """What an amount in `currency` is rounded to before conversion: its minor unit, and never
+    coarser than a hundredth (KWD 0.001, USD and JPY 0.01)."""
+    from babel.numbers import get_currency_precision
+
+    return Decimal(1).scaleb(-max(2, get_currency_precision(currency)))
+
+
 def _native_totals(state: dict[str, tuple[str, Decimal]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for currency, mrr in state.values():
         totals[currency] = totals.get(currency, Decimal(0)) + mrr
-    return {c: rounded for c, v in totals.items() if (rounded := round_money(v)) != 0}
+    return {
+        c: rounded
+        for c, v in totals.items()
+        if (rounded := v.quantize(native_precision(c), rounding=ROUND_HALF_UP)) != 0
+    }
 
 
 def derive_movements(

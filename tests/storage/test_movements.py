@@ -150,6 +150,18 @@ def test_foreign_currency_converts_at_the_rate_of_the_movement_day(session_facto
     ]
 
 
+def test_a_three_decimal_currency_keeps_its_third_decimal_until_converted(session_factory):
+    """1.000 KWD a year is 0.083333 KWD a month: 0.27 USD at 3.25, not 0.08 KWD × 3.25 = 0.26."""
+    ingest(
+        session_factory,
+        [
+            make_fx("2026-01-01", "3.25", base="KWD"),
+            make_subscription("2026-01-15", currency="KWD", amount="1.000", interval="year"),
+        ],
+    )
+    assert movements(session_factory) == [("2026-01-15", "new", "0.27")]
+
+
 def test_a_currency_switch_at_equal_value_is_no_movement(session_factory):
     ingest(
         session_factory,
