@@ -13,7 +13,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from itertools import groupby
 
-
 PAYING_STATUSES = frozenset({"active", "past_due"})
 MOVEMENT_KINDS = ("new", "expansion", "contraction", "churn", "reactivation")
 _PER_MONTH = {
