@@ -13,7 +13,9 @@
    then the server's memory: resident now and at its peak (SPEC: under 300 MB);
 5. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
    2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
-   1,000; checks that exactly the unique events were applied, and reports the server's memory.
+   1,000; checks that exactly the unique events were applied, and reports the server's memory
+   and the CPU time spent per event by the server and by PostgreSQL's processes (with the rate
+   that much CPU allows on this machine's cores: the ceiling of this design here).
 
 Results are printed and written to bench/results/latest.json. PostgreSQL runs when
 BENCH_DATABASE_URL (a server URL, e.g. postgresql://postgres@127.0.0.1:5432/test) is set.
@@ -286,8 +288,10 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
         plans = spread(events, senders=8, duplicate_share=0.1, seed=8)
         sent = sum(len(plan) for plan in plans)
         with _server(url) as server:
+            cpu_before = server.cpu_seconds(), _postgres_cpu_seconds()
             result = send(server.base_url, TEST_WEBHOOK_SECRET, plans, batch=batch)
             drain, applied = _drained(url, started=time.perf_counter())
+            cpu = _cpu_per_event(cpu_before, (server.cpu_seconds(), _postgres_cpu_seconds()), sent)
             memory = server.memory()
         seconds = result.seconds + drain
         exact = (
@@ -305,7 +309,7 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
                 if exact
                 else f"MISMATCH {dict(result.counts)}, {applied} applied"
             )
-            + f"; server memory {_mib(memory)}"
+            + f"; server memory {_mib(memory)}; {_cpu_text(cpu, backend)}"
         )
         results[mode] = {
             "events": sent,
@@ -314,8 +318,51 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
             "events_per_second": round(rate),
             "exact": exact,
             "memory_mib": memory,
+            "cpu_us_per_event": cpu,
         }
     return results
+
+
+def _postgres_cpu_seconds() -> float | None:
+    """CPU time of every PostgreSQL process on this machine (Linux's /proc), in seconds."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, fields = stat.read_text().partition(") ")
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            utime, stime = fields.split()[11:13]
+            total += (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+            found = True
+    return total if found else None
+
+
+def _cpu_per_event(
+    before: tuple[float | None, float | None], after: tuple[float | None, float | None], events: int
+) -> dict[str, float] | None:
+    """Server and PostgreSQL CPU microseconds per event between two readings."""
+    if before[0] is None or after[0] is None:
+        return None
+    spent = {"server": (after[0] - before[0]) / events * 1e6}
+    if before[1] is not None and after[1] is not None:
+        spent["postgresql"] = (after[1] - before[1]) / events * 1e6
+    return {name: round(us, 1) for name, us in spent.items()}
+
+
+def _cpu_text(cpu: dict[str, float] | None, backend: str) -> str:
+    if cpu is None:
+        return "CPU not measured"
+    parts = [f"server {cpu['server']:.0f}"]
+    total = cpu["server"]
+    if backend == "postgresql" and "postgresql" in cpu:
+        parts.append(f"PostgreSQL {cpu['postgresql']:.0f}")
+        total += cpu["postgresql"]
+    cores = os.cpu_count() or 1
+    return (
+        f"CPU per event: {' + '.join(parts)} us, at most {cores / total * 1e6:,.0f} events/s "
+        f"on {cores} cores if they did nothing else"
+    )
 
 
 def _drained(url: str, *, started: float) -> tuple[float, int]:
@@ -409,6 +456,14 @@ class _server:
     def __init__(self, url: str, **env: str) -> None:
         self.url = url
         self.env = env
+
+    def cpu_seconds(self) -> float | None:
+        """The server's CPU time so far, all its threads (Linux's /proc), in seconds."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(") ")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def memory(self) -> dict[str, float] | None:
         """The server's resident memory now and at its peak, in MiB (Linux's /proc)."""
