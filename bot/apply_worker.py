@@ -36,11 +36,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.apply import IngestConfig, RebuildRunning, hold_off_rebuild
-from storage.db import session_scope, transient
+from storage.db import fault_of_the_events, session_scope, transient
 from storage.deferred import AppliedBatch, Queued, apply_queued, queued_rows, remap
 from storage.deliveries import OptionsFor
 from storage.ingest import mark_rejected
@@ -291,7 +291,7 @@ class ApplyWorker:
                 if self.observe is not None:
                     self.observe(result)
                 return
-        if not _fault_of_the_events(failure):
+        if not fault_of_the_events(failure):
             log.warning(
                 "%d queued events stay queued for the next sweep: the database failed (%s)",
                 len(batch),
@@ -330,11 +330,3 @@ class ApplyWorker:
         for source in sources:
             result.counts[(source, "rejected")] += 1
         self.observe(result)
-
-
-def _fault_of_the_events(error: Exception) -> bool:
-    """Whether a failure comes from the events (their data, or a bug they trigger) rather than
-    from the database being unavailable (which retrying later gets past)."""
-    if isinstance(error, DataError | IntegrityError):  # a value out of range, a constraint
-        return True
-    return not isinstance(error, SQLAlchemyError)  # connection, pool timeout, lock: the database

@@ -5,7 +5,9 @@ valid new events are stored as `queued`, and handed after the commit to the `App
 applies many such groups together (see `storage.deferred`). A larger group is a batch already:
 it is applied in its own transaction, as before, which spares its events a second write of their
 log rows and a hand-off (unless `kpibot rebuild` is running: it is then queued too, rather than
-wait for the rebuild). Either way a delivery is answered once its events are committed.
+wait for the rebuild; or applying it fails because of one of its events, a value the database
+cannot hold: it is then queued, and the worker rejects only that event). Either way a delivery is
+answered once its events are committed.
 
 A delivery's events wait here, at most `GroupLimits.window_seconds`, while other deliveries of the
 same source join them: until as many deliveries wait as the largest recent group held (senders
@@ -49,7 +51,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.apply_worker import ApplyWorker
 from storage.apply import IngestConfig, hold_off_rebuild
-from storage.db import session_scope, transient
+from storage.db import fault_of_the_events, session_scope, transient
 from storage.deferred import Queued
 from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
 
@@ -266,9 +268,30 @@ class IngestQueue:
         raise DatabaseBusy(f"the database stayed busy through {STORE_ATTEMPTS} attempts")
 
     def _commit(self, source: str, items: list[Any], received_at: datetime) -> IngestReport:
+        try:
+            return self._commit_once(source, items, received_at)
+        except Exception as error:
+            if len(items) < APPLY_INLINE_FROM or not fault_of_the_events(error):
+                raise
+            # Applying failed because of an event (a value the database cannot hold, a bug it
+            # triggers): the group is queued instead, and the apply worker, which applies a
+            # failing batch again event by event, rejects only the event at fault.
+            log.warning(
+                "webhook %s: applying a group of %d events failed (%s); queueing it instead",
+                source,
+                len(items),
+                type(error).__name__,
+            )
+            return self._commit_once(source, items, received_at, defer=True)
+
+    def _commit_once(
+        self, source: str, items: list[Any], received_at: datetime, *, defer: bool = False
+    ) -> IngestReport:
         with session_scope(self.factory) as session:
             # While `kpibot rebuild` runs, a large group is queued too rather than wait for it.
-            defer = len(items) < APPLY_INLINE_FROM or not hold_off_rebuild(session, wait=False)
+            defer = (
+                defer or len(items) < APPLY_INLINE_FROM or not hold_off_rebuild(session, wait=False)
+            )
             report = ingest_events(
                 session,
                 items,

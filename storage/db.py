@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -123,6 +123,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def fault_of_the_events(error: Exception) -> bool:
+    """Whether a failure comes from the events (their data, or a bug they trigger) rather than
+    from the database being unavailable (which retrying later gets past)."""
+    if isinstance(error, DataError | IntegrityError):  # a value out of range, a constraint
+        return True
+    return not isinstance(error, SQLAlchemyError)  # connection, pool timeout, lock: the database
 
 
 def transient(error: DBAPIError) -> bool:

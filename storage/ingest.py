@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
-from storage.db import dumps, session_scope
+from storage.db import dumps, fault_of_the_events, session_scope
 from storage.revisions import USAGE, Changes, record_changes
 from storage.schemas import EventRejected, NativeEvent, given_id, parse_event
 from storage.tables import EventLog, table_of
@@ -436,18 +436,55 @@ def ingest_in_batches(
 
     `writer_lock`, held around each transaction, lets processes sharing a single-writer store
     (SQLite) hand it over at once instead of polling for it, and prepare a batch while they wait.
+
+    A batch that fails because of its events (a value the database cannot hold, a bug one of them
+    triggers) is stored again event by event, so that one event cannot lose the others: the one
+    that still fails alone is logged as rejected with the reason, to be replayed after a fix.
     """
     report = IngestReport()
     offset = 0
     for batch in batched(items, batch_size):
         ready = prepare(batch)  # parsing needs no transaction, nor the writer lock
-        with writer_lock or nullcontext(), session_scope(factory) as session:
-            part = ingest_events(session, ready, config=config, source=source)
+        lock = writer_lock or nullcontext()
+        try:
+            with lock, session_scope(factory) as session:
+                part = ingest_events(session, ready, config=config, source=source)
+        except Exception as error:
+            if not fault_of_the_events(error) or len(ready) == 1:
+                raise
+            part = IngestReport()
+            for item in ready:
+                part.add(
+                    _ingest_alone(factory, item, config, source, lock), offset=len(part.outcomes)
+                )
         report.add(part, offset=offset)
         offset += len(batch)
         if progress:
             progress(len(batch))
     return report
+
+
+def _ingest_alone(
+    factory: sessionmaker[Session],
+    item: Prepared,
+    config: IngestConfig,
+    source: str,
+    lock: AbstractContextManager[Any],
+) -> IngestReport:
+    """Store one event in its own transaction; if applying it fails because of it, log it as
+    rejected with the failure as its reason (its body and id kept, for a replay)."""
+    try:
+        with lock, session_scope(factory) as session:
+            return ingest_events(session, [item], config=config, source=source)
+    except Exception as error:
+        if not fault_of_the_events(error):
+            raise
+        entry = item.entry
+        cause = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        reason = f"could not be applied ({type(error).__name__}: {cause}); replay it after a fix"
+        failed = Malformed(entry.body, reason, entry.event_id)
+        with lock, session_scope(factory) as session:
+            return ingest_events(session, [failed], config=config, source=source)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

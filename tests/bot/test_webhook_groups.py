@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.tables import EventLog, Invoice
-from tests.builders import PausedRebuild, make_account, make_invoice
+from tests.builders import PausedRebuild, make_account, make_fx, make_invoice
 from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
 
 WINDOW_MS = 400  # long enough that 20 requests sent at once land in one group
@@ -283,3 +283,24 @@ def test_a_large_delivery_during_a_rebuild_is_answered_and_applied_once(web_serv
     assert answer.status_code == 200, answer.text
     assert answer.json()["applied" if not postgresql else "queued"] == 60
     assert _stored(server) == (61, {f"inv-{n}" for n in range(61)})
+
+
+def test_a_large_delivery_with_an_amount_the_store_cannot_hold_loses_only_that_event(web_server):
+    """10^12 EUR at 10^9 USD per EUR passes the schema but no money column holds it: the batch,
+    applied before its answer, fails; it is queued instead and only that event is rejected."""
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    [rate] = _post_together(server, [make_fx("2026-01-01", "1000000000")])
+    assert rate.status_code == 200
+    good = [make_invoice("2026-01-02", invoice_id=f"inv-{n}") for n in range(60)]
+    huge = make_invoice("2026-01-02", invoice_id="inv-huge", amount="1000000000000", currency="EUR")
+
+    [answer] = _post_together(server, [{"events": [*good[:30], huge, *good[30:]]}])
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["queued"] == 61
+    assert _stored(server) == (1 + 61, {f"inv-{n}" for n in range(60)})
+    with session_scope(server.factory) as session:
+        status, reason = session.execute(
+            select(EventLog.status, EventLog.reason).where(EventLog.event_id == huge["id"])
+        ).one()
+    assert status == "rejected" and reason.startswith("could not be applied")

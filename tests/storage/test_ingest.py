@@ -6,7 +6,9 @@ import random
 
 from sqlalchemy import func, select
 
+from storage.apply import IngestConfig
 from storage.db import session_scope
+from storage.ingest import ingest_in_batches
 from storage.tables import (
     Account,
     Contact,
@@ -20,6 +22,7 @@ from tests.builders import (
     event,
     ingest,
     make_account,
+    make_fx,
     make_invoice,
     make_response,
     make_subscription,
@@ -237,6 +240,26 @@ def test_a_time_at_the_calendars_end_is_rejected_not_a_crash(session_factory):
         "occurred_at: must be between 1970-01-01 and 2999-12-31 (UTC)"
     )
     assert _count(session_factory, Invoice) == 0
+
+
+def test_a_file_batch_with_an_amount_the_store_cannot_hold_loses_only_that_event(
+    session_factory,
+):
+    """10^12 EUR at 10^9 passes the schema but no money column holds it in USD: the batch is
+    stored again event by event, and only that event is rejected, with the reason."""
+    ingest(session_factory, [make_fx("2026-01-01", "1000000000")])
+    good = [make_invoice("2026-01-02", invoice_id=f"inv-{n}") for n in range(4)]
+    huge = make_invoice("2026-01-02", invoice_id="inv-huge", amount="1000000000000", currency="EUR")
+
+    report = ingest_in_batches(session_factory, [*good[:2], huge, *good[2:]], config=IngestConfig())
+
+    assert (report.applied, report.rejected) == (4, 1)
+    [rejection] = report.rejections
+    assert (rejection.index, rejection.event_id) == (2, huge["id"])
+    assert rejection.reason.startswith("could not be applied")
+    assert _count(session_factory, Invoice) == 4
+    rejected = [(event_id, status) for event_id, _, status, _ in _log(session_factory)]
+    assert [row for row in rejected if row[1] != "applied"] == [(huge["id"], "rejected")]
 
 
 def test_a_large_batch_logs_each_event_once_with_its_fate(session_factory):
