@@ -178,10 +178,11 @@ def import_kind(kind: str) -> ImportKind:
 
 
 def check_header(kind: str, header: Iterable[str]) -> None:
-    """Raise ValueError unless `header` has every required column of `kind`, each once."""
+    """Raise ValueError unless `header` has every required column of `kind`, each of its
+    columns once (columns kpibot does not read may repeat: they are ignored)."""
     spec = import_kind(kind)
     names = [_column(name) for name in header]
-    doubled = sorted({name for name in names if names.count(name) > 1 and name})
+    doubled = sorted({name for name in names if names.count(name) > 1 and name in spec.columns})
     if doubled:
         raise ValueError(f"column(s) given twice: {', '.join(doubled)}")
     missing = [column for column in spec.required if column not in names]
@@ -318,13 +319,24 @@ def _located(
         if isinstance(rows, csv.DictReader)
         else enumerate(rows, start=2)
     )
+    # A spreadsheet's blank rows (";;;;" in an Excel export) are no rows at all.
+    numbered = ((line, row) for line, row in numbered if not _blank(row))
     build = {"accounts": _account_events, "usage": _usage_events}.get(kind, _keyed_events)
     return build(iter(numbered), context)
 
 
+def _blank(row: dict[Any, Any]) -> bool:
+    """Whether every cell of the row, extra ones included, is empty."""
+    return not any(
+        (cell or "").strip()
+        for value in row.values()
+        for cell in (value if isinstance(value, list) else [value])
+    )
+
+
 def _cells(row: dict[Any, Any], spec: ImportKind) -> dict[str, str]:
     """Return the row's non-empty cells by column, or raise `_BadRow`."""
-    extra = row.get(None)
+    extra = [cell for cell in row.get(None) or () if cell.strip()]  # empty extras: a trailing ;
     if extra:
         raise _BadRow(
             f"{len(extra)} more cell(s) than the header has columns "
@@ -460,6 +472,11 @@ def _account_events(
         yield _account_event(account_id, group, context)
 
 
+def _comparable(column: str, value: str) -> str:
+    """A cell as two rows of one account are compared (an email's case does not matter)."""
+    return value.lower() if column == "owner_email" else value
+
+
 def _account_event(
     account_id: str, group: list[tuple[int, dict[str, str]]], context: _Context
 ) -> Located:
@@ -472,7 +489,7 @@ def _account_event(
         for column in _ACCOUNT_FIELDS:
             if column in cells:
                 first_line, first = fields.setdefault(column, (line, cells[column]))
-                if first != cells[column]:
+                if _comparable(column, first) != _comparable(column, cells[column]):
                     problems.append(
                         f"line {line}: {column} {cells[column]!r} differs from "
                         f"{first!r} on line {first_line}"

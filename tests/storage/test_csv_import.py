@@ -316,6 +316,40 @@ def test_semicolons_bom_and_header_case_are_accepted(session_factory, tmp_path):
     )
 
 
+def test_an_excel_export_with_blank_rows_and_empty_trailing_cells_imports_cleanly(
+    session_factory, tmp_path
+):
+    """Excel keeps the delimiters of rows it left blank (";;;;") and of empty columns past the
+    header's end: neither is a row, nor a cell."""
+    text = (
+        "account_id;invoice_id;amount;currency;paid_at\r\n"
+        "acc-1;inv-1;12.50;USD;2026-01-02;\r\n"
+        ";;;;\r\n"
+        "acc-1;inv-2;20;USD;2026-01-03;;\r\n"
+        ";;;;\r\n"
+    )
+    report = import_csv(
+        session_factory, "invoices", _csv(tmp_path, text, bom=True), config=UTC_CONFIG
+    )
+    assert (report.applied, report.duplicate, report.rejected) == (2, 0, 0), report.rejections
+    assert [i.invoice_id for i in _rows(session_factory, Invoice, Invoice.invoice_id)] == [
+        "inv-1",
+        "inv-2",
+    ]
+
+
+def test_columns_kpibot_does_not_read_may_repeat_and_emails_may_differ_in_case(
+    session_factory, tmp_path
+):
+    text = "account_id,note,owner_email,note\nacc-1,a,Lea@us.io,b\nacc-1,c,lea@us.io,d\n"
+    report = import_csv(session_factory, "accounts", _csv(tmp_path, text), config=UTC_CONFIG)
+    assert (report.applied, report.rejected) == (1, 0), report.rejections
+    assert [a.owner_email for a in _rows(session_factory, Account)] == ["lea@us.io"]
+    with pytest.raises(ValueError, match="column.s. given twice: owner_email"):
+        bad = "account_id,owner_email,Owner_Email\nacc-1,a@us.io,b@us.io\n"
+        import_csv(session_factory, "accounts", _csv(tmp_path, bad, "b.csv"), config=UTC_CONFIG)
+
+
 def test_a_file_that_is_not_utf8_is_refused_before_anything_is_stored(session_factory, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("account_id,name\nacc-1,Acme\nacc-2,Société\n".encode("latin-1"))
