@@ -345,7 +345,7 @@ def test_columns_kpibot_does_not_read_may_repeat_and_emails_may_differ_in_case(
     report = import_csv(session_factory, "accounts", _csv(tmp_path, text), config=UTC_CONFIG)
     assert (report.applied, report.rejected) == (1, 0), report.rejections
     assert [a.owner_email for a in _rows(session_factory, Account)] == ["lea@us.io"]
-    with pytest.raises(ValueError, match="column.s. given twice: owner_email"):
+    with pytest.raises(ValueError, match=r"column\(s\) given twice: owner_email"):
         bad = "account_id,owner_email,Owner_Email\nacc-1,a@us.io,b@us.io\n"
         import_csv(session_factory, "accounts", _csv(tmp_path, bad, "b.csv"), config=UTC_CONFIG)
 
