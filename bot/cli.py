@@ -72,7 +72,11 @@ def db_upgrade(settings: Settings) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.option(  # storage.ingest.BATCH_SIZE (not imported here: it would slow every command's start)
-    "--batch-size", default=5_000, show_default=True, help="Events per transaction."
+    "--batch-size",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Events per transaction.",
 )
 @click.pass_obj
 def ingest(settings: Settings, files: tuple[str, ...], batch_size: int) -> None:
@@ -103,15 +107,17 @@ def ingest(settings: Settings, files: tuple[str, ...], batch_size: int) -> None:
 
 @contextmanager
 def _open_lines(name: str) -> Iterator[tuple[Any, int | None]]:
+    """Yield a file's lines as bytes (`storage.ingest.read_json_lines` decodes them), and its
+    size when it has one."""
     if name == "-":
-        yield sys.stdin, None
+        yield sys.stdin.buffer, None
         return
     from pathlib import Path
 
     path = Path(name)
     if not path.is_file():
         raise click.ClickException(f"no such file: {name}")
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open("rb") as handle:
         yield handle, path.stat().st_size
 
 
@@ -124,9 +130,9 @@ def _progress(label: str, size: int | None) -> Iterator[Any]:
         yield bar.update
 
 
-def _count_bytes(lines: Any, advance: Any) -> Iterator[str]:
+def _count_bytes(lines: Any, advance: Any) -> Iterator[bytes]:
     for line in lines:
-        advance(len(line.encode("utf-8")))
+        advance(len(line))
         yield line
 
 

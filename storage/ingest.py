@@ -494,12 +494,26 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def read_json_lines(lines: Iterable[str]) -> Iterator[Any]:
+def read_json_lines(lines: Iterable[str | bytes]) -> Iterator[Any]:
     """Decode JSON Lines: one event per line (or a {"events": [...]} batch); blank lines skipped.
 
-    A line that is not JSON becomes a `Malformed` item, so it is logged and reported, not lost.
+    Lines given as bytes are read as UTF-8, a byte-order mark at the start of the file (Notepad,
+    PowerShell) skipped. A line that is not UTF-8, or not JSON, becomes a `Malformed` item, so it
+    is logged and reported, not lost, nor stored with its text mangled.
     """
-    for number, line in enumerate(lines, start=1):
+    for number, given in enumerate(lines, start=1):
+        if isinstance(given, bytes):
+            try:
+                line = given.decode("utf-8")
+            except UnicodeDecodeError as error:
+                text = given.decode("utf-8", errors="replace").rstrip("\r\n")
+                reason = f"line {number} is not UTF-8 (byte {error.start + 1}): save it as UTF-8"
+                yield Malformed(text, reason)
+                continue
+        else:
+            line = given
+        if number == 1:
+            line = line.removeprefix("\ufeff")
         if not line.strip():
             continue
         try:

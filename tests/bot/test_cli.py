@@ -54,6 +54,32 @@ def test_ingest_reports_counts_and_rejections(database_url, tmp_path: Path):
     assert "MRR: 10.00 USD" in status.stdout
 
 
+def test_ingest_reads_a_byte_order_mark_and_refuses_text_that_is_not_utf8(
+    database_url, tmp_path: Path
+):
+    """Notepad and PowerShell start their UTF-8 files with a byte-order mark; a Latin-1 line is
+    rejected with its number, not stored with its accents replaced."""
+    path = tmp_path / "events.jsonl"
+    account = make_account("acc-bom", name="Société Générale")
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(account, ensure_ascii=False).encode() + b"\n")
+    first = run(["ingest", str(path)], database_url=database_url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "1 applied, 0 duplicate, 0 ignored, 0 rejected" in first.stdout
+
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(
+        json.dumps(make_account("acc-2", name="Société"), ensure_ascii=False).encode("latin-1")
+        + b"\n"
+    )
+    second = run(["ingest", str(latin)], database_url=database_url, cwd=tmp_path)
+    assert second.returncode == 1
+    assert "0 applied, 0 duplicate, 0 ignored, 1 rejected" in second.stdout
+    assert "line 1 is not UTF-8" in second.stderr
+
+    zero = run(["ingest", "--batch-size", "0", str(path)], database_url=database_url, cwd=tmp_path)
+    assert zero.returncode == 2 and "--batch-size" in zero.stderr
+
+
 def test_bad_settings_are_a_clear_error(tmp_path: Path):
     result = run(
         ["db", "upgrade"], database_url="sqlite:///x.db", cwd=tmp_path, KPIBOT_TIMEZONE="Mars/Base"
