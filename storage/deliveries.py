@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from storage.apply import IngestConfig, hold_off_rebuild
+from storage.csv_import import IMPORT_SOURCE
 from storage.db import session_scope
 from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events, prepare
 from storage.revisions import Changes, record_changes
@@ -113,7 +114,10 @@ def replay_rejected(
         rows = list(session.scalars(query))
         changes = Changes()  # recorded once, last: see `record_changes`
         for row in rows:
-            items = items_of(row, options_for(row.source))
+            if _csv_row(row):  # not an event: the file is fixed and imported again instead
+                items: list[Any] = [Malformed(row.body, row.reason or _CSV_ROW, row.event_id)]
+            else:
+                items = items_of(row, options_for(row.source))
             if row.event_id is None:
                 # Without an id nothing can take its place: the replay's outcome replaces it.
                 session.execute(delete(EventLog).where(col(EventLog.id) == row.id))
@@ -152,6 +156,21 @@ def map_again(
             why = mine.reason if mine is not None else None
             broken.append((row.id, why or "the stored body no longer maps to this event"))
     return events, broken
+
+
+_CSV_ROW = "a CSV row that could not be read: fix the file and import it again"
+
+
+def _csv_row(row: Logged) -> bool:
+    """Whether a logged row is a CSV row that `kpibot import` could not read (its body is the
+    row's cells, not an event: `storage.csv_import`)."""
+    if row.source != IMPORT_SOURCE or not row.body.startswith('{"file"'):
+        return False
+    try:
+        body = json.loads(row.body)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and {"file", "lines", "rows"} <= body.keys()
 
 
 def items_of(row: Logged, options: Mapping[str, str]) -> list[Any]:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from metrics import ledger
 from storage import revisions
 from storage.apply import IngestConfig
+from storage.csv_import import import_csv
 from storage.db import session_scope
 from storage.deliveries import list_events, replay_rejected
 from storage.revisions import STOCKS
@@ -36,6 +37,27 @@ def test_replaying_an_event_that_is_still_wrong_keeps_it_rejected_once(session_f
     assert report.rejected == 1
     with session_scope(session_factory) as session:
         assert len(list_events(session, status="rejected")) == 1
+
+
+def test_replaying_a_csv_row_that_could_not_be_read_keeps_it_as_it_was(session_factory, tmp_path):
+    """Its stored body is the row's cells, not an event: a replay cannot fix it (the file is fixed
+    and imported again), and must not log a copy of it as a new rejected event."""
+    path = tmp_path / "invoices.csv"
+    path.write_text("account_id,invoice_id,amount,currency,paid_at\nacc-1,inv-1,,USD,2026-01-02\n")
+    assert import_csv(session_factory, "invoices", path, config=IngestConfig()).rejected == 1
+    with session_scope(session_factory) as session:
+        [before] = list_events(session, status="rejected")
+    for _ in range(2):
+        report = replay_rejected(session_factory, config=IngestConfig())
+        assert (report.applied, report.rejected) == (0, 1)
+    with session_scope(session_factory) as session:
+        [after] = list_events(session)
+    assert (after.id, after.event_id, after.status, after.reason) == (
+        before.id,
+        before.event_id,
+        "rejected",
+        "line 2: amount: required but empty",
+    )
 
 
 def test_a_replayed_event_is_seen_by_the_next_question(session_factory):
