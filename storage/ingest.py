@@ -204,14 +204,24 @@ def ingest_events(
     received_at = received_at or datetime.now(UTC)
     report = IngestReport(outcomes=["applied"] * len(items))
     received: list[_Received] = []
-    seen: set[str] = set()
+    first: dict[str, int] = {}  # event id → where its first copy is in `received`
     for index, item in enumerate(items):
         entry = _receive(index, item)
         if entry.event_id is not None:
-            if entry.event_id in seen:
+            at = first.get(entry.event_id)
+            if at is None:
+                first[entry.event_id] = len(received)
+            elif received[at].status == "rejected" and entry.status != "rejected":
+                # A fixed copy later in the batch takes the rejected one's place, as it would
+                # in a later batch; the rejected copy is answered rejected, and not logged.
+                earlier = received[at]
+                rejection = Rejection(earlier.index, earlier.event_id, earlier.reason or "")
+                report.settle(earlier.index, "rejected", rejection)
+                received[at] = entry
+                continue
+            else:
                 report.settle(index, "duplicate")
                 continue
-            seen.add(entry.event_id)
         received.append(entry)
 
     applier = Applier(session, config)

@@ -262,6 +262,23 @@ def test_a_file_batch_with_an_amount_the_store_cannot_hold_loses_only_that_event
     assert [row for row in rejected if row[1] != "applied"] == [(huge["id"], "rejected")]
 
 
+def test_a_fixed_copy_later_in_the_same_batch_takes_the_rejected_ones_place(session_factory):
+    """As across batches: a file whose bad line is followed by its corrected copy applies it."""
+    bad = make_invoice("2026-01-02", invoice_id="inv-x", amount="ten")
+    fixed = {**bad, "data": {**bad["data"], "amount": "10.00"}}
+    again = dict(fixed)
+
+    report = ingest(session_factory, [bad, fixed, again])
+
+    assert (report.applied, report.rejected, report.duplicate) == (1, 1, 1)
+    assert report.outcomes == ["rejected", "applied", "duplicate"]
+    assert report.rejections[0].index == 0
+    assert [(event_id, status) for event_id, _, status, _ in _log(session_factory)] == [
+        (bad["id"], "applied")
+    ]
+    assert _count(session_factory, Invoice) == 1
+
+
 def test_a_large_batch_logs_each_event_once_with_its_fate(session_factory):
     """Batches of COPY_THRESHOLD events or more take PostgreSQL's COPY path: same outcome."""
     events = [make_invoice("2026-03-01", invoice_id=f"inv-{n:03d}") for n in range(120)]
