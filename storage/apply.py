@@ -285,17 +285,25 @@ class Applier:
         return True
 
     def _fx_rates(self, items: list[Applicable]) -> None:
-        rates: dict[tuple[str, str, date], FxRateData] = {}
-        for item in items:
+        rates: dict[tuple[str, str, date], tuple[FxRateData, datetime]] = {}
+        for item in items:  # in event time order: the later event of a pair's day wins
             data = item.event.data
             assert isinstance(data, FxRateData)
-            rates[(data.base, data.quote, data.on)] = data  # the later event of a day wins
+            rates[(data.base, data.quote, data.on)] = (data, item.event.occurred_at)
         rows = [
-            {"base": r.base, "quote": r.quote, "on": r.on, "rate": r.rate} for r in rates.values()
+            {"base": r.base, "quote": r.quote, "on": r.on, "rate": r.rate, "updated_at": at}
+            for r, at in rates.values()
         ]
-        upsert_newer(self.session, FxRate, rows, key=("base", "quote", "on"))
-        for rate in rates.values():
-            if self.fx.add(rate.base, rate.quote, rate.on, rate.rate):
+        won = upsert_newer(
+            self.session,
+            FxRate,
+            rows,
+            key=("base", "quote", "on"),
+            version="updated_at",
+            returning=("base", "quote", "on"),
+        )
+        for rate in (rates[tuple(key)][0] for key in won):  # a correction older than the stored
+            if self.fx.add(rate.base, rate.quote, rate.on, rate.rate):  # rate changes nothing
                 reporting = self.config.reporting_currency
                 self._reconvert_from(rate.quote if rate.base == reporting else rate.base, rate.on)
 
@@ -355,6 +363,7 @@ class Applier:
             version="updated_at",
             returning=("account_id", "updated_at"),
         )
+        claimed_at = {account_id: updated_at for account_id, updated_at in won}
         winners = [details[(account_id, updated_at)] for account_id, updated_at in won]
         ids = [data.account_id for data in winners]
         for part in chunks(ids):
@@ -371,12 +380,23 @@ class Applier:
             for contact in data.contacts
         }
         insert_ignoring_conflicts(self.session, Contact, list(contacts.values()))
-        domains = {d: data.account_id for data in winners for d in data.domains}
+        # A domain belongs to the account that claimed it last, by event time, whatever order
+        # the claims arrive in.
+        claims = sorted(
+            (
+                (d, data.account_id, claimed_at[data.account_id])
+                for data in winners
+                for d in data.domains
+            ),
+            key=lambda claim: claim[2],
+        )
+        domains = {d: (account_id, at) for d, account_id, at in claims}
         upsert_newer(
             self.session,
             AccountDomain,
-            [{"domain": d, "account_id": a} for d, a in domains.items()],
+            [{"domain": d, "account_id": a, "updated_at": at} for d, (a, at) in domains.items()],
             key=("domain",),
+            version="updated_at",
         )
 
     def _subscriptions(self, items: list[Applicable]) -> None:

@@ -73,6 +73,7 @@ class AccountDomain(SQLModel, table=True):
 
     domain: str = Field(primary_key=True, max_length=255)
     account_id: str = Field(foreign_key="account.account_id", max_length=255, index=True)
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # the claiming account event's time
 
 
 class SubscriptionVersion(SQLModel, table=True):
@@ -279,6 +280,7 @@ class FxRate(SQLModel, table=True):
     quote: str = Field(primary_key=True, max_length=3)
     on: date = Field(primary_key=True)
     rate: Decimal = Field(sa_type=DecimalText)
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # its event's time: the later event wins
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
@@ -11,8 +12,10 @@ from storage.db import session_scope
 from storage.ingest import ingest_in_batches
 from storage.tables import (
     Account,
+    AccountDomain,
     Contact,
     EventLog,
+    FxRate,
     Invoice,
     Subscription,
     SurveyResponse,
@@ -153,6 +156,40 @@ def test_an_older_account_update_does_not_overwrite_a_newer_one(session_factory)
         account = session.get(Account, "acc-1")
         assert account is not None and account.plan == "scale"
         assert session.scalars(select(Contact.email)).all() == ["new@acme.example"]
+
+
+def test_a_rate_correction_wins_over_the_original_whichever_arrives_first(session_factory):
+    original = event(
+        "fx.rate",
+        "2026-02-01T06:00:00Z",
+        {"base": "EUR", "quote": "USD", "rate": "1.07", "on": "2026-02-01"},
+        event_id="fx-original",
+    )
+    corrected = {**original, "id": "fx-corrected", "occurred_at": "2026-02-01T12:00:00Z"}
+    corrected["data"] = {**original["data"], "rate": "1.08"}
+    ingest(session_factory, [corrected])
+    ingest(session_factory, [make_invoice("2026-02-10", currency="EUR", amount="100.00")])
+    ingest(session_factory, [original])  # the older rate, arriving last
+    with session_scope(session_factory) as session:
+        assert session.execute(select(FxRate.rate)).scalars().all() == [Decimal("1.08")]
+        assert session.execute(select(Invoice.amount_reporting)).scalars().all() == [
+            Decimal("108.00")
+        ]
+
+
+def test_a_domain_belongs_to_the_account_that_claimed_it_last_by_event_time(session_factory):
+    newer = make_account("globex", when="2026-03-01", domains=["shared.com"])
+    older = make_account("acme", when="2026-01-01", domains=["shared.com"])
+    ingest(session_factory, [newer])
+    ingest(session_factory, [older])  # arrives last, but claimed the domain first
+    answer = make_response("2026-03-05", score=3, account_id=None, respondent_email="x@shared.com")
+    ingest(session_factory, [answer])
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(AccountDomain.account_id)) == "globex"
+        assert session.scalar(select(SurveyResponse.account_id)) == "globex"
+    ingest(session_factory, [make_account("acme", when="2026-04-01", domains=["shared.com"])])
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(AccountDomain.account_id)) == "acme"
 
 
 def test_usage_keeps_the_latest_report_of_a_day(session_factory):
