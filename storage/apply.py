@@ -26,6 +26,7 @@ from sqlalchemy import (
     Result,
     bindparam,
     delete,
+    func,
     select,
     text,
     tuple_,
@@ -86,16 +87,21 @@ _STARTS = {
     "FROM json_each(:starts)",
 }
 # Each subscription's version in force at the start (the latest before it: all of them when several
-# share its instant, the last of which wins as in a whole derivation), and every later one.
+# share its instant, the last of which wins as in a whole derivation), and every later one: of
+# every subscription the account ever had. A version under another account (the subscription
+# moved to it) counts as no MRR for this one, from its instant on.
 _VERSIONS_SINCE = {
     dialect: text(
-        f"WITH start AS ({starts})"
-        " SELECT v.account_id, v.subscription_id, v.effective_at, v.currency, v.mrr"
-        " FROM start JOIN subscription_version AS v ON v.account_id = start.account_id"
-        " WHERE v.effective_at >= start.since OR NOT EXISTS (SELECT 1"
+        f"WITH start AS ({starts}),"
+        " owned AS (SELECT DISTINCT start.account_id, start.since, o.subscription_id"
+        "  FROM start JOIN subscription_version AS o ON o.account_id = start.account_id)"
+        " SELECT owned.account_id, v.subscription_id, v.effective_at, v.currency,"
+        "  CASE WHEN v.account_id = owned.account_id THEN v.mrr ELSE '0' END AS mrr"
+        " FROM owned JOIN subscription_version AS v"
+        "  ON v.subscription_id = owned.subscription_id"
+        " WHERE v.effective_at >= owned.since OR NOT EXISTS (SELECT 1"
         "  FROM subscription_version AS n WHERE n.subscription_id = v.subscription_id"
-        "  AND n.effective_at > v.effective_at AND n.effective_at < start.since"
-        "  AND n.account_id = v.account_id)"
+        "  AND n.effective_at > v.effective_at AND n.effective_at < owned.since)"
         " ORDER BY v.effective_at, v.id"
     ).columns(
         _VERSION.account_id,
@@ -120,6 +126,11 @@ _MOVEMENTS_SINCE = {
     )
     for dialect, starts in _STARTS.items()
 }
+_ACCOUNTS_OF_SUBSCRIPTIONS = (
+    select(_VERSION.subscription_id, _VERSION.account_id, func.min(_VERSION.effective_at))
+    .where(_VERSION.subscription_id.in_(bindparam("ids", expanding=True)))
+    .group_by(_VERSION.subscription_id, _VERSION.account_id)
+)
 _MOVEMENT_COLUMNS = (
     "account_id",
     "day",
@@ -401,6 +412,7 @@ class Applier:
 
     def _subscriptions(self, items: list[Applicable]) -> None:
         versions = []
+        owners: list[tuple[str, str, date]] = []  # each version's subscription, account, day
         for item in items:
             data = item.event.data
             assert isinstance(data, SubscriptionUpdated)
@@ -434,6 +446,23 @@ class Applier:
                 }
             )
             self._derive_later(data.account_id, day)
+            owners.append((data.subscription_id, data.account_id, day))
+        # A subscription that moved between accounts: its other accounts see it leave or come
+        # back from this version's day, and this one sees its history under them from the first.
+        firsts = {  # subscription → account → the day of its first version there
+            subscription_id: {account_id: self.local_day(at) for account_id, at in stored.items()}
+            for subscription_id, stored in self._accounts_of_subscriptions(
+                {sub for sub, _, _ in owners}
+            ).items()
+        }
+        for subscription_id, owner, day in owners:  # with this batch's versions
+            known = firsts.setdefault(subscription_id, {})
+            known[owner] = min(known.get(owner, day), day)
+        for subscription_id, owner, day in owners:
+            for account_id, first in firsts[subscription_id].items():
+                if account_id != owner:
+                    self._derive_later(account_id, day)
+                    self._derive_later(owner, first)
         insert_ignoring_conflicts(self.session, SubscriptionVersion, versions)
         current = [
             {
@@ -454,6 +483,19 @@ class Applier:
         upsert_newer(
             self.session, Subscription, current, key=("subscription_id",), version="updated_at"
         )
+
+    def _accounts_of_subscriptions(
+        self, subscription_ids: set[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """Return the accounts each of these subscriptions has had a version under, each with
+        the instant of the first."""
+        found: dict[str, dict[str, datetime]] = defaultdict(dict)
+        for part in chunks(sorted(subscription_ids)):
+            for subscription_id, account_id, first in self._run(
+                _ACCOUNTS_OF_SUBSCRIPTIONS, ids=list(part)
+            ):
+                found[subscription_id][account_id] = first
+        return found
 
     def _invoices(self, items: list[Applicable]) -> None:
         rows = []

@@ -64,7 +64,13 @@ def test_a_replayed_event_is_seen_by_the_next_question(session_factory):
     """The replay records what it changed for readers (`storage.revisions.record_changes`), once,
     after its last event: what was kept in memory before it is not read again."""
     euros = [
-        make_subscription("2026-02-10", currency="EUR", amount="100.00", account_id=f"acc-{n}")
+        make_subscription(
+            "2026-02-10",
+            currency="EUR",
+            amount="100.00",
+            account_id=f"acc-{n}",
+            subscription_id=f"sub-{n}",
+        )
         for n in (1, 2)
     ]
     ingest(

@@ -1,14 +1,16 @@
 """Movements kept up to date batch by batch equal a derivation from scratch of all stored versions.
 
 Random subscription histories and exchange rates arrive in random order and random batch splits
-(old events after newer ones, rates after the movements they convert); whatever the order, the
-stored movements must be exactly what one derivation over everything stored gives.
+(old events after newer ones, rates after the movements they convert, subscriptions moving from
+one account to another); whatever the order, the stored movements must be exactly what one
+derivation over everything stored gives.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,11 +30,13 @@ from storage.tables import (
 from tests.builders import event, ingest
 
 START = date(2026, 3, 1)
-# Subscription → its account: two accounts, one with two subscriptions.
-SUBSCRIPTIONS = {"s1": "acc-1", "s2": "acc-1", "s3": "acc-2"}
+# Subscription → the accounts it may be under (the first mostly): one account with two
+# subscriptions, and subscriptions that move to another account and back.
+SUBSCRIPTIONS = {"s1": ("acc-1", "acc-3"), "s2": ("acc-1",), "s3": ("acc-2", "acc-1")}
 
 _subscription_events = st.tuples(
     st.sampled_from(sorted(SUBSCRIPTIONS)),
+    st.sampled_from([0, 0, 0, 1]),  # which of its accounts it is under
     st.integers(0, 6),  # day offset: few days, so that versions and rates share days
     st.integers(0, 23),  # hour: across local midnight in Auckland
     st.sampled_from(["active", "active", "past_due", "trialing", "paused", "canceled"]),
@@ -50,12 +54,13 @@ _rate_events = st.tuples(
 
 def _events(subscriptions: list[Any], rates: list[Any]) -> list[dict[str, Any]]:
     events = []
-    for n, (sub, offset, hour, status, amount, currency, interval, quantity) in enumerate(
+    for n, (sub, owner, offset, hour, status, amount, currency, interval, quantity) in enumerate(
         subscriptions
     ):
         when = datetime.combine(START + timedelta(days=offset), time(hour)).isoformat()
+        accounts = SUBSCRIPTIONS[sub]
         data = {
-            "account_id": SUBSCRIPTIONS[sub],
+            "account_id": accounts[owner % len(accounts)],
             "subscription_id": sub,
             "status": status,
             "amount": amount,
@@ -79,15 +84,25 @@ def _stored_movements(session: Any) -> set[tuple[Any, ...]]:
 
 
 def _derived_from_scratch(session: Any, timezone: str) -> set[tuple[Any, ...]]:
-    """The movements one derivation over every stored version gives (the reference)."""
-    versions: dict[str, list[VersionPoint]] = defaultdict(list)
+    """The movements one derivation over every stored version gives (the reference): each
+    account's, from the versions of every subscription it ever had, those under another account
+    counting as no MRR."""
     table = SubscriptionVersion.__table__.c  # type: ignore[attr-defined]
-    for account_id, subscription_id, effective_at, currency, mrr in session.execute(
+    stored = session.execute(
         select(table.account_id, table.subscription_id, table.effective_at)
         .add_columns(table.currency, table.mrr)
         .order_by(table.effective_at, table.id)
-    ):
-        versions[account_id].append(VersionPoint(subscription_id, effective_at, currency, mrr))
+    ).all()
+    accounts_of: dict[str, set[str]] = defaultdict(set)
+    for account_id, subscription_id, *_ in stored:
+        accounts_of[subscription_id].add(account_id)
+    versions: dict[str, list[VersionPoint]] = defaultdict(list)
+    for owner, subscription_id, effective_at, currency, mrr in stored:
+        for account_id in accounts_of[subscription_id]:
+            share = mrr if account_id == owner else Decimal(0)
+            versions[account_id].append(
+                VersionPoint(subscription_id, effective_at, currency, share)
+            )
     book = FxBook.load(session, "USD")
     zone = ZoneInfo(timezone)
     return {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from tests.builders import ingest, make_account, make_fx, make_subscription, movements
+from tests.builders import ingest, kpi, make_account, make_fx, make_subscription, movements
 
 GOLD_YEARLY = {"amount": "500.00", "interval": "year", "subscription_id": "gold"}
 
@@ -160,6 +162,25 @@ def test_a_three_decimal_currency_keeps_its_third_decimal_until_converted(sessio
         ],
     )
     assert movements(session_factory) == [("2026-01-15", "new", "0.27")]
+
+
+def test_a_subscription_moved_to_another_account_counts_once(session_factory):
+    """A CRM merges accounts: the subscription's versions now name the group account. Its MRR
+    leaves the first account (churn) and arrives in the other (new), whatever the arrival order."""
+    moved = make_subscription(
+        "2026-03-10", account_id="acme-group", subscription_id="s1", amount="100.00"
+    )
+    first = make_subscription(
+        "2026-01-10", account_id="acme", subscription_id="s1", amount="100.00"
+    )
+    ingest(session_factory, [moved])
+    ingest(session_factory, [first])
+    assert sorted(movements(session_factory, "acme")) == [
+        ("2026-01-10", "new", "100.00"),
+        ("2026-03-10", "churn", "100.00"),
+    ]
+    assert movements(session_factory, "acme-group") == [("2026-03-10", "new", "100.00")]
+    assert kpi(session_factory, "mrr", "2026-04").current.value == Decimal("100.00")
 
 
 def test_a_currency_switch_at_equal_value_is_no_movement(session_factory):
