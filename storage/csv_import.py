@@ -424,11 +424,9 @@ def _keyed_events(
     key_column = f"{spec.noun}_id"
     seen: dict[str, tuple[int, str]] = {}  # event id → (first line, digest of its event)
     for line, row in rows:
-        natural_id = None
+        natural_id = _natural_id(row, context)
         try:
             cells = _cells(row, spec)
-            if not spec.keyed_by_time:
-                natural_id = _event_id(spec.noun, cells[key_column])
             at = _instant(spec.time_column, cells[spec.time_column], context.zone)
         except _BadRow as bad:
             if natural_id is not None:  # a fixed re-import replaces this rejection
@@ -449,6 +447,26 @@ def _keyed_events(
             yield _malformed(context, (line,), row, f"{key_column} {reason}")
             continue
         yield (line,), _event(context, event_id, at, data, line)
+
+
+def _natural_id(row: dict[Any, Any], context: _Context) -> str | None:
+    """The event id of a keyed row from its key cells (and time, for a history), whatever else
+    is wrong with it, so that its fixed re-import takes the place of its rejection; None when
+    they cannot be read."""
+    spec = context.kind
+    cells = {
+        _column(key): (value or "").strip() for key, value in row.items() if isinstance(key, str)
+    }
+    key = cells.get(f"{spec.noun}_id")
+    if not key:
+        return None
+    if not spec.keyed_by_time:
+        return _event_id(spec.noun, key)
+    try:
+        at = _instant(spec.time_column, cells.get(spec.time_column, ""), context.zone)
+    except _BadRow:
+        return None
+    return _event_id(spec.noun, key, _iso(at))
 
 
 def _integer(text: str) -> int | str:

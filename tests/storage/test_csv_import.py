@@ -316,6 +316,34 @@ def test_semicolons_bom_and_header_case_are_accepted(session_factory, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("kind", "bad", "fixed"),
+    [
+        (
+            "invoices",
+            "account_id,invoice_id,amount,currency,paid_at\nacc-1,inv-1,,USD,2026-01-02\n",
+            "account_id,invoice_id,amount,currency,paid_at\nacc-1,inv-1,9.50,USD,2026-01-02\n",
+        ),
+        (
+            "subscriptions",
+            "account_id,subscription_id,status,amount,currency,effective_at\n"
+            "acc-1,sub-1,active,,USD,2026-01-02\n",
+            "account_id,subscription_id,status,amount,currency,effective_at\n"
+            "acc-1,sub-1,active,49,USD,2026-01-02\n",
+        ),
+    ],
+)
+def test_a_row_with_an_empty_required_cell_fixed_and_imported_again_replaces_its_rejection(
+    session_factory, tmp_path, kind, bad, fixed
+):
+    first = import_csv(session_factory, kind, _csv(tmp_path, bad, "bad.csv"), config=UTC_CONFIG)
+    assert first.rejected == 1
+    again = import_csv(session_factory, kind, _csv(tmp_path, fixed, "fixed.csv"), config=UTC_CONFIG)
+    assert (again.applied, again.rejected) == (1, 0)
+    with session_scope(session_factory) as session:
+        assert session.execute(select(EventLog.status)).scalars().all() == ["applied"]
+
+
 def test_an_excel_export_with_blank_rows_and_empty_trailing_cells_imports_cleanly(
     session_factory, tmp_path
 ):
