@@ -22,7 +22,7 @@ from storage.csv_import import IMPORT_SOURCE
 from storage.db import session_scope
 from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events, prepare
 from storage.revisions import Changes, record_changes
-from storage.schemas import NativeEvent
+from storage.schemas import NativeEvent, given_id
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 from storage.tables import EventLog
@@ -118,8 +118,10 @@ def replay_rejected(
                 items: list[Any] = [Malformed(row.body, row.reason or _CSV_ROW, row.event_id)]
             else:
                 items = items_of(row, options_for(row.source))
-            if row.event_id is None:
-                # Without an id nothing can take its place: the replay's outcome replaces it.
+            if row.event_id is None or row.event_id not in {_item_id(item) for item in items}:
+                # Nothing of the same id can take its place (it had none, or mapped again it has
+                # another: a rating whose broken body was logged under a digest of it): the
+                # replay's outcome replaces it.
                 session.execute(delete(EventLog).where(col(EventLog.id) == row.id))
             part = ingest_events(
                 session,
@@ -156,6 +158,13 @@ def map_again(
             why = mine.reason if mine is not None else None
             broken.append((row.id, why or "the stored body no longer maps to this event"))
     return events, broken
+
+
+def _item_id(item: Any) -> str | None:
+    """The id an item mapped again is logged under (`storage.schemas.given_id` of an event)."""
+    if isinstance(item, Malformed):
+        return item.event_id
+    return given_id(item.value if isinstance(item, RawEvent) else item)
 
 
 _CSV_ROW = "a CSV row that could not be read: fix the file and import it again"

@@ -92,8 +92,8 @@ class ZendeskSource:
             name = "zendesk." + kind.removeprefix(EVENT_PREFIX)
             return [SourceEvent(event_id, raw, native_event(event_id, name, when, {}))]
         mapped = _rating(payload)
-        if isinstance(mapped, str):
-            return [SourceEvent(None, raw, None, mapped)]
+        if isinstance(mapped, str):  # logged under a digest of the body: retries count once
+            return [SourceEvent(body_id(delivery.body), raw, None, mapped)]
         return [SourceEvent(mapped["id"], raw, mapped)]
 
 

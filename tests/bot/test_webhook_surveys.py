@@ -270,6 +270,9 @@ def test_a_broken_payload_is_422_with_its_reason_and_kept_for_replay(server: Any
     [rejection] = broken.json()["rejections"]
     assert rejection["reason"].startswith("satisfaction_rating:")
     assert count(server, EventLog, EventLog.status == "rejected") == 1
+    retried = post(server, "zendesk", {"ticket_id": "1", "updated_at": "2026-11-22T16:05:00Z"})
+    assert retried.status_code == 422
+    assert count(server, EventLog) == 1  # Zendesk's retry of the same body: counted once
 
 
 def test_an_unused_provider_event_is_200_and_ignored(server: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from metrics import ledger
@@ -10,8 +11,11 @@ from storage.apply import IngestConfig
 from storage.csv_import import import_csv
 from storage.db import session_scope
 from storage.deliveries import list_events, replay_rejected
+from storage.ingest import Malformed, ingest_events
 from storage.revisions import STOCKS
+from storage.sources.fields import body_id
 from tests.builders import ingest, kpi, make_fx, make_subscription, movements, paying_accounts
+from tests.storage.sources import test_zendesk as zendesk
 
 
 def test_a_rejected_event_is_listed_then_replayed_once_its_rate_exists(session_factory):
@@ -58,6 +62,21 @@ def test_replaying_a_csv_row_that_could_not_be_read_keeps_it_as_it_was(session_f
         "rejected",
         "line 2: amount: required but empty",
     )
+
+
+def test_a_replay_that_maps_a_row_to_another_id_replaces_the_row(session_factory):
+    """A Zendesk body the mapping refused is logged under a digest of it; once the mapping
+    reads it (after a fix), its event has the rating's own id: the replay's outcome replaces the
+    rejected row instead of leaving it beside the applied event."""
+    body = json.dumps(zendesk.rating("good"))
+    refused = Malformed(body, "satisfaction_rating.score: not read yet", body_id(body.encode()))
+    with session_scope(session_factory) as session:
+        ingest_events(session, [refused], config=IngestConfig(), source="zendesk")
+    report = replay_rejected(session_factory, config=IngestConfig())
+    assert (report.applied, report.rejected) == (1, 0)
+    with session_scope(session_factory) as session:
+        [row] = list_events(session)
+    assert row.status == "applied" and row.event_id != refused.event_id
 
 
 def test_a_replayed_event_is_seen_by_the_next_question(session_factory):
