@@ -410,12 +410,28 @@ def webhooks_list(settings: Settings, status: str | None, source: str | None, li
 def webhooks_replay(
     settings: Settings, ids: tuple[int, ...], source: str | None, everything: bool
 ) -> None:
-    """Map rejected events again and ingest them (after fixing the cause)."""
+    """Map rejected events again and ingest them (after fixing the cause).
+
+    Exits with status 1 when an event stays rejected, or when an id given is not a rejected event.
+    """
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from storage.db import session_scope
     from storage.deliveries import replay_rejected
+    from storage.tables import EventLog
 
     if not (ids or source or everything):
         raise click.UsageError("give event log ids (see `kpibot webhooks list`), --source or --all")
     with _database(settings) as factory:
+        with session_scope(factory) as session:
+            rejected = set(
+                session.scalars(
+                    select(col(EventLog.id)).where(
+                        col(EventLog.id).in_(ids), col(EventLog.status) == "rejected"
+                    )
+                )
+            )
         report = replay_rejected(
             factory,
             config=settings.ingest_config,
@@ -425,6 +441,16 @@ def webhooks_replay(
         )
     click.echo(f"replayed: {_summary(report)}")
     _show_rejections(report)
+    missing = sorted(set(ids) - rejected)
+    if missing:
+        listed = ", ".join(f"#{n}" for n in missing)
+        click.echo(
+            f"not rejected events, left as they are: {listed} "
+            "(see `kpibot webhooks list --status rejected`)",
+            err=True,
+        )
+    if report.rejected or missing:
+        sys.exit(1)
 
 
 @main.command()

@@ -80,6 +80,27 @@ def test_ingest_reads_a_byte_order_mark_and_refuses_text_that_is_not_utf8(
     assert zero.returncode == 2 and "--batch-size" in zero.stderr
 
 
+def test_replay_exits_1_while_an_event_stays_rejected_or_an_id_is_not_a_rejected_event(
+    database_url, tmp_path: Path
+):
+    path = tmp_path / "events.jsonl"
+    bad = make_invoice("2026-01-01", currency="XYZ")
+    path.write_text(json.dumps(make_account()) + "\n" + json.dumps(bad) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 1
+    listed = run(
+        ["webhooks", "list", "--status", "rejected"], database_url=database_url, cwd=tmp_path
+    )
+    log_id = listed.stdout.split()[0].lstrip("#")
+
+    still = run(["webhooks", "replay", log_id], database_url=database_url, cwd=tmp_path)
+    assert still.returncode == 1
+    assert "replayed: 0 applied, 0 duplicate, 0 ignored, 1 rejected" in still.stdout
+
+    unknown = run(["webhooks", "replay", "99999"], database_url=database_url, cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "not rejected events, left as they are: #99999" in unknown.stderr
+
+
 def test_bad_settings_are_a_clear_error(tmp_path: Path):
     result = run(
         ["db", "upgrade"], database_url="sqlite:///x.db", cwd=tmp_path, KPIBOT_TIMEZONE="Mars/Base"
