@@ -53,7 +53,14 @@ from bot.apply_worker import ApplyWorker
 from storage.apply import IngestConfig, hold_off_rebuild
 from storage.db import fault_of_the_events, session_scope, transient
 from storage.deferred import Queued
-from storage.ingest import IngestReport, Malformed, Prepared, RawEvent, ingest_events
+from storage.ingest import (
+    IngestReport,
+    Malformed,
+    Prepared,
+    RawEvent,
+    ingest_events,
+    item_event_id,
+)
 
 STORE_ATTEMPTS = 3
 # From this many events a group is applied in its own transaction: a batch costs about as much as
@@ -143,7 +150,7 @@ class IngestQueue:
         answer: asyncio.Future[IngestReport] = loop.create_future()
         copies: dict[str, str | None] = {}
         for item in items:
-            if (event_id := _event_id(item)) is not None and event_id not in copies:
+            if (event_id := item_event_id(item)) is not None and event_id not in copies:
                 copies[event_id] = _valid_body(item)
         queue = self._sources.get(source)
         if queue is None or queue.loop is not loop:  # an app served again by a new event loop
@@ -306,16 +313,6 @@ class IngestQueue:
     def _observe(self, source: str, deliveries: int, *, fell_back: bool) -> None:
         if self.observe is not None:
             self.observe(source, deliveries, fell_back)
-
-
-def _event_id(item: RawEvent | Malformed | Prepared) -> str | None:
-    """The id an item is de-duplicated by (as `storage.schemas.parse_event` reads it)."""
-    if isinstance(item, Prepared):
-        return item.event_id
-    raw = item.event_id if isinstance(item, Malformed) else None
-    if isinstance(item, RawEvent) and isinstance(item.value, dict):
-        raw = item.value.get("id")
-    return raw.strip() or None if isinstance(raw, str) else None
 
 
 def _valid_body(item: RawEvent | Malformed | Prepared) -> str | None:

@@ -176,6 +176,7 @@ _LOCK_ACCOUNTS = text(
 _HOLD_OFF_REBUILD = text("SELECT pg_advisory_xact_lock_shared(:key)")
 _TRY_HOLD_OFF_REBUILD = text("SELECT pg_try_advisory_xact_lock_shared(:key)")
 _EXCLUDE_APPLIERS = text("SELECT pg_advisory_xact_lock(:key)")
+_HOLDS_OFF_REBUILD = "kpibot.holds_off_rebuild"  # session.info: the transaction holding the lock
 
 
 class RebuildRunning(Exception):
@@ -189,16 +190,22 @@ def hold_off_rebuild(session: Session, *, wait: bool = True) -> bool:
     a transaction applying events at the same time would write beside it from a state the
     rebuild is replacing. Every applying transaction therefore takes this shared lock before
     any other (`Applier` does it itself), and the rebuild takes it alone (`exclude_appliers`).
-    With `wait=False`, return False at once instead of waiting when a rebuild holds it.
+    With `wait=False`, return False at once instead of waiting when a rebuild holds it. Taken
+    once per transaction: later calls in the same transaction cost nothing.
     SQLite needs nothing: its one writer at a time already serialises them.
     """
     if session.get_bind().dialect.name != "postgresql":
         return True
-    connection = session.connection()
+    connection = session.connection()  # begins the transaction, if none has begun
+    transaction = session.get_transaction()
+    if session.info.get(_HOLDS_OFF_REBUILD) is transaction:
+        return True
     if wait:
         connection.execute(_HOLD_OFF_REBUILD, {"key": _REBUILD_KEY})
-        return True
-    return bool(connection.execute(_TRY_HOLD_OFF_REBUILD, {"key": _REBUILD_KEY}).scalar())
+    elif not connection.execute(_TRY_HOLD_OFF_REBUILD, {"key": _REBUILD_KEY}).scalar():
+        return False
+    session.info[_HOLDS_OFF_REBUILD] = transaction
+    return True
 
 
 def exclude_appliers(session: Session) -> None:
@@ -240,7 +247,6 @@ class Applier:
     usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
     _derive_from: dict[str, date] = field(default_factory=dict)  # account → first day to derive
     _locked: set[int] = field(default_factory=set)
-    _holds_off_rebuild: bool = False
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -264,7 +270,7 @@ class Applier:
 
     def apply(self, items: Sequence[Applicable]) -> dict[int, str]:
         """Apply `items` (rates first, then by event time); return the refused ones' reasons."""
-        self.hold_off_rebuild()
+        hold_off_rebuild(self.session)
         by_type: dict[str, list[Applicable]] = defaultdict(list)
         for item in sorted(items, key=lambda i: i.event.occurred_at):
             by_type[item.event.type].append(item)
@@ -848,18 +854,12 @@ class Applier:
         """
         if self.dialect != "postgresql":
             return
-        self.hold_off_rebuild()
+        hold_off_rebuild(self.session)
         wanted = sorted({_lock_key(a) for a in set(account_ids)} - self._locked)
         if not wanted:
             return
         self._run(_LOCK_ACCOUNTS, keys=wanted)
         self._locked.update(wanted)
-
-    def hold_off_rebuild(self, *, wait: bool = True) -> bool:
-        """Take `hold_off_rebuild`'s lock once, before any other; see there for `wait`."""
-        if not self._holds_off_rebuild:
-            self._holds_off_rebuild = hold_off_rebuild(self.session, wait=wait)
-        return self._holds_off_rebuild
 
 
 @dataclass

@@ -30,8 +30,9 @@ from storage.apply import (
     RebuildRunning,
     accounts_of,
     chunks,
+    hold_off_rebuild,
 )
-from storage.deliveries import LoggedRow, OptionsFor, map_again
+from storage.deliveries import LOGGED_ROW_COLUMNS, LoggedRow, OptionsFor, map_again
 from storage.ingest import mark_rejected
 from storage.revisions import USAGE, Changes, record_changes
 from storage.tables import EventLog, table_of
@@ -81,7 +82,7 @@ def apply_queued(
     """
     result = AppliedBatch()
     applier = Applier(session, config)
-    if not applier.hold_off_rebuild(wait=False):
+    if not hold_off_rebuild(session, wait=False):
         raise RebuildRunning("kpibot rebuild is running: queued events wait for it")
     applier.lock_accounts(accounts_of(q.item.event for q in queued))
     claimed = _claim(session, [q.item.log_id for q in queued])  # marked applied already
@@ -114,7 +115,7 @@ def queued_rows(
     of another replica; `remap` turns them back into events.
     """
     rows = session.execute(
-        select(_LOGGED.id, _LOGGED.source, _LOGGED.event_id, _LOGGED.body, _LOGGED.received_at)
+        select(*LOGGED_ROW_COLUMNS)
         .where(
             _LOGGED.status == "queued",
             _LOGGED.received_at < received_before,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,12 +20,19 @@ from sqlmodel import col
 from storage.apply import IngestConfig, hold_off_rebuild
 from storage.csv_import import IMPORT_SOURCE
 from storage.db import session_scope
-from storage.ingest import IngestReport, Malformed, RawEvent, ingest_events, prepare
+from storage.ingest import (
+    IngestReport,
+    Malformed,
+    RawEvent,
+    ingest_events,
+    item_event_id,
+    prepare,
+)
 from storage.revisions import Changes, record_changes
-from storage.schemas import NativeEvent, given_id
+from storage.schemas import NativeEvent
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
-from storage.tables import EventLog
+from storage.tables import EventLog, table_of
 
 OptionsFor = Callable[[str], Mapping[str, str]]
 
@@ -52,6 +59,10 @@ class LoggedRow:
     event_id: str | None
     body: str
     received_at: datetime
+
+
+# The event log's columns a `LoggedRow` is read from, in its fields' order.
+LOGGED_ROW_COLUMNS = tuple(table_of(EventLog).c[f.name] for f in fields(LoggedRow))
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ def replay_rejected(
                 items: list[Any] = [Malformed(row.body, row.reason or _CSV_ROW, row.event_id)]
             else:
                 items = items_of(row, options_for(row.source))
-            if row.event_id is None or row.event_id not in {_item_id(item) for item in items}:
+            if row.event_id is None or row.event_id not in {item_event_id(item) for item in items}:
                 # Nothing of the same id can take its place (it had none, or mapped again it has
                 # another: a rating whose broken body was logged under a digest of it): the
                 # replay's outcome replaces it.
@@ -158,13 +169,6 @@ def map_again(
             why = mine.reason if mine is not None else None
             broken.append((row.id, why or "the stored body no longer maps to this event"))
     return events, broken
-
-
-def _item_id(item: Any) -> str | None:
-    """The id an item mapped again is logged under (`storage.schemas.given_id` of an event)."""
-    if isinstance(item, Malformed):
-        return item.event_id
-    return given_id(item.value if isinstance(item, RawEvent) else item)
 
 
 _CSV_ROW = "a CSV row that could not be read: fix the file and import it again"

@@ -151,6 +151,14 @@ class Prepared:
         return self.entry.event_id
 
 
+def item_event_id(item: Any) -> str | None:
+    """The id `ingest_events` logs an item under and de-duplicates it by, read without parsing
+    the item (None when it gives none)."""
+    if isinstance(item, Prepared | Malformed):
+        return item.event_id
+    return given_id(item.value if isinstance(item, RawEvent) else item)
+
+
 def prepare(items: Iterable[Any]) -> list[Prepared]:
     """Check and parse `items` ahead of `ingest_events` (outside a writer's lock, say)."""
     return [Prepared(_receive(index, item)) for index, item in enumerate(items)]
@@ -490,7 +498,7 @@ def _ingest_alone(
         if not fault_of_the_events(error):
             raise
         entry = item.entry
-        cause = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        cause = next(iter(str(error).strip().splitlines()), "")[:200]  # its first line
         reason = f"could not be applied ({type(error).__name__}: {cause}); replay it after a fix"
         failed = Malformed(entry.body, reason, entry.event_id)
         with lock, session_scope(factory) as session:

@@ -10,10 +10,10 @@ from sqlmodel import col
 
 from storage.apply import Applicable, Applier, IngestConfig, chunks, exclude_appliers
 from storage.db import analyze, session_scope
-from storage.deliveries import LoggedRow, OptionsFor, map_again
+from storage.deliveries import LOGGED_ROW_COLUMNS, LoggedRow, OptionsFor, map_again
 from storage.ingest import mark_rejected
 from storage.revisions import FAMILIES, touch
-from storage.tables import DERIVED_TABLES, EventLog, table_of
+from storage.tables import DERIVED_TABLES, EventLog
 
 REBUILD_CHUNK = 2_000
 
@@ -47,7 +47,7 @@ def rebuild(
             last_id = 0
             while True:
                 query = (
-                    select(*_LOGGED_COLUMNS)
+                    select(*LOGGED_ROW_COLUMNS)
                     .where(col(EventLog.status) == "applied", col(EventLog.id) > last_id)
                     .order_by(col(EventLog.id))
                     .limit(REBUILD_CHUNK)
@@ -70,8 +70,6 @@ def rebuild(
     return count
 
 
-_LOGGED = table_of(EventLog).c
-_LOGGED_COLUMNS = (_LOGGED.id, _LOGGED.source, _LOGGED.event_id, _LOGGED.body, _LOGGED.received_at)
 _MARK_IGNORED = (
     update(EventLog)
     .where(col(EventLog.id).in_(bindparam("ids", expanding=True)))
