@@ -208,6 +208,8 @@ def _rows(parameters: Any, context: Any) -> int:
     parameter set per row on SQLite."""
     if isinstance(parameters, dict) and isinstance(parameters.get("event_id"), list):
         return len(parameters["event_id"])
+    if context.compiled is None:  # SQL run as text (SQLite's bulk writes): a tuple per row
+        return len(parameters) if isinstance(parameters, list) else 1
     return len(context.compiled_parameters)
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, event, select
+from sqlalchemy.dialects import sqlite
 
 from storage import upsert
 from storage.db import session_scope
 from storage.tables import Account, Invoice, MrrMovement, UsageDay
+from storage.types import UTCDateTime
 from storage.upsert import COPY_THRESHOLD, insert_ignoring_conflicts, upsert_newer
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -224,3 +229,60 @@ def test_an_upsert_sees_what_the_session_has_pending(session_factory):
     with session_scope(session_factory) as session:
         names = list(session.scalars(select(Account.name)))
     assert names == ["After"]
+
+
+def _raw_rows(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    """The values as the database holds them (no type processing on the way back)."""
+    with engine.connect() as connection:
+        return list(connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1, 2"))
+
+
+def test_a_bulk_write_stores_what_sqlalchemys_own_statement_stores(engine, session_factory):
+    # On SQLite, rows written without RETURNING go through the driver's executemany with each
+    # column processed in one go (`upsert._execute_many_sqlite`); with RETURNING, through
+    # SQLAlchemy. Both must store the very same values: instants in any zone with microseconds,
+    # money, dates, JSON.
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-11))]
+    usage = [
+        {
+            **_usage_day(n, hours=n, users=[f"u{n}", "ü\"'\\,\t"]),
+            "recorded_at": datetime(2026, 3, 1, 23, 59, 59, n * 7919, tzinfo=zones[n % 3]),
+        }
+        for n in range(60)
+    ]
+    invoices = [
+        {**_invoice(n, hours=n, cents=100_000 + n), "paid_at": usage[n]["recorded_at"]}
+        for n in range(60)
+    ]
+    stored = {}
+    for returning in (("account_id",), ()):
+        with session_scope(session_factory) as session:
+            upsert_newer(session, UsageDay, usage, key=("account_id", "day"), returning=returning)
+            upsert_newer(
+                session,
+                Invoice,
+                invoices,
+                key=("invoice_id",),
+                returning=("invoice_id",) if returning else (),
+            )
+        stored[returning] = _raw_rows(engine, "usage_day"), _raw_rows(engine, "invoice")
+        _empty(session_factory)
+    assert stored[("account_id",)] == stored[()]
+    assert len(stored[()][0]) == len(stored[()][1]) == 60
+
+
+@given(
+    instant=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2999, 12, 30), timezones=st.timezones()
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_sqlite_text_of_an_instant_is_sqlalchemys(instant):
+    dialect = sqlite.dialect()
+    processed = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert UTCDateTime.sqlite_text(instant) == processed(instant)
+
+
+def test_a_naive_instant_is_refused_by_the_bulk_sqlite_text():
+    with pytest.raises(ValueError, match="naive"):
+        UTCDateTime.sqlite_text(datetime(2026, 3, 1, 9))
