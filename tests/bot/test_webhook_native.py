@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from bot.settings import Settings
 from bot.web import create_web
 from storage.db import make_engine, make_session_factory, session_scope
-from storage.tables import EventLog, Invoice, MrrMovement
+from storage.tables import Account, EventLog, Invoice, MrrMovement
 from tests.builders import make_account, make_invoice, make_subscription
 from tests.signing import TEST_WEBHOOK_SECRET, standard_headers
 
@@ -123,6 +123,17 @@ def test_malformed_json_is_400(server):
     response = post(server, None, raw=b'{"id": "e1", "type": ')
     assert response.status_code == 400
     assert "not JSON" in response.json()["error"]
+
+
+def test_an_integer_past_64_bits_stays_exact(server):
+    # Some JSON decoders turn such an integer into a float (orjson does, silently).
+    event = make_account("acc-big", name="Big")
+    event["data"]["attributes"] = {"seats_ever": 2**70 + 1}
+    response = post(server, event)
+    assert response.status_code == 200, response.text
+    with session_scope(server.factory) as session:
+        account = session.get(Account, "acc-big")
+        assert account is not None and account.attributes == {"seats_ever": 2**70 + 1}
 
 
 def test_a_schema_violation_is_422_with_the_path_and_kept_for_replay(server):
