@@ -75,7 +75,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetimes are not stored: give a time zone")
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        # 'YYYY-MM-DD HH:MM:SS.ffffff' and then '+00:00', left out (cheaper than a naive copy)
+        return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 class DecimalText(TypeDecorator[Decimal]):

@@ -160,8 +160,21 @@ def _execute_many_sqlite(
     columns = []
     for name, process in zip(names, processors, strict=True):
         values = [row[name] for row in rows]
-        columns.append(values if process is None else [process(v) for v in values])
+        columns.append(values if process is None else _processed(values, process))
     connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
+def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
+    """`process` each value, once per object: a batch's rows share many (the time it was
+    received, say), and processing costs more than looking one up."""
+    done: dict[int, Any] = {}
+    out = []
+    for value in values:
+        key = id(value)
+        if key not in done:
+            done[key] = process(value)
+        out.append(done[key])
+    return out
 
 
 @lru_cache(maxsize=256)
