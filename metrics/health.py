@@ -46,7 +46,7 @@ from metrics.result import InputValue, Value
 from metrics.usage import Usage, account_stickiness, account_usage
 from metrics.usage_days import kept_usage
 from storage.apply import chunks
-from storage.revisions import FAMILIES, STOCKS, SURVEYS, USAGE
+from storage.revisions import STOCKS, SURVEYS, USAGE
 from storage.tables import MrrMovement, SurveyResponse
 from storage.types import Money
 
@@ -54,6 +54,7 @@ Values = dict[str, Value]
 Band = Literal["green", "yellow", "red"]
 Accounts = Collection[str] | Select[Any] | None  # account ids, a query of them, or all
 SIGNALS = ("usage", "nps", "mrr_trend", "csat")
+HEALTH_FAMILIES = (STOCKS, SURVEYS, USAGE)  # what the signals are computed from
 TREND_DAYS = 90
 CSAT_DAYS = 90
 GREEN = Decimal(70)
@@ -350,7 +351,7 @@ def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
         fresh = _scores(_signals(ctx, end), weights, changed & _paying(ctx, end))
         return ledger.replaced(scores, changed, fresh)
 
-    return ledger.per_day(ctx, FAMILIES, ("health", end, weights), compute, patch=patch)
+    return ledger.per_day(ctx, HEALTH_FAMILIES, ("health", end, weights), compute, patch=patch)
 
 
 def _scores(
@@ -392,7 +393,7 @@ def warm(ctx: MetricContext) -> None:
 
     Nothing without every family's token: nothing would be kept.
     """
-    if any(ledger.revision(ctx, family) is None for family in FAMILIES):
+    if any(ledger.revision(ctx, family) is None for family in HEALTH_FAMILIES):
         return
     for end in _recent_days.items():
         account_scores(ctx, end)

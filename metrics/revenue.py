@@ -143,12 +143,20 @@ def arpa(ctx: MetricContext, period: Period) -> Values:
 
 def arpu(ctx: MetricContext, period: Period) -> Values:
     """Paid invoices in the period ÷ accounts that were customers at any time in it."""
-    query = invoices.per_group(ctx, period, lambda i: type_coerce(func.sum(i.c.paid), Money))
-    paid = {group: total or ZERO for group, total in ctx.session.execute(query)}
+    kept = invoices.totals(ctx, period)
+    paid: dict[str, Decimal]
+    if kept is not None:
+        paid = {group: total for group, (total, _count) in kept.items()}
+    else:
+        query = invoices.per_group(ctx, period, lambda i: type_coerce(func.sum(i.c.paid), Money))
+        paid = {group: total or ZERO for group, total in ctx.session.execute(query)}
     values = {}
     for group, a in _groups(ctx, activity(ctx, period)).items():
         invoiced = paid.get(group, ZERO)
-        inputs = {"invoices_paid": invoiced, "customers_any": a.customers_any}
+        inputs: dict[str, InputValue] = {
+            "invoices_paid": invoiced,
+            "customers_any": a.customers_any,
+        }
         values[group] = (
             Value(round_money(invoiced / a.customers_any), inputs)
             if a.customers_any

@@ -163,6 +163,9 @@ class _Lifetime:
 
 
 def _paid_invoices(ctx: MetricContext, period: Period) -> dict[str, tuple[Decimal, int]]:
+    kept = invoices.totals(ctx, period)
+    if kept is not None:
+        return kept
     query = invoices.per_group(
         ctx,
         period,

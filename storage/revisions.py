@@ -13,6 +13,8 @@ Families:
 - `STOCKS`: what MRR stocks and movements are computed from: MRR movements, and the accounts'
   attributes that breakdowns and filters group them by (plan, segment, owner, currency);
 - `SURVEYS`: survey responses and the accounts they are attributed to;
+- `INVOICES`: paid invoices, and their amounts in the reporting currency (an FX rate converts them
+  again);
 - `USAGE`: daily usage and its coverage spans, per account. Usage changes with every product event,
   so a change does not renew the token: `record_changes` marks which accounts changed, at the
   family's next `version`, and a reader holding the family at version v reloads only the accounts
@@ -43,11 +45,13 @@ from storage.upsert import upsert_newer
 
 STOCKS = "stocks"
 SURVEYS = "surveys"
+INVOICES = "invoices"
 USAGE = "usage"
 MARK_LIMIT = 1_000  # accounts changed in one transaction above which the token is renewed instead
 CHANGED_BY: dict[str, frozenset[str]] = {
     STOCKS: frozenset({"account.upserted", "subscription.updated", "fx.rate"}),
     SURVEYS: frozenset({"account.upserted", "survey.responded"}),
+    INVOICES: frozenset({"invoice.paid", "fx.rate"}),
 }
 """The native event types whose application can change each family whose token they renew."""
 MARKED = frozenset({USAGE})

@@ -18,7 +18,7 @@ from metrics.context import MetricConfig, MetricContext
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.rebuild import rebuild
-from storage.revisions import STOCKS, SURVEYS, USAGE, token
+from storage.revisions import INVOICES, STOCKS, SURVEYS, USAGE, token
 from storage.tables import DataRevision
 from tests.builders import (
     cancel,
@@ -27,6 +27,8 @@ from tests.builders import (
     ingest,
     kpi,
     make_account,
+    make_fx,
+    make_invoice,
     make_response,
     make_subscription,
     paying_accounts,
@@ -169,6 +171,13 @@ def test_each_family_gets_a_new_token_only_from_what_can_change_it(session_facto
     ingest(session_factory, [change("acc-1", "2026-10-03", amount="120.00")])
     third = _tokens(session_factory)
     assert third[STOCKS] != second[STOCKS] and third[SURVEYS] == second[SURVEYS]
+    assert third.get(INVOICES) == second.get(INVOICES)
+    ingest(session_factory, [make_invoice("2026-10-04")])
+    fourth = _tokens(session_factory)
+    assert fourth[INVOICES] != third.get(INVOICES)
+    assert {n: fourth[n] for n in third if n != INVOICES} == {
+        n: third[n] for n in third if n != INVOICES
+    }
     assert first[USAGE] == second[USAGE] == third[USAGE]
     rebuild(session_factory, config=IngestConfig(reporting_currency="USD", timezone="UTC"))
     rebuilt = _tokens(session_factory)
@@ -220,3 +229,62 @@ def test_warming_builds_the_breakdowns_recently_asked(session_factory, monkeypat
     }
     assert parts == {"pro": Decimal("100.00"), "team": Decimal("100.00")}
     assert built == []  # the question found them built
+
+
+INVOICE_METRICS = ("clv", "net-clv", "arpu")
+
+
+def _invoice_history(seed: int) -> list[dict]:
+    """Paying accounts, invoices in two currencies on many days, and an FX rate per month."""
+    rng = random.Random(seed)
+    events = paying_accounts(12, amount="80.00", since="2025-06-01")
+    events += [make_fx(f"2025-{m:02d}-01", f"1.{m:02d}") for m in range(6, 13)]
+    events += [make_fx(f"2026-{m:02d}-01", f"1.{m + 12:02d}") for m in range(1, 13)]
+    for _ in range(150):
+        when = f"{rng.choice([2025, 2026])}-{rng.randint(6, 12):02d}-{rng.randint(1, 28):02d}"
+        events.append(
+            make_invoice(
+                when,
+                account_id=f"acc-{rng.randint(1, 12)}",
+                amount=f"{rng.randint(1, 90_000)}.{rng.randint(0, 99):02d}",
+                currency=rng.choice(["USD", "EUR"]),
+            )
+        )
+    events.append(cancel("acc-3", "2026-02-10", amount="80.00"))  # some churn: a CLV lifetime
+    return events
+
+
+def _invoice_answers(factory) -> list:
+    periods = ("2026-10", "2026-Q3", "2025-12-31..2026-01-01", "2026-06-15", "2027-03")
+    return [
+        (metric, period, kpi(factory, metric, period).current)
+        for metric in INVOICE_METRICS
+        for period in periods
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kept_invoice_totals_give_the_database_answers(session_factory, seed):
+    # Without a breakdown or filter, a period's paid invoices are summed from a copy kept per
+    # revision of the invoices (`metrics.invoices.totals`); the SQL sums them otherwise.
+    assert ingest(session_factory, _invoice_history(seed)).rejected == 0
+    ledger.forget()
+    kept = _invoice_answers(session_factory)
+    with session_scope(session_factory) as session:
+        assert token(session, INVOICES) is not None
+        session.execute(delete(DataRevision))
+    ledger.forget()
+    assert kept == _invoice_answers(session_factory)
+    assert any(value.value is not None and value.value != 0 for _, _, value in kept)
+    assert any(value.value is None for _, _, value in kept)  # a period without invoices
+
+
+def test_a_new_invoice_and_a_rate_correction_are_seen_by_the_next_question(session_factory):
+    ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
+    ingest(session_factory, [make_fx("2026-10-01", "1.10"), make_invoice("2026-10-02")])
+    arpu = kpi(session_factory, "arpu", "2026-10").value
+    assert arpu == Decimal("50.00")
+    ingest(session_factory, [make_invoice("2026-10-03", amount="100.00", currency="EUR")])
+    assert kpi(session_factory, "arpu", "2026-10").value == Decimal("160.00")
+    ingest(session_factory, [make_fx("2026-10-01", "1.20")])  # converts the EUR invoice again
+    assert kpi(session_factory, "arpu", "2026-10").value == Decimal("170.00")
