@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Table, select
@@ -114,8 +115,9 @@ def upsert_newer(
     """
     if not rows:
         return []
-    # Rows are written in key order, so concurrent writers lock them in the same order.
-    rows = sorted(rows, key=lambda row: tuple(str(row[name]) for name in key))
+    # Rows are written in key order, so concurrent writers lock them in the same order (key
+    # columns hold one type each, never NULL: their values compare).
+    rows = sorted(rows, key=itemgetter(*key))
     table = table_of(model)
     columns = tuple(name for name in rows[0] if name not in key)
     if _by_copy(session, rows):
