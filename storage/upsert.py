@@ -138,8 +138,8 @@ def _execute(
     and identity map, costs more than the statement on small batches and serves nothing here)."""
     session.flush()  # what the ORM would have flushed before it: usually nothing, and free then
     connection = session.connection()
-    if rows and not returning and connection.dialect.name == "sqlite":
-        _execute_many_sqlite(connection, statement, rows)
+    sqlite_bulk = rows and not returning and connection.dialect.name == "sqlite"
+    if sqlite_bulk and _execute_many_sqlite(connection, statement, rows or ()):
         return []
     parameters = None if rows is None else list(rows)
     if returning:
@@ -150,20 +150,30 @@ def _execute(
 
 def _execute_many_sqlite(
     connection: Connection, statement: Any, rows: Sequence[dict[str, Any]]
-) -> None:
+) -> bool:
     """SQLite: run `statement` once per row, with the DBAPI's own `executemany`.
 
     SQLAlchemy's `executemany` builds and processes each row's parameters one by one, which cost
     more than SQLite's work on a webhook group's thousands of rows; here the statement is compiled
     once per shape and each column's values go through its type's bind processing together (the
     same processing, so the stored values are the same).
+
+    Returns False, having run nothing, for rows SQLAlchemy must complete or refuse itself: rows
+    that leave out a column with a default, or that do not all give the same columns.
     """
-    sql, names, processors = _compiled_many(statement, tuple(rows[0]), connection.dialect)
+    compiled = _compiled_many(statement, tuple(rows[0]), connection.dialect)
+    if compiled is None:
+        return False
+    sql, names, processors = compiled
     columns = []
     for name, process in zip(names, processors, strict=True):
-        values = [row[name] for row in rows]
+        try:
+            values = [row[name] for row in rows]
+        except KeyError:
+            return False
         columns.append(values if process is None else _processed(values, process))
     connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+    return True
 
 
 def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
@@ -182,11 +192,16 @@ def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
 @lru_cache(maxsize=256)
 def _compiled_many(
     statement: Any, keys: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]:
+) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]] | None:
     """`statement`'s SQL for rows of `keys`, its parameters in order, and each one's processing
-    (statements are built once, by `_ignoring` and `_upserting`: the cache is per statement)."""
+    (statements are built once, by `_ignoring` and `_upserting`: the cache is per statement).
+
+    None when the SQL needs a value the rows do not give (a column's default, which SQLAlchemy
+    fills in)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ())
+    if not set(names) <= set(keys):
+        return None
     table = statement.table
     processors = tuple(
         UTCDateTime.sqlite_text

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import StatementError
 
 from storage import upsert
 from storage.db import session_scope
-from storage.tables import Account, Invoice, MrrMovement, UsageDay
+from storage.tables import Account, Invoice, MrrMovement, Subscription, UsageDay
 from storage.types import UTCDateTime
 from storage.upsert import COPY_THRESHOLD, insert_ignoring_conflicts, upsert_newer
 
@@ -286,3 +287,37 @@ def test_the_sqlite_text_of_an_instant_is_sqlalchemys(instant):
 def test_a_naive_instant_is_refused_by_the_bulk_sqlite_text():
     with pytest.raises(ValueError, match="naive"):
         UTCDateTime.sqlite_text(datetime(2026, 3, 1, 9))
+
+
+def _subscription(n: int, **leave_out: bool) -> dict[str, Any]:
+    row = {
+        "subscription_id": f"sub-{n}",
+        "account_id": "acc-1",
+        "status": "active",
+        "amount": Decimal("10.00"),
+        "currency": "USD",
+        "interval": "month",
+        "interval_count": 2,
+        "quantity": 3,
+        "mrr": Decimal("15.00"),
+        "updated_at": T0,
+    }
+    return {name: value for name, value in row.items() if not leave_out.get(name)}
+
+
+def test_a_bulk_write_leaving_out_a_column_with_a_default_gets_the_default(session_factory):
+    # The columns' defaults are SQLAlchemy's to fill in: such rows take its own statement.
+    rows = [_subscription(n, interval_count=True, quantity=True) for n in range(3)]
+    with session_scope(session_factory) as session:
+        upsert_newer(session, Subscription, rows, key=("subscription_id",))
+    with session_scope(session_factory) as session:
+        stored = session.execute(select(Subscription.interval_count, Subscription.quantity))
+        assert list(stored) == [(1, 1)] * 3
+
+
+def test_a_bulk_write_of_rows_giving_other_columns_is_refused_as_sqlalchemy_refuses_it(
+    session_factory,
+):
+    rows = [_subscription(1), _subscription(2, mrr=True)]
+    with pytest.raises(StatementError, match="mrr"), session_scope(session_factory) as session:
+        upsert_newer(session, Subscription, rows, key=("subscription_id",))
