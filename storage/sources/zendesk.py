@@ -18,7 +18,8 @@ template of docs/webhooks/zendesk.md:
 Legacy CSAT is binary: `good` (or `good_with_comment`, or English text starting "Good" as
 `{{satisfaction.current_rating}}` renders it) is stored as CSAT 5 on a 1-5 scale, `bad` as 1;
 `offered` / `unoffered` are logged as ignored. One rating per ticket: the response id is
-`zendesk-<ticket id>`, so a changed rating replaces the earlier one. The account is the
+`zendesk-<ticket id>`, so a changed rating replaces the earlier one (a comment added within the
+same minute too: the event id holds a digest of the comment, see `_event_id`). The account is the
 organization's external id when Zendesk fills it, else the response is attributed by the email.
 Event-subscribed webhooks (`"type": "zen:event-type:…"`) are accepted and logged as ignored.
 """
@@ -29,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import re
+from datetime import datetime
 from typing import Any
 
 from storage.sources.base import (
@@ -115,8 +117,8 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
     if not isinstance(label, str) or not label.strip():
         return "satisfaction_rating.score: missing (good or bad)"
     score_text = label.strip().lower()
-    stamp = int(updated_at.timestamp())
-    event_id = f"ticket-{ticket_id}:{score_text.replace(' ', '_')[:40]}:{stamp}"
+    comment = text(rating.get("comment"))
+    event_id = _event_id(ticket_id, score_text, updated_at, comment)
     if score_text in NOT_RATED:
         return native_event(event_id, f"zendesk.satisfaction.{score_text}", updated_at, {})
     score = SCORES.get(score_text)
@@ -138,7 +140,21 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
         "account_id": text(payload.get("organization_external_id")),
         "respondent_email": text(payload.get("requester_email")),
         "respondent_name": text(payload.get("requester_name")),
-        "comment": text(rating.get("comment")),
+        "comment": comment,
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return native_event(event_id, "survey.responded", updated_at, fields)
+
+
+def _event_id(ticket_id: str, score: str, updated_at: datetime, comment: str | None) -> str:
+    """The id a rating's deliveries are de-duplicated by: its ticket, score and time, and a
+    digest of its comment.
+
+    `{{ticket.updated_at_with_timestamp}}` renders to the minute ("2013-12-12T05:35Z"), and a
+    customer often adds a comment to a rating within a minute of clicking it: without the
+    comment, that second delivery would be a duplicate of the first and the comment lost. A
+    retry of a delivery has the same body, so it still counts once.
+    """
+    digest = hashlib.sha256((comment or "").encode()).hexdigest()[:12]
+    stamp = int(updated_at.timestamp())
+    return f"ticket-{ticket_id}:{score.replace(' ', '_')[:40]}:{stamp}:{digest}"

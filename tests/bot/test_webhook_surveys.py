@@ -196,6 +196,22 @@ def test_a_zendesk_bad_rating_is_a_csat_response(server: Any) -> None:
     assert (stored.scale_min, stored.scale_max) == (1, 5)
 
 
+def test_a_comment_added_to_a_zendesk_rating_within_the_minute_is_kept(server: Any) -> None:
+    # Zendesk renders {{ticket.updated_at_with_timestamp}} to the minute ("2026-11-22T16:05Z"):
+    # the rating, then the same rating with the comment the customer added, share that time.
+    payload = {
+        "ticket_id": "35436",
+        "updated_at": "2026-11-22T16:05Z",
+        "requester_email": "dana@initech.example",
+        "satisfaction_rating": {"score": "bad", "comment": ""},
+    }
+    commented = {**payload, "satisfaction_rating": {"score": "bad", "comment": "No callback."}}
+    assert post(server, "zendesk", payload).json()["queued"] == 1
+    assert post(server, "zendesk", commented).json()["queued"] == 1
+    assert post(server, "zendesk", commented).json()["duplicate"] == 1  # a retry counts once
+    assert response(server, "zendesk-35436").comment == "No callback."
+
+
 def test_a_stale_zendesk_signature_is_refused(server: Any) -> None:
     stale = datetime.now(UTC) - timedelta(minutes=6)
     refused = post(server, "zendesk", {"ticket_id": "1"}, at=stale)

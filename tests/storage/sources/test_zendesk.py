@@ -154,7 +154,8 @@ def test_a_bad_rating_is_csat_one_of_five_for_its_organization() -> None:
     [event] = mapped(body)
     assert event.raw == json.dumps(body)
     assert event.native == {
-        "id": "ticket-35436:bad:1795363500",
+        "id": "ticket-35436:bad:1795363500:"
+        + hashlib.sha256(b"Nobody called me back.").hexdigest()[:12],
         "type": "survey.responded",
         "occurred_at": "2026-11-22T16:05:00Z",
         "data": {
