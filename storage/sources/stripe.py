@@ -308,21 +308,35 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
         currency = _currency(sub)
     else:
         currency = _currency(items[0].obj("price"))
-    lines = [line for item in items if (line := _line(item, currency, now)) is not None]
+    try:
+        lines = [line for item in items if (line := _line(item, currency, now)) is not None]
+    except BadField:
+        if status != "canceled":
+            raise
+        # A canceled subscription carries no MRR whatever its prices: one kpibot cannot read
+        # (a tiered price) must still end the subscription's MRR.
+        return {
+            "account_id": _customer(sub),
+            "subscription_id": sub.need("id", str),
+            "status": status,
+            "amount": "0",
+            "currency": currency,
+        }
     # One billing period when the items share it (exact); else every item as a monthly amount.
     periods = {(line.interval, line.interval_count) for line in lines}
     interval, interval_count = next(iter(periods)) if len(periods) == 1 else ("month", 1)
     factors = [Decimal(1) if len(periods) == 1 else line.per_month() for line in lines]
     gross = [line.unit * line.quantity * f for line, f in zip(lines, factors, strict=True)]
     total = sum(gross, Decimal(0))
-    # Item discounts apply before the subscription's, whose amounts off count once per period of
-    # the first item.
+    # Item discounts apply before the subscription's. An amount off comes off every invoice,
+    # and items of different periods are invoiced apart: it counts once per period of the most
+    # often invoiced item (whatever the order of the items).
     net = sum(
         (_apply(line.discounts, g, f) for line, g, f in zip(lines, gross, factors, strict=True)),
         Decimal(0),
     )
     own = _discounts(sub, currency, now)
-    net = _apply(own, net, factors[0] if factors else Decimal(1))
+    net = _apply(own, net, max(factors, default=Decimal(1)))
     single = len(lines) == 1
     data: dict[str, Any] = {
         "account_id": _customer(sub),

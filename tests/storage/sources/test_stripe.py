@@ -413,6 +413,16 @@ def test_a_deleted_subscription_is_canceled():
     assert data["status"] == "canceled"
 
 
+def test_a_deleted_subscription_on_a_price_kpibot_cannot_read_still_ends():
+    # Stripe leaves a tiered price's tiers out unless expanded: such a subscription cannot be
+    # priced, but once canceled it carries no MRR anyway, and its deletion must end its MRR.
+    tiered = price(None, billing_scheme="tiered", tiers_mode="volume")
+    data = native(stripe_event("customer.subscription.deleted", subscription(item(tiered))))["data"]
+    assert (data["status"], data["amount"], data["currency"]) == ("canceled", "0", "USD")
+    refused = deliver(stripe_event("customer.subscription.updated", subscription(item(tiered))))
+    assert "tiered prices are not supported" in (refused[0].reason or "")
+
+
 def test_paused_then_resumed():
     paused = native(stripe_event("customer.subscription.paused", subscription(status="paused")))
     resumed = native(stripe_event("customer.subscription.resumed", subscription(status="active")))
@@ -554,6 +564,18 @@ def test_items_on_different_intervals_become_one_monthly_amount():
         "data"
     ]
     assert (data["amount"], data["interval"], data["interval_count"]) == ("40", "month", 1)
+
+
+def test_an_amount_off_counts_per_invoice_of_the_most_often_billed_item_in_any_order():
+    # Items of different periods are invoiced apart, and an amount off comes off every invoice:
+    # $5 off a month of a $10 monthly item and a $120 yearly item, whichever item comes first.
+    monthly = item(price(1000), 1)
+    yearly = item(price(12000, interval="year", price_id="price_y"), 1, item_id="si_y")
+    five_off = discount(coupon(percent_off=None, amount_off=500, currency="usd"))
+    for items in ((monthly, yearly), (yearly, monthly)):
+        sub = subscription(*items, discount=five_off)
+        data = native(stripe_event("customer.subscription.updated", sub))["data"]
+        assert mrr(data) == Decimal("15")
 
 
 def test_fractional_unit_amounts_and_packages():
