@@ -20,6 +20,8 @@ What kpibot does with each call:
   and domains: let Segment send groups only if it is the accounts' source of truth.
 - `identify` (and `alias`) → ignored: mapping it to `account.upserted` would replace the
   account's contacts with one person, so contacts must come from the native endpoint or a CRM.
+- any other call (`delete`, a user's data deletion request, has no `messageId`: logged under a
+  digest of its body) → ignored.
 
 Ambiguities: Segment's help centre says that with batching on, `X-Signature` covers only the first
 event of the batch, so batches cannot be verified: turn batching off. The signature carries no
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
-from storage.sources.fields import instant, native_event, text
+from storage.sources.fields import body_id, instant, native_event, text
 
 SIGNATURE_HEADER = "x-signature"
 MAX_ATTRIBUTES = 100
@@ -71,29 +73,32 @@ class SegmentSource:
             raw = delivery.body.decode()
         except UnicodeDecodeError:
             raise WebhookRejected(400, "the body must be UTF-8 JSON") from None
-        mapped = _message(payload, delivery.options)
+        mapped = _message(payload, delivery)
         if isinstance(mapped, str):
             return [SourceEvent(text(payload.get("messageId")), raw, None, mapped)]
         return [SourceEvent(mapped["id"], raw, mapped)]
 
 
-def _message(payload: dict[str, Any], options: Mapping[str, str]) -> dict[str, Any] | str:
+def _message(payload: dict[str, Any], delivery: Delivery) -> dict[str, Any] | str:
     """Return the native event of one Segment call, or the reason it cannot be mapped."""
     call = payload.get("type")
     if not isinstance(call, str) or not call.strip():
         return "type: missing (track, page, screen, identify, group, …)"
     call = call.strip().lower()
     message_id = text(payload.get("messageId"))
+    at = instant(payload.get("timestamp")) or instant(payload.get("receivedAt"))
+    if call not in ACTIVITY and call != "group":
+        # Ignored, whatever else it carries: Segment's `delete` notification (a user's data
+        # deletion request) has no messageId, so it is logged under a digest of its body.
+        event_id = message_id or body_id(delivery.body)
+        return native_event(event_id, f"segment.{call}"[:64], at or delivery.received_at, {})
     if message_id is None:
         return "messageId: missing"
-    at = instant(payload.get("timestamp")) or instant(payload.get("receivedAt"))
     if at is None:
         return "timestamp: missing or not an ISO 8601 time from 1970 to 2999"
     if call in ACTIVITY:
-        return _usage(payload, call, message_id, at, options)
-    if call == "group":
-        return _group(payload, message_id, at)
-    return native_event(message_id, f"segment.{call}", at, {})
+        return _usage(payload, call, message_id, at, delivery.options)
+    return _group(payload, message_id, at)
 
 
 def _usage(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from storage.schemas import AccountUpserted, EventRejected, UsageRecorded, parse_event
 from storage.sources.base import Delivery, WebhookRejected
+from storage.sources.fields import body_id
 from storage.sources.segment import SegmentSource
 
 SECRET = "segment-shared-secret"
@@ -192,6 +193,17 @@ def test_identify_and_alias_are_ignored(call: str) -> None:
     [event] = mapped(body)
     assert event.native["type"] == f"segment.{call}"
     assert parse_event(event.native).data is None
+
+
+def test_the_documented_delete_notification_is_ignored_under_a_digest_of_its_body() -> None:
+    # Segment's webhook documentation shows a user deletion request with no messageId.
+    body = {"type": "delete", "userId": "019mr8mf4r", "timestamp": "2012-12-02T00:30:08.276Z"}
+    [event] = mapped(body)
+    assert event.native["type"] == "segment.delete"
+    assert event.event_id == event.native["id"] == body_id(json.dumps(body).encode())
+    assert parse_event(event.native).data is None
+    [without_time] = mapped({"type": "delete", "userId": "019mr8mf4r"})
+    assert without_time.native["occurred_at"] == "2026-11-23T10:00:00Z"  # when kpibot got it
 
 
 @pytest.mark.parametrize(
