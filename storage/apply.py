@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from storage.account_state import FIELDS, AccountState
 from storage.fx import FxBook, MissingRate
 from storage.mrr import MrrBefore, VersionPoint, derive_movements, subscription_mrr
 from storage.schemas import (
@@ -165,9 +166,18 @@ _DELETE_SPANS = delete(_COVERAGE).where(
     )
 )
 _DELETE_CONTACTS = delete(table_of(Contact)).where(table_of(Contact).c.account_id.in_(_ACCOUNTS))
+_DOMAIN = table_of(AccountDomain).c
 _DELETE_DOMAINS = delete(table_of(AccountDomain)).where(
-    table_of(AccountDomain).c.account_id.in_(_ACCOUNTS)
+    _DOMAIN.account_id.in_(_ACCOUNTS),
+    tuple_(_DOMAIN.account_id, _DOMAIN.domain).not_in(bindparam("kept", expanding=True)),
 )
+_ACCOUNTS_OF = select(
+    *(table_of(Account).c[name] for name in ("account_id", *FIELDS)),
+    table_of(Account).c.domains,
+    table_of(Account).c.attributes,
+    table_of(Account).c.versions,
+    table_of(Account).c.updated_at,
+).where(table_of(Account).c.account_id.in_(_ACCOUNTS))
 _LOCK_ACCOUNTS = text(
     # Volatile functions in the select list run after ORDER BY: locks are taken in order.
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k) ORDER BY k"
@@ -353,65 +363,55 @@ class Applier:
         self.session.flush()
 
     def _accounts(self, items: list[Applicable]) -> None:
-        rows, details = [], {}
-        for item in items:
+        """Apply account events onto the stored accounts, part by part by event time (see
+        `storage.account_state`): full events replace, merges add, in any arrival order."""
+        events: dict[str, list[tuple[datetime, AccountUpserted]]] = defaultdict(list)
+        for item in items:  # already in event time order, then arrival order
             data = item.event.data
             assert isinstance(data, AccountUpserted)
-            rows.append(
-                {
-                    "account_id": data.account_id,
-                    "name": data.name or data.account_id,
-                    "owner_email": data.owner_email,
-                    "segment": data.segment,
-                    "plan": data.plan,
-                    "currency": data.currency,
-                    "domains": sorted(set(data.domains)),
-                    "attributes": data.attributes,
-                    "updated_at": item.event.occurred_at,
-                }
-            )
-            details[(data.account_id, item.event.occurred_at)] = data
-        rows = newest_by_key(rows, key=("account_id",), version="updated_at")
-        won = upsert_newer(
-            self.session,
-            Account,
-            rows,
-            key=("account_id",),
-            version="updated_at",
-            returning=("account_id", "updated_at"),
-        )
-        claimed_at = {account_id: updated_at for account_id, updated_at in won}
-        winners = [details[(account_id, updated_at)] for account_id, updated_at in won]
-        ids = [data.account_id for data in winners]
+            events[data.account_id].append((item.event.occurred_at, data))
+        ids = sorted(events)
+        self.lock_accounts(ids)
+        states = {account_id: AccountState(account_id) for account_id in ids}
         for part in chunks(ids):
+            for row in self._run(_ACCOUNTS_OF, accounts=list(part)).mappings():
+                states[row["account_id"]] = AccountState.stored(dict(row))
+        for account_id, applied in events.items():
+            for occurred_at, data in applied:
+                states[account_id].apply(data, occurred_at)
+        upsert_newer(
+            self.session, Account, [state.row() for state in states.values()], key=("account_id",)
+        )
+        replaced = sorted(a for a, state in states.items() if state.contacts is not None)
+        for part in chunks(replaced):
             self._run(_DELETE_CONTACTS, accounts=list(part))
-            self._run(_DELETE_DOMAINS, accounts=list(part))
         contacts = {
-            (data.account_id, contact.email): {
-                "account_id": data.account_id,
+            (account_id, contact.email): {
+                "account_id": account_id,
                 "email": contact.email,
                 "name": contact.name,
                 "phone": contact.phone,
             }
-            for data in winners
-            for contact in data.contacts
+            for account_id in replaced
+            for contact in states[account_id].contacts or ()
         }
         insert_ignoring_conflicts(self.session, Contact, list(contacts.values()))
         # A domain belongs to the account that claimed it last, by event time, whatever order
-        # the claims arrive in.
-        claims = sorted(
-            (
-                (d, data.account_id, claimed_at[data.account_id])
-                for data in winners
-                for d in data.domains
-            ),
-            key=lambda claim: claim[2],
-        )
-        domains = {d: (account_id, at) for d, account_id, at in claims}
+        # the claims arrive in; an account's claims of domains it no longer has are withdrawn.
+        for part in chunks(ids):
+            kept = [
+                (account_id, domain) for account_id in part for domain in states[account_id].domains
+            ]
+            self._run(_DELETE_DOMAINS, accounts=list(part), kept=kept or [("", "")])
+        claims: dict[str, tuple[str, datetime]] = {}
+        for account_id in ids:
+            for domain, at in states[account_id].domain_times().items():
+                if domain not in claims or claims[domain][1] <= at:
+                    claims[domain] = (account_id, at)
         upsert_newer(
             self.session,
             AccountDomain,
-            [{"domain": d, "account_id": a, "updated_at": at} for d, (a, at) in domains.items()],
+            [{"domain": d, "account_id": a, "updated_at": at} for d, (a, at) in claims.items()],
             key=("domain",),
             version="updated_at",
         )

@@ -104,6 +104,15 @@ class AccountUpserted(_Data):
     domains: Annotated[list[Domain], Field(max_length=100)] = []
     contacts: Annotated[list[ContactData], Field(max_length=1000)] = []
     attributes: Annotated[dict[str, Any], Field(max_length=100)] = {}
+    # false: the whole account (fields not given are cleared, contacts replaced); true: only
+    # the fields given change, attributes and domains are added (storage.account_state)
+    merge: bool = False
+
+    @model_validator(mode="after")
+    def _merge_without_contacts(self) -> AccountUpserted:
+        if self.merge and self.contacts:
+            raise ValueError("contacts: a merge cannot carry contacts (send the account in full)")
+        return self
 
 
 class SubscriptionUpdated(_Data):

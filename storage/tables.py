@@ -52,7 +52,11 @@ class Account(SQLModel, table=True):
     currency: str | None = Field(default=None, max_length=3)
     domains: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(sa_type=UTCDateTime)
+    # The time of the event that set each field, attribute and domain (storage.account_state)
+    versions: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    updated_at: datetime = Field(sa_type=UTCDateTime)  # the latest event applied
 
 
 class Contact(SQLModel, table=True):

@@ -14,10 +14,10 @@ What kpibot does with each call:
   date of `timestamp` in the `timezone` option (UTC unless configured), and the account is the
   first of `context.groupId`, `properties.account_id`, `context.traits.account_id`,
   `context.traits.company.id`. A call with no account is logged as ignored.
-- `group` → `account.upserted` for `groupId`, from the traits `name`, `plan`, `segment`,
-  `owner_email`, `currency`, `website` (its host becomes the account's domain); other scalar
-  traits go to `attributes`. An `account.upserted` replaces the account's stored fields, contacts
-  and domains: let Segment send groups only if it is the accounts' source of truth.
+- `group` → `account.upserted` with `merge: true` for `groupId`, from the traits `name`, `plan`,
+  `segment`, `owner_email`, `currency`, `website` (its host is added to the account's domains);
+  other scalar traits are added to `attributes`. A merge sets only what the call gives: the
+  owner, contacts and other fields another source set are kept (storage/account_state.py).
 - `identify` (and `alias`) → ignored: mapping it to `account.upserted` would replace the
   account's contacts with one person, so contacts must come from the native endpoint or a CRM.
 - any other call (`delete`, a user's data deletion request, has no `messageId`: logged under a
@@ -139,7 +139,8 @@ def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, 
     if account_id is None:
         return "groupId: missing"
     traits = _object(payload.get("traits"))
-    data: dict[str, Any] = {"account_id": account_id}
+    # A merge: Segment keeps a trait the call does not send, and so does kpibot.
+    data: dict[str, Any] = {"account_id": account_id, "merge": True}
     for name in ("name", "plan", "segment", "currency"):
         if text(traits.get(name)) is not None and isinstance(traits[name], str):
             data[name] = traits[name].strip()
@@ -156,7 +157,8 @@ def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, 
         and key != "ownerEmail"
         and (value is None or isinstance(value, str | int | bool) or _finite(value))
     }
-    data["attributes"] = dict(sorted(attributes.items())[:MAX_ATTRIBUTES])
+    if attributes:
+        data["attributes"] = dict(sorted(attributes.items())[:MAX_ATTRIBUTES])
     return native_event(message_id, "account.upserted", at, data)
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.db import session_scope
-from storage.tables import Account, EventLog, SurveyResponse, UsageDay
+from storage.tables import Account, Contact, EventLog, SurveyResponse, UsageDay
 from tests.builders import ingest, kpi, make_account
 
 DELIGHTED_KEY = "delighted-api-key-0123456789"
@@ -258,6 +258,41 @@ def test_a_segment_group_call_upserts_the_account(server: Any) -> None:
     with session_scope(server.factory) as session:
         account = session.get(Account, "acc-3")
         assert account is not None and (account.name, account.plan) == ("Initech", "enterprise")
+
+
+def test_a_segment_group_call_keeps_what_it_does_not_carry(server: Any) -> None:
+    # Segment keeps a trait a group call does not send: the owner and the contacts the CRM
+    # gave the account stay, so its detractors still reach its CSM.
+    crm = make_account(
+        "acc-3",
+        "2026-11-01",
+        name="Initech",
+        owner_email="csm@ourco.example",
+        domains=["initech.example"],
+        contacts=[{"email": "peter@initech.example"}],
+        attributes={"tier": "gold"},
+    )
+    ingest(server.factory, [crm])
+    call = {
+        "type": "group",
+        "messageId": "g-2",
+        "groupId": "acc-3",
+        "traits": {"plan": "enterprise", "employees": 329, "website": "initech.io"},
+        "timestamp": "2026-11-22T09:00:00Z",
+    }
+    assert post(server, "segment", call).json()["queued"] == 1
+    with session_scope(server.factory) as session:
+        account = session.get(Account, "acc-3")
+        assert account is not None
+        assert (account.name, account.owner_email, account.plan) == (
+            "Initech",
+            "csm@ourco.example",
+            "enterprise",
+        )
+        assert account.attributes == {"employees": 329, "tier": "gold"}
+        assert account.domains == ["initech.example", "initech.io"]
+        emails = session.scalars(select(Contact.email).where(Contact.account_id == "acc-3"))
+        assert list(emails) == ["peter@initech.example"]
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,7 @@ def test_a_group_call_upserts_the_account() -> None:
     assert event.native["type"] == "account.upserted"
     assert event.native["data"] == {
         "account_id": "acc-3",
+        "merge": True,
         "name": "Initech",
         "plan": "enterprise",
         "owner_email": "csm@ourco.example",
@@ -179,6 +180,12 @@ def test_a_group_call_upserts_the_account() -> None:
     parsed = parse_event(event.native)
     assert isinstance(parsed.data, AccountUpserted)
     assert parsed.data.domains == ["initech.example"]
+
+
+def test_a_group_call_gives_only_the_traits_it_carries() -> None:
+    [event] = mapped({**group(), "traits": {"plan": "scale"}})
+    assert event.native["data"] == {"account_id": "acc-3", "merge": True, "plan": "scale"}
+    assert parse_event(event.native).data.model_fields_set == {"account_id", "merge", "plan"}
 
 
 def test_non_scalar_traits_are_left_out_of_the_attributes() -> None:

@@ -1,0 +1,123 @@
+"""An account as its `account.upserted` events leave it, whatever order they arrive in.
+
+A full event (the default) describes the whole account: in event time order it replaces every
+field, the attributes, the domains and the contacts. A merge (`merge: true`, what Segment's group
+calls send) sets only the fields it gives, adds its attributes and domains, and leaves the
+contacts alone: a trait the sender did not send keeps its value, as Segment documents.
+
+The same result whatever the arrival order needs each part's time kept (`AccountState.versions`,
+the account row's `versions` column): a field, an attribute or a domain keeps the time of the
+event that set it, and the attributes, the domains and the contacts the time of the last full
+event, which removed whatever older events had set. An event changes a part only if it is not
+older than that part's time (on a tie, the later arrival wins, as for every other row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from storage.schemas import AccountUpserted, ContactData
+
+FIELDS = ("name", "owner_email", "segment", "plan", "currency")
+ATTRIBUTES, DOMAINS, CONTACTS = "attributes", "domains", "contacts"
+LATEST = "latest"  # in a row's `versions`: the latest event applied (never a part's name)
+
+
+@dataclass
+class AccountState:
+    """One account's stored fields, attributes, domains and the times that decide them."""
+
+    account_id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    domains: set[str] = field(default_factory=set)
+    # "name", …, "attributes" / "domains" / "contacts" (the last full event),
+    # "attributes.<key>", "domains.<domain>": the time of the event that set each
+    versions: dict[str, datetime] = field(default_factory=dict)
+    contacts: list[ContactData] | None = None  # set when an event of this batch replaced them
+    updated_at: datetime | None = None  # the latest event applied
+
+    @classmethod
+    def stored(cls, row: Mapping[str, Any]) -> AccountState:
+        """Read an `account` row back (columns by name, `versions` as ISO texts)."""
+        versions = {
+            key: datetime.fromisoformat(at) for key, at in row["versions"].items() if key != LATEST
+        }
+        state = cls(
+            row["account_id"],
+            {name: row[name] for name in FIELDS},
+            dict(row["attributes"]),
+            set(row["domains"]),
+            versions,
+            updated_at=row["updated_at"],
+        )
+        if not row["versions"]:
+            # Written before the times were kept: everything dates from its latest event.
+            at = row["updated_at"]
+            keys = [*FIELDS, ATTRIBUTES, DOMAINS, CONTACTS]
+            keys += [f"{ATTRIBUTES}.{key}" for key in state.attributes]
+            keys += [f"{DOMAINS}.{domain}" for domain in state.domains]
+            state.versions = dict.fromkeys(keys, at)
+        return state
+
+    def _newer(self, key: str, at: datetime) -> bool:
+        known = self.versions.get(key)
+        return known is None or at >= known
+
+    def apply(self, data: AccountUpserted, at: datetime) -> None:
+        """Apply one event of time `at` (in any order: see the module's docstring)."""
+        self.updated_at = at if self.updated_at is None else max(self.updated_at, at)
+        full = not data.merge
+        given = data.model_fields_set
+        for name in FIELDS:
+            if (full or name in given) and self._newer(name, at):
+                self.fields[name] = getattr(data, name)
+                self.versions[name] = at
+        if full or ATTRIBUTES in given:
+            self._apply_set(ATTRIBUTES, self.attributes, data.attributes, at, full=full)
+        if full or DOMAINS in given:
+            domains = dict.fromkeys(data.domains, True)
+            present = dict.fromkeys(self.domains, True)
+            self._apply_set(DOMAINS, present, domains, at, full=full)
+            self.domains = set(present)
+        if full and self._newer(CONTACTS, at):
+            self.contacts = list(data.contacts)
+            self.versions[CONTACTS] = at
+
+    def _apply_set(
+        self, part: str, held: dict[str, Any], given: Mapping[str, Any], at: datetime, *, full: bool
+    ) -> None:
+        """Apply keyed values: a full event first removes the keys set before it."""
+        if full and self._newer(part, at):
+            self.versions[part] = at
+            for key in [k for k in held if self.versions[f"{part}.{k}"] < at]:
+                del held[key]
+                del self.versions[f"{part}.{key}"]
+        reset = self.versions.get(part)
+        for key, value in given.items():
+            if (reset is None or at >= reset) and self._newer(f"{part}.{key}", at):
+                held[key] = value
+                self.versions[f"{part}.{key}"] = at
+
+    def domain_times(self) -> dict[str, datetime]:
+        """Each domain with the time of the event that claimed it for this account."""
+        return {domain: self.versions[f"{DOMAINS}.{domain}"] for domain in self.domains}
+
+    def row(self) -> dict[str, Any]:
+        """The `account` row of this state."""
+        return {
+            "account_id": self.account_id,
+            **{name: self.fields.get(name) for name in FIELDS},
+            "name": self.fields.get("name") or self.account_id,
+            "domains": sorted(self.domains),
+            "attributes": self.attributes,
+            # with the latest event's time, so that no row written since reads as written before
+            "versions": {
+                LATEST: self.updated_at.isoformat() if self.updated_at else None,
+                **{key: at.isoformat() for key, at in sorted(self.versions.items())},
+            },
+            "updated_at": self.updated_at,
+        }

@@ -1,0 +1,165 @@
+"""Accounts are the same whatever order their events arrive in (full events and merges).
+
+In event time order a full `account.upserted` replaces the account (fields, attributes, domains,
+contacts) and a merge (Segment's group calls) sets what it gives; `storage.account_state` keeps
+what makes any arrival order, in any batches, give that result.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select, update
+
+from storage.db import session_scope
+from storage.tables import Account, AccountDomain, Contact, EventLog
+from tests.builders import event, ingest
+
+T0 = datetime(2026, 3, 2, 9)
+
+
+def _account_event(n: int, account: str, hours: int, merge: bool, **data: Any) -> dict:
+    fields = {"account_id": account, **data}
+    if merge:
+        fields["merge"] = True
+    when = (T0 + timedelta(hours=hours)).isoformat()
+    return event("account.upserted", when, fields, event_id=f"acc-event-{n}")
+
+
+def _stored(session_factory) -> tuple[Any, ...]:
+    with session_scope(session_factory) as session:
+        accounts = [
+            (a.account_id, a.name, a.owner_email, a.plan, a.segment, a.domains, a.attributes)
+            for a in session.scalars(select(Account).order_by(Account.account_id))
+        ]
+        contacts = sorted(session.execute(select(Contact.account_id, Contact.email)).all())
+        domains = sorted(
+            session.execute(select(AccountDomain.domain, AccountDomain.account_id)).all()
+        )
+    return accounts, contacts, domains
+
+
+def _reset(session_factory) -> None:
+    with session_scope(session_factory) as session:
+        for table in (Contact, AccountDomain, EventLog, Account):
+            session.execute(delete(table))
+
+
+def test_a_merge_keeps_what_it_does_not_give(session_factory):
+    full = _account_event(
+        1,
+        "acc-1",
+        0,
+        False,
+        name="Initech",
+        owner_email="csm@ourco.example",
+        contacts=[{"email": "peter@initech.example"}],
+        attributes={"tier": "gold"},
+    )
+    merge = _account_event(2, "acc-1", 5, True, plan="scale", attributes={"seats": 40})
+    ingest(session_factory, [full, merge])
+    accounts, contacts, _ = _stored(session_factory)
+    assert accounts == [
+        ("acc-1", "Initech", "csm@ourco.example", "scale", None, [], {"seats": 40, "tier": "gold"})
+    ]
+    assert contacts == [("acc-1", "peter@initech.example")]
+
+
+def test_a_late_older_full_event_fills_in_around_a_newer_merge(session_factory):
+    # The merge (Segment, live) arrives first; the CRM's full event, older, arrives after: in
+    # time order the full event came first, then the merge changed the plan.
+    merge = _account_event(1, "acc-1", 5, True, plan="scale")
+    full = _account_event(
+        2, "acc-1", 0, False, name="Initech", plan="starter", owner_email="a@b.io"
+    )
+    ingest(session_factory, [merge])
+    ingest(session_factory, [full])
+    [(_, name, owner, plan, *_)] = _stored(session_factory)[0]
+    assert (name, owner, plan) == ("Initech", "a@b.io", "scale")
+
+
+def test_a_newer_full_event_removes_what_older_merges_added(session_factory):
+    ingest(session_factory, [_account_event(1, "acc-1", 0, True, attributes={"a": 1})])
+    ingest(session_factory, [_account_event(2, "acc-1", 9, False, attributes={"b": 2})])
+    ingest(session_factory, [_account_event(3, "acc-1", 4, True, attributes={"c": 3})])  # late
+    assert _stored(session_factory)[0][0][-1] == {"b": 2}
+
+
+def test_a_row_written_before_the_times_were_kept_dates_from_its_latest_event(session_factory):
+    ingest(session_factory, [_account_event(1, "acc-1", 5, False, name="Initech", plan="a")])
+    with session_scope(session_factory) as session:
+        session.execute(update(Account).values(versions={}))
+    ingest(session_factory, [_account_event(2, "acc-1", 3, True, plan="older")])
+    ingest(session_factory, [_account_event(3, "acc-1", 7, True, segment="smb")])
+    [(_, name, _, plan, segment, *_)] = _stored(session_factory)[0]
+    assert (name, plan, segment) == ("Initech", "a", "smb")
+
+
+def test_a_merge_cannot_carry_contacts(session_factory):
+    merge = _account_event(1, "acc-1", 0, True, contacts=[{"email": "x@y.io"}])
+    report = ingest(session_factory, [merge])
+    assert report.rejected == 1
+    assert "a merge cannot carry contacts" in report.rejections[0].reason
+
+
+_events = st.lists(
+    st.tuples(
+        st.sampled_from(["acc-1", "acc-2"]),
+        st.booleans(),  # merge
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.sampled_from(["Initech", "Hooli"]),
+                "plan": st.sampled_from(["starter", "scale"]),
+                "owner_email": st.sampled_from(["a@ourco.io", "b@ourco.io"]),
+                "attributes": st.dictionaries(
+                    st.sampled_from(["tier", "seats", "region"]), st.integers(0, 3), max_size=2
+                ),
+                # Each account's own: which account a domain two accounts claimed falls back
+                # to once the last claimer drops it still depends on the order (documented in
+                # docs/webhooks/native.md).
+                "domains": st.lists(st.sampled_from(["one.io", "two.io"]), max_size=2, unique=True),
+                "contacts": st.lists(
+                    st.sampled_from(["p@initech.io", "q@hooli.io"]), max_size=2, unique=True
+                ),
+            },
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(events=_events, seed=st.integers(0, 2**16), batches=st.integers(1, 4))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_arrival_order_and_batching_gives_what_time_order_gives(
+    session_factory, events, seed, batches
+):
+    built = []
+    for n, (account, merge, data) in enumerate(events):
+        fields = dict(data)
+        if merge:
+            fields.pop("contacts", None)
+        if "contacts" in fields:
+            fields["contacts"] = [{"email": email} for email in fields["contacts"]]
+        if "domains" in fields:
+            fields["domains"] = [f"{account}-{domain}" for domain in fields["domains"]]
+        built.append(_account_event(n, account, n, merge, **fields))  # distinct, increasing
+    _reset(session_factory)
+    for one in built:  # time order, one by one
+        ingest(session_factory, [one])
+    expected = _stored(session_factory)
+
+    _reset(session_factory)
+    shuffled = built[:]
+    random.Random(seed).shuffle(shuffled)
+    size = -(-len(shuffled) // batches)
+    for start in range(0, len(shuffled), size):
+        ingest(session_factory, shuffled[start : start + size])
+    assert _stored(session_factory) == expected
