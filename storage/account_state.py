@@ -39,6 +39,7 @@ class AccountState:
     versions: dict[str, datetime] = field(default_factory=dict)
     contacts: list[ContactData] | None = None  # set when an event of this batch replaced them
     updated_at: datetime | None = None  # the latest event applied
+    claimed: set[str] = field(default_factory=set)  # domains an event of this batch set
 
     @classmethod
     def stored(cls, row: Mapping[str, Any]) -> AccountState:
@@ -81,30 +82,36 @@ class AccountState:
         if full or DOMAINS in given:
             domains = dict.fromkeys(data.domains, True)
             present = dict.fromkeys(self.domains, True)
-            self._apply_set(DOMAINS, present, domains, at, full=full)
+            self.claimed.update(self._apply_set(DOMAINS, present, domains, at, full=full))
             self.domains = set(present)
+            self.claimed &= self.domains
         if full and self._newer(CONTACTS, at):
             self.contacts = list(data.contacts)
             self.versions[CONTACTS] = at
 
     def _apply_set(
         self, part: str, held: dict[str, Any], given: Mapping[str, Any], at: datetime, *, full: bool
-    ) -> None:
-        """Apply keyed values: a full event first removes the keys set before it."""
+    ) -> list[str]:
+        """Apply keyed values: a full event first removes the keys set before it (or at the same
+        time: the later arrival wins a tie, as everywhere). Returns the keys it set."""
         if full and self._newer(part, at):
             self.versions[part] = at
-            for key in [k for k in held if self.versions[f"{part}.{k}"] < at]:
+            for key in [k for k in held if self.versions[f"{part}.{k}"] <= at]:
                 del held[key]
                 del self.versions[f"{part}.{key}"]
         reset = self.versions.get(part)
+        written = []
         for key, value in given.items():
             if (reset is None or at >= reset) and self._newer(f"{part}.{key}", at):
                 held[key] = value
                 self.versions[f"{part}.{key}"] = at
+                written.append(key)
+        return written
 
-    def domain_times(self) -> dict[str, datetime]:
-        """Each domain with the time of the event that claimed it for this account."""
-        return {domain: self.versions[f"{DOMAINS}.{domain}"] for domain in self.domains}
+    def claims(self) -> dict[str, datetime]:
+        """The domains an event of this batch claimed for this account, with its time (a domain
+        the account already had stays with whichever account holds it)."""
+        return {domain: self.versions[f"{DOMAINS}.{domain}"] for domain in self.claimed}
 
     def row(self) -> dict[str, Any]:
         """The `account` row of this state."""

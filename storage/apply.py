@@ -167,9 +167,8 @@ _DELETE_SPANS = delete(_COVERAGE).where(
 )
 _DELETE_CONTACTS = delete(table_of(Contact)).where(table_of(Contact).c.account_id.in_(_ACCOUNTS))
 _DOMAIN = table_of(AccountDomain).c
-_DELETE_DOMAINS = delete(table_of(AccountDomain)).where(
-    _DOMAIN.account_id.in_(_ACCOUNTS),
-    tuple_(_DOMAIN.account_id, _DOMAIN.domain).not_in(bindparam("kept", expanding=True)),
+_DELETE_CLAIMS = delete(table_of(AccountDomain)).where(
+    tuple_(_DOMAIN.account_id, _DOMAIN.domain).in_(bindparam("pairs", expanding=True))
 )
 _ACCOUNTS_OF = select(
     *(table_of(Account).c[name] for name in ("account_id", *FIELDS)),
@@ -376,6 +375,7 @@ class Applier:
         for part in chunks(ids):
             for row in self._run(_ACCOUNTS_OF, accounts=list(part)).mappings():
                 states[row["account_id"]] = AccountState.stored(dict(row))
+        had = {account_id: set(state.domains) for account_id, state in states.items()}
         for account_id, applied in events.items():
             for occurred_at, data in applied:
                 states[account_id].apply(data, occurred_at)
@@ -398,14 +398,16 @@ class Applier:
         insert_ignoring_conflicts(self.session, Contact, list(contacts.values()))
         # A domain belongs to the account that claimed it last, by event time, whatever order
         # the claims arrive in; an account's claims of domains it no longer has are withdrawn.
-        for part in chunks(ids):
-            kept = [
-                (account_id, domain) for account_id in part for domain in states[account_id].domains
-            ]
-            self._run(_DELETE_DOMAINS, accounts=list(part), kept=kept or [("", "")])
+        dropped = sorted(
+            (account_id, domain)
+            for account_id in ids
+            for domain in had[account_id] - states[account_id].domains
+        )
+        for pairs in chunks(dropped):
+            self._run(_DELETE_CLAIMS, pairs=list(pairs))
         claims: dict[str, tuple[str, datetime]] = {}
         for account_id in ids:
-            for domain, at in states[account_id].domain_times().items():
+            for domain, at in states[account_id].claims().items():
                 if domain not in claims or claims[domain][1] <= at:
                     claims[domain] = (account_id, at)
         upsert_newer(

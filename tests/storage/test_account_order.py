@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from storage.db import session_scope
 from storage.tables import Account, AccountDomain, Contact, EventLog
@@ -163,3 +163,41 @@ def test_any_arrival_order_and_batching_gives_what_time_order_gives(
     for start in range(0, len(shuffled), size):
         ingest(session_factory, shuffled[start : start + size])
     assert _stored(session_factory) == expected
+
+
+def test_a_full_event_of_the_same_instant_arriving_later_replaces_the_account(session_factory):
+    first = _account_event(1, "acc-1", 0, False, name="X", attributes={"a": 1}, domains=["x.io"])
+    second = _account_event(2, "acc-1", 0, False, name="Y", attributes={"b": 2}, domains=["y.io"])
+    ingest(session_factory, [first])
+    ingest(session_factory, [second])
+    accounts, _, domains = _stored(session_factory)
+    assert accounts == [("acc-1", "Y", None, None, None, ["y.io"], {"b": 2})]
+    assert domains == [("y.io", "acc-1")]
+
+
+def test_an_event_that_does_not_claim_a_domain_leaves_it_with_its_holder(session_factory):
+    # Two accounts list one domain from the same instant (one CSV import): it stays with the
+    # account holding it when the other gets an event that does not name the domain.
+    both = [
+        _account_event(1, "acc-1", 0, False, domains=["shared.io"]),
+        _account_event(2, "acc-2", 0, False, domains=["shared.io"]),
+    ]
+    ingest(session_factory, both)
+    holder = _stored(session_factory)[2]
+    for n, account in enumerate(["acc-1", "acc-2"], start=3):
+        ingest(session_factory, [_account_event(n, account, n, True, plan="scale")])
+        assert _stored(session_factory)[2] == holder
+
+
+def test_a_batch_of_accounts_with_many_domains_each_is_stored(session_factory):
+    # 35,000 claims in one batch: no statement may bind a parameter per claim (PostgreSQL
+    # takes at most 65,535 parameters).
+    events = [
+        _account_event(n, f"acc-{n}", 0, False, domains=[f"d{k}.acc-{n}.io" for k in range(70)])
+        for n in range(500)
+    ]
+    assert ingest(session_factory, events).applied == 500
+    again = [_account_event(500 + n, f"acc-{n}", 1, False, domains=[]) for n in range(500)]
+    assert ingest(session_factory, again).applied == 500
+    with session_scope(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(AccountDomain)) == 0
