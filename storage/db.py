@@ -62,7 +62,10 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # A webhook is answered 2xx once its commit is durable: in WAL mode, NORMAL survives a crash
+    # of the process but may lose the last commits on a power cut or an OS crash. FULL syncs the
+    # WAL at each commit; group commit makes that one sync per group (no change on `make bench`).
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 
