@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
@@ -128,12 +130,24 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+# The drivers' own errors, for statements run on their cursors (COPY) when SQLAlchemy does not
+# wrap what they raise: their data and constraint errors, and all of them.
+_DRIVER_DATA_ERRORS = (
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+)
+_DRIVER_ERRORS = (sqlite3.Error, psycopg.Error)
+
+
 def fault_of_the_events(error: Exception) -> bool:
     """Whether a failure comes from the events (their data, or a bug they trigger) rather than
     from the database being unavailable (which retrying later gets past)."""
-    if isinstance(error, DataError | IntegrityError):  # a value out of range, a constraint
-        return True
-    return not isinstance(error, SQLAlchemyError)  # connection, pool timeout, lock: the database
+    if isinstance(error, (DataError, IntegrityError, *_DRIVER_DATA_ERRORS)):
+        return True  # a value out of range, a constraint
+    # connection, pool timeout, lock: the database
+    return not isinstance(error, (SQLAlchemyError, *_DRIVER_ERRORS))
 
 
 def transient(error: DBAPIError) -> bool:

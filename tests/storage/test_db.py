@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import sqlite3
 
-from storage.db import make_engine, refresh_statistics
+import psycopg
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from storage.db import fault_of_the_events, make_engine, refresh_statistics
 from tests.builders import ingest, make_account
 
 
@@ -35,3 +40,20 @@ def test_a_sqlite_commit_survives_a_power_cut(tmp_path):
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "theirs"),
+    [
+        (psycopg.OperationalError("connection lost"), False),
+        (sqlite3.OperationalError("database is locked"), False),
+        (OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error")), False),
+        (psycopg.errors.NumericValueOutOfRange("numeric field overflow"), True),
+        (sqlite3.IntegrityError("NOT NULL constraint failed"), True),
+        (ValueError("a bug the events trigger"), True),
+    ],
+)
+def test_a_database_failure_is_not_blamed_on_the_events(error, theirs):
+    # Statements on the drivers' own cursors (COPY) raise the drivers' errors: a lost connection
+    # must leave the events queued for a retry, not reject them.
+    assert fault_of_the_events(error) is theirs
