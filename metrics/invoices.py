@@ -118,6 +118,21 @@ def kept_days(ctx: MetricContext) -> InvoiceDays | None:
     return ledger.kept(ctx, INVOICES, "invoice days", lambda: _invoice_days(ctx.session))
 
 
+def paid(ctx: MetricContext, period: Period) -> dict[str, tuple[Decimal, int]]:
+    """Each group's invoices paid in the period: amount and number (no group without any),
+    from memory when kept (`totals`), else summed by the store."""
+    kept = totals(ctx, period)
+    if kept is not None:
+        return kept
+    query = per_group(
+        ctx,
+        period,
+        lambda i: type_coerce(func.sum(i.c.paid), Money),
+        lambda i: func.sum(i.c.invoices),
+    )
+    return {group: (amount, int(count)) for group, amount, count in ctx.session.execute(query)}
+
+
 def totals(ctx: MetricContext, period: Period) -> dict[str, tuple[Decimal, int]] | None:
     """The period's paid invoices as `per_group` sums them, amount and number, from memory.
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, type_coerce
-
 from metrics import invoices
 from metrics.activity import ZERO, Activity, Stock, activity, stocks_at
 from metrics.context import TOTAL, MetricContext
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
-from storage.types import Money, round_money
+from storage.types import round_money
 
 Values = dict[str, Value]
 
@@ -143,13 +141,7 @@ def arpa(ctx: MetricContext, period: Period) -> Values:
 
 def arpu(ctx: MetricContext, period: Period) -> Values:
     """Paid invoices in the period ÷ accounts that were customers at any time in it."""
-    kept = invoices.totals(ctx, period)
-    paid: dict[str, Decimal]
-    if kept is not None:
-        paid = {group: total for group, (total, _count) in kept.items()}
-    else:
-        query = invoices.per_group(ctx, period, lambda i: type_coerce(func.sum(i.c.paid), Money))
-        paid = {group: total or ZERO for group, total in ctx.session.execute(query)}
+    paid = {group: total for group, (total, _count) in invoices.paid(ctx, period).items()}
     values = {}
     for group, a in _groups(ctx, activity(ctx, period)).items():
         invoiced = paid.get(group, ZERO)

@@ -26,7 +26,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import select
 from sqlmodel import col
 
 from metrics import invoices
@@ -35,7 +35,6 @@ from metrics.context import TOTAL, MetricContext, Scope
 from metrics.periods import Period
 from metrics.result import InputValue, Value, ratio
 from storage.tables import Cost
-from storage.types import Money
 
 Values = dict[str, Value]
 CHURN_MONTHS = 6
@@ -162,19 +161,6 @@ class _Lifetime:
         }
 
 
-def _paid_invoices(ctx: MetricContext, period: Period) -> dict[str, tuple[Decimal, int]]:
-    kept = invoices.totals(ctx, period)
-    if kept is not None:
-        return kept
-    query = invoices.per_group(
-        ctx,
-        period,
-        lambda i: type_coerce(func.sum(i.c.paid), Money),
-        lambda i: func.sum(i.c.invoices),
-    )
-    return {group: (paid, int(count)) for group, paid, count in ctx.session.execute(query)}
-
-
 def _lifetime_years(ctx: MetricContext, a: Activity) -> tuple[Fraction | None, str | None]:
     """Lifetime in years: the configured one, else 1 ÷ annual logo churn (seed convention)."""
     configured = ctx.config.customer_lifetime_years
@@ -193,7 +179,7 @@ def _lifetime_years(ctx: MetricContext, a: Activity) -> tuple[Fraction | None, s
 def _lifetimes(
     ctx: MetricContext, window: Period, groups: dict[str, Activity]
 ) -> dict[str, _Lifetime]:
-    paid = _paid_invoices(ctx, window)
+    paid = invoices.paid(ctx, window)
     found = {}
     for group in groups.keys() | paid.keys():
         a = groups.get(group, Activity())

@@ -91,7 +91,7 @@ def _message(payload: dict[str, Any], delivery: Delivery) -> dict[str, Any] | st
         # Ignored, whatever else it carries: Segment's `delete` notification (a user's data
         # deletion request) has no messageId, so it is logged under a digest of its body.
         event_id = message_id or body_id(delivery.body)
-        return native_event(event_id, f"segment.{call}"[:64], at or delivery.received_at, {})
+        return native_event(event_id, f"segment.{call}", at or delivery.received_at, {})
     if message_id is None:
         return "messageId: missing"
     if at is None:

@@ -25,6 +25,7 @@ from storage.sources.base import (
     check_timestamp,
     constant_time_equal,
 )
+from storage.sources.fields import MAX_TYPE
 
 T = TypeVar("T")
 
@@ -56,7 +57,6 @@ THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 # Months per billing interval as a fraction (numerator, denominator), as KPIS.md normalises them.
 _PER_MONTH = {"day": (365, 12), "week": (52, 12), "month": (1, 1), "year": (1, 12)}
 _MAX_PLACES = Decimal("1e-10")  # the native schema's precision
-_TYPE_LENGTH = 64  # the native envelope's longest type
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")
 
 
@@ -210,7 +210,7 @@ def map_event(payload: Mapping[str, Any]) -> dict[str, Any]:
     if stripe_type in SUBSCRIPTION_EVENTS:
         moment += timedelta(microseconds=_WITHIN_SECOND.get(stripe_type, _CHANGE))
     occurred_at = moment.isoformat()
-    native_type, data = f"stripe.{stripe_type}"[:_TYPE_LENGTH], {}
+    native_type, data = f"stripe.{stripe_type}"[:MAX_TYPE], {}
     if stripe_type in SUBSCRIPTION_EVENTS:
         subscription = event.obj("data").obj("object")
         deleted = stripe_type == "customer.subscription.deleted"
@@ -308,6 +308,12 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
         currency = _currency(sub)
     else:
         currency = _currency(items[0].obj("price"))
+    state: dict[str, Any] = {
+        "account_id": _customer(sub),
+        "subscription_id": sub.need("id", str),
+        "status": status,
+        "currency": currency,
+    }
     try:
         lines = [line for item in items if (line := _line(item, currency, now)) is not None]
     except BadField:
@@ -315,13 +321,7 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
             raise
         # A canceled subscription carries no MRR whatever its prices: one kpibot cannot read
         # (a tiered price) must still end the subscription's MRR.
-        return {
-            "account_id": _customer(sub),
-            "subscription_id": sub.need("id", str),
-            "status": status,
-            "amount": "0",
-            "currency": currency,
-        }
+        return {**state, "amount": "0"}
     # One billing period when the items share it (exact); else every item as a monthly amount.
     periods = {(line.interval, line.interval_count) for line in lines}
     interval, interval_count = next(iter(periods)) if len(periods) == 1 else ("month", 1)
@@ -339,11 +339,8 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     net = _apply(own, net, max(factors, default=Decimal(1)))
     single = len(lines) == 1
     data: dict[str, Any] = {
-        "account_id": _customer(sub),
-        "subscription_id": sub.need("id", str),
-        "status": status,
+        **state,
         "amount": _major(lines[0].unit if single else total, currency),
-        "currency": currency,
         "interval": interval,
         "interval_count": interval_count,
         "quantity": lines[0].quantity if single else 1,
