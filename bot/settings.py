@@ -15,6 +15,7 @@ from metrics.context import HealthWeights, MetricConfig
 from metrics.periods import FiscalCalendar
 from storage.apply import IngestConfig
 from storage.schemas import known_currencies
+from storage.sources.typeform import parse_scale
 
 if TYPE_CHECKING:
     from bot.ingest_queue import GroupLimits
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     typeform_kind: Literal["nps", "csat"] = Field(
         "nps", validation_alias=_env("KPIBOT_TYPEFORM_KIND")
     )
+    # A CSAT question's scale ("1-5"), for the payloads that do not carry it (see typeform.py).
+    typeform_csat_scale: str | None = Field(
+        None, validation_alias=_env("KPIBOT_TYPEFORM_CSAT_SCALE")
+    )
     webhook_group_window_ms: float = Field(
         10.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
     )
@@ -113,6 +118,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("typeform_csat_scale", mode="before")
+    @classmethod
+    def _scale(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not isinstance(value, str) or parse_scale(value) is None:
+            raise ValueError(
+                f"{value!r} is not a scale: give its lowest and highest score, e.g. 1-5 or 0-10"
+            )
+        return value.strip()
 
     @field_validator("health_weights")
     @classmethod
@@ -194,6 +210,7 @@ class Settings(BaseSettings):
                 "email_ref": self.typeform_email_ref,
                 "account_ref": self.typeform_account_ref,
                 "kind": self.typeform_kind,
+                "csat_scale": self.typeform_csat_scale or "",
             }
         if source == "segment":
             return {"timezone": self.timezone}

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.types import storable
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "kpibot_read_only"
 
@@ -29,11 +31,15 @@ def normalise_url(url: str) -> str:
 
 
 def dumps(value: Any) -> str:
-    """Serialise `value` as compact JSON (orjson, or the standard library for >64-bit integers)."""
+    """Serialise `value` as compact JSON (orjson; the standard library for >64-bit integers,
+    and for text holding half of a surrogate pair, which it writes as its `\\u` escape)."""
     try:
         return orjson.dumps(value, default=str).decode()
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        if storable(text):
+            return text
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

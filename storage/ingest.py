@@ -26,7 +26,7 @@ from sqlmodel import col
 from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.db import dumps, fault_of_the_events, session_scope
 from storage.revisions import USAGE, Changes, record_changes
-from storage.schemas import EventRejected, NativeEvent, given_id, parse_event
+from storage.schemas import EventRejected, NativeEvent, given_id, loggable_id, parse_event
 from storage.tables import EventLog, table_of
 from storage.upsert import insert_ignoring_conflicts
 
@@ -154,8 +154,10 @@ class Prepared:
 def item_event_id(item: Any) -> str | None:
     """The id `ingest_events` logs an item under and de-duplicates it by, read without parsing
     the item (None when it gives none)."""
-    if isinstance(item, Prepared | Malformed):
+    if isinstance(item, Prepared):
         return item.event_id
+    if isinstance(item, Malformed):
+        return loggable_id(item.event_id)
     return given_id(item.value if isinstance(item, RawEvent) else item)
 
 
@@ -169,7 +171,7 @@ def _receive(index: int, item: Any) -> _Received:
         entry = item.entry  # (not `dataclasses.replace`: it costs more than the rest of this)
         return _Received(index, entry.body, entry.event, entry.event_id, entry.reason)
     if isinstance(item, Malformed):
-        return _Received(index, item.raw, event_id=item.event_id, reason=item.reason)
+        return _Received(index, item.raw, event_id=loggable_id(item.event_id), reason=item.reason)
     if isinstance(item, RawEvent):
         body, item = item.raw, item.value
     else:

@@ -24,7 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from storage.types import storable
+
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real subscription
+MAX_NAME = 255  # characters of a person's name
+MAX_EMAIL = 320  # characters of an email address (RFC 5321's limit)
+MAX_COMMENT = 10_000  # characters of a survey comment
 # The times an event may carry: any real one, and far from the calendar's ends, where moving an
 # instant to another time zone (the reporting day) would overflow.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,7 +64,8 @@ def _lower(text: str) -> str:
     return text.strip().lower()
 
 
-def _email(text: str) -> str:
+def email_address(text: str) -> str:
+    """`text` as an email address is stored (trimmed, lower case); ValueError if it is none."""
     text = text.strip().lower()
     local, _, domain = text.rpartition("@")
     if not local or "." not in domain or " " in text:
@@ -75,9 +81,9 @@ def within_range(moment: datetime) -> datetime:
 
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
-Name = Annotated[str, StringConstraints(max_length=255)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 Currency = Annotated[str, StringConstraints(min_length=3, max_length=3), AfterValidator(_currency)]
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+Email = Annotated[str, StringConstraints(max_length=MAX_EMAIL), AfterValidator(email_address)]
 Domain = Annotated[str, StringConstraints(min_length=3, max_length=255), AfterValidator(_lower)]
 Amount = Annotated[
     Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=24, decimal_places=10, allow_inf_nan=False)
@@ -150,7 +156,7 @@ class SurveyResponded(_Data):
     score: Annotated[int, Field(strict=True)]
     scale_min: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
     scale_max: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
-    comment: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT)] | None = None
     source: Annotated[str, StringConstraints(max_length=64)] | None = None
     # When the respondent answered, when an event is a later version of the response (a comment
     # added): the response counts on that day. Default: the event's occurred_at.
@@ -253,8 +259,14 @@ class NativeEvent:
 def given_id(value: Any) -> str | None:
     """The id a decoded event gives, when it is one kpibot can log and de-duplicate by, even if
     the rest of the event is wrong (so that a fixed resend takes the rejected one's place)."""
-    raw_id = value.get("id") if isinstance(value, dict) else None
-    if not isinstance(raw_id, str) or "\x00" in raw_id:
+    return loggable_id(value.get("id") if isinstance(value, dict) else None)
+
+
+def loggable_id(raw_id: Any) -> str | None:
+    """`raw_id` stripped, when the event log can hold it as an id: text of 1 to 255 characters
+    that a database can store (no NUL, and no half of a surrogate pair, which JSON can escape
+    but no UTF-8 text can hold); else None."""
+    if not isinstance(raw_id, str) or "\x00" in raw_id or not storable(raw_id):
         return None
     return raw_id.strip() if 0 < len(raw_id.strip()) <= 255 else None
 

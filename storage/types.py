@@ -7,6 +7,7 @@ therefore stored as an integer number of hundredths (cents for USD/EUR/GBP) and 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -90,3 +91,12 @@ class DecimalText(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+def storable(text: str) -> bool:
+    """Whether `text` can be stored as UTF-8: it holds no lone surrogate (a JSON escape such
+    as \\ud800 decodes to one)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -30,8 +30,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.schemas import MAX_COMMENT, MAX_NAME
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
-from storage.sources.fields import body_id, native_event, text, utc_iso
+from storage.sources.fields import body_id, clipped, native_event, optional_email, text, utc_iso
 
 SIGNATURE_HEADER = "x-delighted-webhook-signature"
 RESPONSE_EVENTS = frozenset({"survey_response.created", "survey_response.updated"})
@@ -45,15 +46,20 @@ class DelightedSource:
     secret_setting = "DELIGHTED_API_KEY"  # noqa: S105  (the variable's name, not a secret)
 
     def verify(self, delivery: Delivery, secret: str) -> None:
-        """Check `X-Delighted-Webhook-Signature` against an HMAC-SHA256 of the body."""
+        """Check `X-Delighted-Webhook-Signature` against an HMAC-SHA256 of the body, made with
+        one of the API keys in `secret` (comma-separated: each Delighted project, an NPS one and
+        a CSAT one say, signs with its own key)."""
         given = (delivery.header(SIGNATURE_HEADER) or "").strip()
         if not given:
             raise WebhookRejected(401, "missing X-Delighted-Webhook-Signature header")
-        digest = hmac.new(secret.encode(), delivery.body, hashlib.sha256).hexdigest()
         given = given.lower().removeprefix("sha256=")
-        if not constant_time_equal(digest, given):
+        keys = [key.strip() for key in secret.split(",") if key.strip()]
+        signed = [hmac.new(k.encode(), delivery.body, hashlib.sha256).hexdigest() for k in keys]
+        if not any([constant_time_equal(digest, given) for digest in signed]):  # every key, always
             raise WebhookRejected(
-                401, "bad X-Delighted-Webhook-Signature (is DELIGHTED_API_KEY the project's key?)"
+                401,
+                "bad X-Delighted-Webhook-Signature (is the sending project's API key in "
+                "DELIGHTED_API_KEY?)",
             )
 
     def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
@@ -123,9 +129,9 @@ def _response(
     optional = {
         "responded_at": None if answered is None else utc_iso(answered),
         "account_id": _account_id(data, person),
-        "respondent_email": text(person.get("email")),
-        "respondent_name": text(person.get("name")),
-        "comment": text(data.get("comment")),
+        "respondent_email": optional_email(person.get("email")),
+        "respondent_name": clipped(person.get("name"), MAX_NAME),
+        "comment": clipped(data.get("comment"), MAX_COMMENT),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return native_event(event_id, "survey.responded", moment, fields)

@@ -6,7 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.schemas import within_range
+from storage.schemas import MAX_EMAIL, email_address, within_range
+from storage.types import storable
 
 MAX_TYPE = 64  # the event log's type column
 
@@ -22,14 +23,35 @@ def utc_iso(when: datetime) -> str:
 
 
 def text(value: Any) -> str | None:
-    """Return a non-empty string or whole number as text, else None (placeholders left empty)."""
+    """Return a non-empty string or whole number as text, else None (placeholders left empty,
+    and text no database can store: half of a surrogate pair)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip() and storable(value):
         return value.strip()
     return None
+
+
+def optional_email(value: Any) -> str | None:
+    """An email address as native events take it, else None: a provider's optional email that
+    is not one (a free-text answer, a placeholder) must not cost a response its score; the
+    response is then attributed by its account id, or left unattributed."""
+    found = text(value)
+    if found is None or len(found) > MAX_EMAIL:
+        return None
+    try:
+        return email_address(found)
+    except ValueError:
+        return None
+
+
+def clipped(value: Any, limit: int) -> str | None:
+    """`text(value)` cut to `limit` characters: a provider's comment or name longer than kpibot
+    keeps is shortened rather than lose the response it belongs to."""
+    found = text(value)
+    return None if found is None else found[:limit]
 
 
 def instant(value: Any) -> datetime | None:

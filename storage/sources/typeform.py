@@ -17,10 +17,16 @@ What kpibot reads (the refs come from settings, see docs/webhooks/typeform.md):
 - the kind (`nps` or `csat`) from settings; NPS is always 0-10.
 
 Where the documentation is ambiguous: the webhook example's `definition.fields` carry no
-`properties`, so the steps of a rating or opinion scale may not reach kpibot. When they do
-(`properties.steps`, `properties.start_at_one`, as in the Create API), a CSAT scale follows them
-(rating: 1..steps; opinion scale: 0 or 1 .. steps); otherwise CSAT is taken as 1-5. No timestamp
-is signed, so replays are caught only by the event id (`event_id`, else the response token).
+`properties` (real deliveries carry `"properties": {}`), so the steps of a rating or opinion scale
+may not reach kpibot. When they do (`properties.steps`, `properties.start_at_one`, as in the
+Create API), a CSAT scale follows them (rating: 1..steps; opinion scale: 0 or 1 .. steps);
+otherwise the scale is the `KPIBOT_TYPEFORM_CSAT_SCALE` setting, and without it a CSAT response
+is rejected (kept for a replay) rather than read on a guessed scale. No timestamp is signed, so
+replays are caught only by the event id (`event_id`, else the response token).
+
+Optional answers never cost a response its score: an email answer that is not an email address
+is left out (the response is attributed by its account id, or not at all), and a comment or name
+longer than kpibot keeps is cut.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from storage.schemas import MAX_COMMENT, MAX_NAME
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
-from storage.sources.fields import body_id, instant, native_event, text
+from storage.sources.fields import body_id, clipped, instant, native_event, optional_email, text
 
 SIGNATURE_HEADER = "typeform-signature"
 COMMENT_REF = "comment"
@@ -118,7 +125,13 @@ def _response(
     score = _number(score_answer)
     if score is None:
         return f"form_response.answers[ref={score_ref}]: the score must be a whole number"
-    low, high = (0, 10) if kind == "nps" else _csat_scale(response, score_answer)
+    scale = (0, 10) if kind == "nps" else _csat_scale(response, score_answer, options)
+    if scale is None:
+        return (
+            f"form_response.answers[ref={score_ref}]: the CSAT question's scale is not in the "
+            "payload: set KPIBOT_TYPEFORM_CSAT_SCALE (e.g. 1-5), then run kpibot webhooks replay"
+        )
+    low, high = scale
     fields: dict[str, Any] = {
         "response_id": f"typeform-{token}",
         "kind": kind,
@@ -129,9 +142,12 @@ def _response(
     }
     optional = {
         "account_id": text(hidden.get(account_ref)),
-        "respondent_email": _answer_text(by_ref.get(email_ref)) or text(hidden.get(email_ref)),
-        "respondent_name": _answer_text(by_ref.get(NAME_REF)) or text(hidden.get(NAME_REF)),
-        "comment": _answer_text(by_ref.get(COMMENT_REF)),
+        "respondent_email": optional_email(_answer_text(by_ref.get(email_ref)))
+        or optional_email(hidden.get(email_ref)),
+        "respondent_name": clipped(
+            _answer_text(by_ref.get(NAME_REF)) or text(hidden.get(NAME_REF)), MAX_NAME
+        ),
+        "comment": clipped(_answer_text(by_ref.get(COMMENT_REF)), MAX_COMMENT),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return native_event(event_id, "survey.responded", submitted_at, fields)
@@ -151,8 +167,21 @@ def _number(answer: dict[str, Any]) -> int | None:
     return None
 
 
-def _csat_scale(response: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int]:
-    """Return the CSAT scale from the field's definition when it carries one, else 1-5."""
+def parse_scale(value: str) -> tuple[int, int] | None:
+    """Read a scale setting, "LOW-HIGH" (e.g. "1-5", "0-10"); None unless LOW < HIGH <= 100."""
+    found = re.fullmatch(r"\s*([0-9]{1,3})\s*-\s*([0-9]{1,3})\s*", value)
+    if found is None:
+        return None
+    low, high = int(found.group(1)), int(found.group(2))
+    return (low, high) if low < high <= 100 else None
+
+
+def _csat_scale(
+    response: dict[str, Any], answer: dict[str, Any], options: Mapping[str, str]
+) -> tuple[int, int] | None:
+    """Return the CSAT scale: the field definition's steps when the payload carries them, else
+    the configured scale (`csat_scale`), else None: a scale guessed wrong would count scores
+    of a 0-10 question as satisfied on 1-5 without anyone seeing it."""
     field_id = answer["field"].get("id")
     ref = answer["field"].get("ref")
     definition = response.get("definition")
@@ -169,7 +198,7 @@ def _csat_scale(response: dict[str, Any], answer: dict[str, Any]) -> tuple[int, 
         if field.get("type") == "opinion_scale" and not properties.get("start_at_one"):
             return 0, steps - 1
         return 1, steps
-    return 1, 5
+    return parse_scale(options.get("csat_scale") or "")
 
 
 def _answer_text(answer: dict[str, Any] | None) -> str | None:

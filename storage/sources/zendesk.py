@@ -33,6 +33,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from storage.schemas import MAX_COMMENT, MAX_NAME
 from storage.sources.base import (
     Delivery,
     SourceEvent,
@@ -40,7 +41,7 @@ from storage.sources.base import (
     check_timestamp,
     constant_time_equal,
 )
-from storage.sources.fields import body_id, instant, native_event, text
+from storage.sources.fields import body_id, clipped, instant, native_event, optional_email, text
 
 SIGNATURE_HEADER = "x-zendesk-webhook-signature"
 TIMESTAMP_HEADER = "x-zendesk-webhook-signature-timestamp"
@@ -138,9 +139,9 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
     }
     optional = {
         "account_id": text(payload.get("organization_external_id")),
-        "respondent_email": text(payload.get("requester_email")),
-        "respondent_name": text(payload.get("requester_name")),
-        "comment": comment,
+        "respondent_email": optional_email(payload.get("requester_email")),
+        "respondent_name": clipped(payload.get("requester_name"), MAX_NAME),
+        "comment": clipped(comment, MAX_COMMENT),
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return native_event(event_id, "survey.responded", updated_at, fields)

@@ -261,3 +261,25 @@ def test_served_under_a_prefix_the_route_calls_the_same_handler(database_url):
     finally:
         app.state.apply_worker.close()
         engine.dispose()
+
+
+LONE_SURROGATE = "\\ud800"  # valid JSON escape, but no UTF-8 text can hold what it decodes to
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"id":"e-%s","type":"invoice.paid","occurred_at":"2026-01-01T00:00:00Z","data":{}}',
+        '{"events":[{"id":"e-%s","type":"x.y","occurred_at":"2026-01-01T00:00:00Z","data":{}}]}',
+        '{"events":[{"id":"e-1","type":"survey.responded","occurred_at":"2026-01-01T00:00:00Z",'
+        '"data":{"response_id":"r-1","kind":"nps","score":3,"comment":"bad %s"}}]}',
+        '{"events":[{"id":"e-2","type":"x.y","occurred_at":"2026-01-01T00:00:00Z",'
+        '"data":{"note":"%s"}}]}',
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_never_a_500(server, raw):
+    """JSON may escape half of a surrogate pair, which no database text can store: the event is
+    refused (or, where kpibot reads nothing, kept escaped), never a 500."""
+    response = post(server, None, raw=(raw % LONE_SURROGATE).encode())
+    assert response.status_code in (200, 422), response.text
+    assert count(server, EventLog) <= 1

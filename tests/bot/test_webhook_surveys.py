@@ -13,7 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bot.settings import Settings
 from storage.db import session_scope
+from storage.deliveries import replay_rejected
 from storage.tables import Account, Contact, EventLog, SurveyResponse, UsageDay
 from tests.builders import ingest, kpi, make_account
 
@@ -177,6 +179,47 @@ def test_a_typeform_answer_is_read_through_the_configured_refs(server: Any) -> N
     assert (stored.account_id, stored.attribution) == ("acc-7", "contact")
     assert (stored.kind, stored.score) == ("nps", 9)
     assert post(server, "typeform", payload).json()["duplicate"] == 1
+
+
+def test_a_typeform_csat_on_an_unknown_scale_waits_for_the_setting_then_replays(
+    web_server: Any,
+) -> None:
+    """Typeform's deliveries carry `"properties": {}`: a 0-10 CSAT question's 4 must not count as
+    satisfied on a guessed 1-5. It is kept rejected until the scale is set, then replayed."""
+    server = web_server(
+        typeform_webhook_secret=TYPEFORM_SECRET, typeform_kind="csat", typeform_score_ref="csat"
+    )
+    ingest(server.factory, [make_account("acc-7")])
+    field = {"id": "f1", "type": "opinion_scale", "ref": "csat"}
+    payloads = [
+        {
+            "event_id": f"e-{score}",
+            "event_type": "form_response",
+            "form_response": {
+                "token": f"t-{score}",
+                "submitted_at": "2026-11-20T18:17:02Z",
+                "hidden": {"account_id": "acc-7"},
+                "definition": {"id": "lT4Z3j", "fields": [{**field, "properties": {}}]},
+                "answers": [{"field": field, "type": "number", "number": score}],
+            },
+        }
+        for score in (4, 9)
+    ]
+    for payload in payloads:
+        refused = post(server, "typeform", payload)
+        assert refused.status_code == 422, refused.text
+        assert "KPIBOT_TYPEFORM_CSAT_SCALE" in refused.json()["rejections"][0]["reason"]
+    assert count(server, SurveyResponse) == 0
+
+    fixed = Settings(
+        _env_file=None, typeform_kind="csat", typeform_score_ref="csat", typeform_csat_scale="0-10"
+    )
+    report = replay_rejected(
+        server.factory, config=fixed.ingest_config, options_for=fixed.source_options
+    )
+    assert (report.applied, report.rejected) == (2, 0)
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    assert kpi(server.factory, "csat", "2026-11", now=now).current.value == 50  # 9 of 4 and 9
 
 
 def test_a_zendesk_bad_rating_is_a_csat_response(server: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.schemas import EventRejected, SurveyResponded, parse_event
+from storage.schemas import MAX_COMMENT, MAX_NAME, EventRejected, SurveyResponded, parse_event
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.delighted import DelightedSource
 
@@ -82,6 +82,16 @@ def test_a_bare_hex_digest_is_accepted_too() -> None:
 def test_another_key_is_refused() -> None:
     with pytest.raises(WebhookRejected) as refused:
         source.verify(signed(b"{}", "another-key"), API_KEY)
+    assert refused.value.status == 401
+
+
+def test_each_project_may_sign_with_its_own_key() -> None:
+    """An NPS project and a CSAT project have two API keys: both are listed, comma-separated."""
+    keys = f"{API_KEY}, csat-project-key"
+    source.verify(signed(b"{}", API_KEY), keys)
+    source.verify(signed(b"{}", "csat-project-key"), keys)
+    with pytest.raises(WebhookRejected) as refused:
+        source.verify(signed(b"{}", "a-third-key"), keys)
     assert refused.value.status == 401
 
 
@@ -247,3 +257,14 @@ def test_hostile_response_data_never_crashes(data: dict[str, Any]) -> None:
             parse_event(event.native)
     else:
         assert event.reason
+
+
+def test_a_bad_optional_field_never_costs_the_response_its_score() -> None:
+    event = response_event(comment="slow " * 3_000)
+    event["event_data"]["person"] = {"email": "not an address", "name": "N" * 300}
+    [mapped_event] = mapped(event)
+    parsed = parse_event(mapped_event.native).data
+    assert isinstance(parsed, SurveyResponded)
+    assert (parsed.score, parsed.account_id, parsed.respondent_email) == (3, "acc-42", None)
+    assert parsed.comment is not None and len(parsed.comment) == MAX_COMMENT
+    assert parsed.respondent_name == "N" * MAX_NAME

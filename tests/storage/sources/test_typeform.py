@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.schemas import EventRejected, SurveyResponded, parse_event
+from storage.schemas import MAX_COMMENT, MAX_NAME, EventRejected, SurveyResponded, parse_event
 from storage.sources.base import Delivery, WebhookRejected
-from storage.sources.typeform import TypeformSource
+from storage.sources.typeform import TypeformSource, parse_scale
 
 SECRET = "7f0c1e9a5d3b2c4e6f8a0b1c2d3e4f5a6b7c8d9e"
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -172,11 +172,33 @@ def test_without_event_id_the_token_is_the_id() -> None:
     assert event.event_id == "a3a12ec67a1365927098a606107fac15"
 
 
-def test_csat_without_steps_in_the_definition_is_one_to_five() -> None:
-    [event] = mapped(form_response(score=2), {**OPTIONS, "kind": "csat"})
+def test_csat_without_steps_in_the_definition_is_rejected_until_its_scale_is_set() -> None:
+    """Real deliveries carry `"properties": {}`: a guessed 1-5 would read a 4 of a 0-10 question
+    as satisfied, and refuse its 9 and 10, without anyone seeing it."""
+    unknown = {"id": "id_nps_score", "ref": "nps_score", "type": "opinion_scale", "properties": {}}
+    body = form_response(score=4, definition={"id": "f", "fields": [unknown]})
+    [rejected] = mapped(body, {**OPTIONS, "kind": "csat"})
+    assert rejected.native is None
+    assert "KPIBOT_TYPEFORM_CSAT_SCALE" in (rejected.reason or "")
+    [event] = mapped(body, {**OPTIONS, "kind": "csat", "csat_scale": "0-10"})
     parsed = parse_event(event.native)
     assert isinstance(parsed.data, SurveyResponded)
-    assert (parsed.data.kind, parsed.data.scale) == ("csat", (1, 5))
+    assert (parsed.data.kind, parsed.data.score, parsed.data.scale) == ("csat", 4, (0, 10))
+
+
+def test_the_fields_own_steps_win_over_the_configured_scale() -> None:
+    rating = {"id": "id_nps_score", "ref": "nps_score", "type": "rating"}
+    rating["properties"] = {"steps": 3}
+    body = form_response(score=3, definition={"id": "f", "fields": [rating]})
+    [event] = mapped(body, {**OPTIONS, "kind": "csat", "csat_scale": "0-10"})
+    assert (event.native["data"]["scale_min"], event.native["data"]["scale_max"]) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "scale"), [("1-5", (1, 5)), (" 0 - 10 ", (0, 10)), ("5-1", None), ("1-500", None)]
+)
+def test_a_scale_setting_is_read_low_to_high(setting: str, scale: Any) -> None:
+    assert parse_scale(setting) == scale
 
 
 @pytest.mark.parametrize(
@@ -185,7 +207,6 @@ def test_csat_without_steps_in_the_definition_is_one_to_five() -> None:
         ("rating", {"steps": 7, "shape": "star"}, (1, 7)),
         ("opinion_scale", {"steps": 7, "start_at_one": True}, (1, 7)),
         ("opinion_scale", {"steps": 5, "start_at_one": False}, (0, 4)),
-        ("rating", {"shape": "star"}, (1, 5)),
     ],
 )
 def test_csat_follows_the_fields_steps_when_the_definition_has_them(
@@ -277,3 +298,23 @@ def test_hostile_answers_never_crash(answers: list[Any], hidden: dict[str, Any],
         return
     with contextlib.suppress(EventRejected):
         parse_event(event.native)
+
+
+def test_a_bad_optional_answer_never_costs_the_response_its_score() -> None:
+    """The email question may be free text ("jane at acme"), a comment may run past what kpibot
+    keeps: the score stays, the email is left out, the comment is cut."""
+    body = form_response(
+        score=2,
+        answers=[
+            answer("nps_score", "nps", "number", 2),
+            answer("work_email", "short_text", "text", "jane at acme"),
+            answer("comment", "long_text", "text", "slow " * 3_000),
+            answer("name", "short_text", "text", "N" * 300),
+        ],
+    )
+    [event] = mapped(body)
+    parsed = parse_event(event.native).data
+    assert isinstance(parsed, SurveyResponded)
+    assert (parsed.score, parsed.account_id, parsed.respondent_email) == (2, "acc-7", None)
+    assert parsed.comment is not None and len(parsed.comment) == MAX_COMMENT
+    assert parsed.respondent_name == "N" * MAX_NAME

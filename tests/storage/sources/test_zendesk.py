@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.schemas import EventRejected, SurveyResponded, parse_event
+from storage.schemas import MAX_COMMENT, MAX_NAME, EventRejected, SurveyResponded, parse_event
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.zendesk import ZendeskSource
 
@@ -281,3 +281,18 @@ def test_hostile_bodies_never_crash(body: dict[str, Any], rated: Any) -> None:
         return
     with contextlib.suppress(EventRejected):
         parse_event(event.native)
+
+
+def test_a_bad_optional_field_never_costs_the_rating_its_score() -> None:
+    body = rating(
+        "bad",
+        requester_email="-",
+        requester_name="N" * 300,
+        satisfaction_rating={"score": "bad", "comment": "slow " * 3_000},
+    )
+    [event] = mapped(body)
+    parsed = parse_event(event.native).data
+    assert isinstance(parsed, SurveyResponded)
+    assert (parsed.score, parsed.account_id, parsed.respondent_email) == (1, "acc-9", None)
+    assert parsed.comment is not None and len(parsed.comment) == MAX_COMMENT
+    assert parsed.respondent_name == "N" * MAX_NAME
