@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
@@ -30,7 +32,10 @@ def _env(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """kpibot's configuration; lower layers get only the parts they need (see `ingest_config`)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # A refused value is never repeated in the error: it may be a secret.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
     timezone: str = Field("UTC", validation_alias=_env("KPIBOT_TIMEZONE"))
@@ -113,6 +118,26 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Standard Webhooks' secret: `whsec_` and the base64 of 24 to 64 random bytes. Checked
+        here, at start-up: a secret the senders cannot sign with would refuse every delivery."""
+        if value is None:
+            return None
+        encoded = value.get_secret_value().removeprefix("whsec_")
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except binascii.Error:
+            key = b""
+        if not 24 <= len(key) <= 64:
+            raise ValueError(
+                "must be whsec_ followed by the base64 of 24 to 64 random bytes (make one with "
+                "python -c \"import base64,os; print('whsec_'+base64.b64encode(os.urandom(24))"
+                '.decode())")'
+            )
+        return value
 
     @field_validator("customer_lifetime_years", "alert_fallback_channel", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,7 +42,7 @@ from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
 from bot.ingest_queue import DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
-from storage.db import make_session_factory, read_only
+from storage.db import DatabaseFileGone, fault_of_the_events, make_session_factory, ping, read_only
 from storage.deferred import AppliedBatch
 from storage.ingest import OUTCOMES, IngestReport, prepare
 from storage.sources.base import Delivery, WebhookRejected
@@ -175,14 +175,21 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
         name = scope["path_params"]["source"]
         started = time.perf_counter()
-        answer = await _webhook(scope, receive, name, settings, queue, metrics)
+        try:
+            answer = await _webhook(scope, receive, name, settings, queue, metrics)
+        except Exception:  # a bug: the sender retries, and /metrics counts the 500
+            log.exception("webhook %s: the delivery failed", name[:40])
+            answer = _error(500, "internal error: nothing was stored; retry later")
         if get_source(name) is not None:
             metrics.delivered(name, answer.status, time.perf_counter() - started)
         await answer.send(send)
 
     async def healthz(_request: Request) -> Response:
         try:
-            await run_in_threadpool(_ping, engine)
+            await run_in_threadpool(ping, engine)
+        except DatabaseFileGone as error:
+            log.error("health check failed: %s", error)
+            return JSONResponse({"status": "unavailable", "database": "file removed"}, 503)
         except Exception as error:  # any failure means "not healthy"; the log says which
             log.warning("health check failed: %s", type(error).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
@@ -248,11 +255,6 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     app.state.ingest_queue = queue
     app.state.apply_worker = applier
     return app
-
-
-def _ping(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 class _WebApp(Starlette):
@@ -334,7 +336,11 @@ async def _webhook(
     try:
         source.verify(delivery, secret)
         try:
-            payload = json.loads(body)
+            # Strictly UTF-8 (RFC 8259): `json.loads` would guess UTF-16 or UTF-32 from bytes,
+            # which the sources, reading the body as UTF-8 text, could not follow.
+            payload = json.loads(body.decode())
+        except UnicodeDecodeError:
+            raise WebhookRejected(400, "the body is not UTF-8 JSON") from None
         except (ValueError, RecursionError) as error:
             raise WebhookRejected(400, f"the body is not JSON: {error}") from None
         events = source.events(payload, delivery)
@@ -347,6 +353,16 @@ async def _webhook(
     except DatabaseBusy:
         return _Answer(
             503, {"error": "the database is busy: retry shortly"}, ((b"retry-after", b"1"),)
+        )
+    except Exception as error:
+        if fault_of_the_events(error):
+            raise
+        # Unreachable, or its file removed: nothing was stored, and a retry may get through.
+        log.warning("webhook %s: the database is unavailable (%s)", name, type(error).__name__)
+        return _Answer(
+            503,
+            {"error": "the database is unavailable: nothing was stored; retry later"},
+            ((b"retry-after", b"5"),),
         )
     metrics.count(name, report)
     return _Answer(

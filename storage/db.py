@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,20 +36,25 @@ def dumps(value: Any) -> str:
     try:
         return orjson.dumps(value, default=str).decode()
     except TypeError:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-        if storable(text):
-            return text
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        if storable(encoded):
+            return encoded
         return json.dumps(value, separators=(",", ":"), default=str)
 
 
+class DatabaseFileGone(SQLAlchemyError):
+    """The SQLite file was deleted or replaced while kpibot had it open: what is committed from
+    now on would be lost with the old file, so nothing is (restart kpibot to use the new one)."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for `url`; SQLite files get WAL, a busy timeout and foreign keys."""
+    """Create an engine for `url`; SQLite files get WAL, a busy timeout, foreign keys and a
+    check that the file is still the one opened first (`DatabaseFileGone`) before each commit;
+    PostgreSQL connections give up after `CONNECT_TIMEOUT_S` (unless the URL says otherwise)."""
     url = normalise_url(url)
     kwargs.setdefault("json_serializer", dumps)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -57,9 +62,64 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin)
+        if parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            watch = _FileWatch(path)
+            event.listen(engine, "connect", watch.opened)
+            event.listen(engine, "commit", watch.check)
+            engine_file_watch[engine.url] = watch
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if "connect_timeout" not in parsed.query:
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
     return create_engine(url, **kwargs)
+
+
+CONNECT_TIMEOUT_S = 10  # a PostgreSQL server that does not answer fails health checks this soon
+
+
+class _FileWatch:
+    """The identity (device, inode) of a SQLite file when this process first opened it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity: tuple[int, int] | None = None
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            found = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def opened(self, _dbapi_connection: Any, _record: Any) -> None:
+        if self.identity is None:
+            self.identity = self._current()
+        else:
+            self.check()
+
+    def check(self, *_args: Any) -> None:
+        """Raise `DatabaseFileGone` unless the file is still the one first opened."""
+        if self.identity is not None and self._current() != self.identity:
+            raise DatabaseFileGone(
+                f"the database file {self.path} was deleted or replaced while kpibot ran: "
+                "restart kpibot"
+            )
+
+
+engine_file_watch: dict[Any, _FileWatch] = {}  # by engine URL: what `ping` checks
+
+
+def ping(engine: Engine) -> None:
+    """Check that the database answers a read (never waiting for SQLite's write lock) and, for a
+    SQLite file, that it is still the file kpibot opened; raise if not."""
+    with read_only(engine).connect() as connection:
+        connection.execute(text("SELECT 1"))
+        connection.rollback()
+    watch = engine_file_watch.get(engine.url)
+    if watch is not None:
+        watch.check()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -21,7 +21,7 @@ def standard_headers(
     """Standard Webhooks headers for `body`."""
     msg_id = msg_id or "msg_" + os.urandom(8).hex()
     at = at or datetime.now(UTC)
-    signature = Webhook(secret).sign(msg_id, at, body.decode())
+    signature = Webhook(secret).sign(msg_id, at, body)  # the bytes as sent, whatever they are
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(at.timestamp())),

@@ -42,7 +42,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`.
+    """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`, on the
+    test database or on `database` (a URL).
 
     `slack_options` go to the Bolt app's factory (`answer_budget`, `client`); `lifespan=True`
     runs the app's start-up and shut-down (the outbox dispatcher).
@@ -50,10 +51,15 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
     started: list[tuple[uvicorn.Server, threading.Thread, Any, Any]] = []
 
     def start(
-        slack_options: dict[str, Any] | None = None, *, lifespan: bool = False, **overrides: Any
+        slack_options: dict[str, Any] | None = None,
+        *,
+        lifespan: bool = False,
+        database: str | None = None,
+        **overrides: Any,
     ) -> RunningServer:
-        settings = Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
-        engine = make_engine(database_url)
+        url = database or database_url
+        settings = Settings(_env_file=None, database_url=url, **overrides)  # type: ignore[call-arg]
+        engine = make_engine(url)
         app = create_web(settings, engine, **(slack_options or {}))
         port = _free_port()
         server = uvicorn.Server(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -75,3 +76,26 @@ def test_bad_values_are_refused_with_a_reason(setting, value, reason):
 def test_the_api_url_gets_its_trailing_slash():
     settings = Settings(_env_file=None, slack_api_url="http://127.0.0.1:9/api")  # type: ignore[call-arg]
     assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_",  # nothing after the prefix: every delivery would fail
+        "whsec_abcde",  # 3 bytes
+        "whsec_" + "a-b_" * 10,  # base64url: Python would drop - and _, Node would not
+        "whsec_" + base64.b64encode(b"k" * 65).decode(),  # past the specification's 64 bytes
+    ],
+)
+def test_a_webhook_secret_senders_cannot_sign_with_is_refused_at_start(secret: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, webhook_secret=secret)  # type: ignore[call-arg]
+    assert "whsec_ followed by the base64 of 24 to 64 random bytes" in str(refused.value)
+    assert "input_value" not in str(refused.value)  # the secret is not repeated
+
+
+@pytest.mark.parametrize("prefix", ["whsec_", ""])
+def test_a_standard_webhooks_secret_is_accepted_with_or_without_its_prefix(prefix: str) -> None:
+    secret = prefix + base64.b64encode(b"k" * 24).decode()
+    settings = Settings(_env_file=None, webhook_secret=secret)  # type: ignore[call-arg]
+    assert settings.source_secret("kpibot") == secret
