@@ -90,20 +90,29 @@ def running(rows: Iterable[tuple[date, Decimal | None, int | None]]) -> Running:
 
 
 class _Kept:
-    """A small thread-safe LRU of computed values (the web server answers from many threads)."""
+    """A small thread-safe LRU of computed values (the web server answers from many threads).
+
+    A value may be kept for a `slot` (what it is, whatever data revision it was computed at):
+    keeping a value drops the one kept before for the same slot. Under a stream of webhooks the
+    revisions change every few seconds, and the copies of revisions nobody will ask for again
+    would otherwise stay until pushed out, each as large as the data (SPEC: under 300 MB). When
+    two threads compute a slot at two revisions, the last one kept stays: the other revision is
+    computed again if asked, never answered from the wrong one.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
+        self._slots: dict[Hashable, Hashable] = {}  # slot → the key kept for it
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def get(self, key: Hashable, compute: Callable[[], T], *, slot: Hashable = None) -> T:
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
         value = compute()  # outside the lock: two threads may compute the same value once each
-        self.put(key, value, unless=lambda _: False)
+        self.put(key, value, unless=lambda _: False, slot=slot)
         return value
 
     def peek(self, key: Hashable) -> Any:
@@ -114,14 +123,24 @@ class _Kept:
             self._values.move_to_end(key)
             return self._values[key]
 
-    def put(self, key: Hashable, value: Any, *, unless: Callable[[Any], bool]) -> None:
-        """Keep `value` under `key`, unless `unless(the value already there)` says otherwise."""
+    def put(
+        self, key: Hashable, value: Any, *, unless: Callable[[Any], bool], slot: Hashable = None
+    ) -> None:
+        """Keep `value` under `key`, unless `unless(the value already there)` says otherwise;
+        with a `slot`, in place of the value kept for it under another key."""
         with self._lock:
             if key in self._values and unless(self._values[key]):
                 return
+            if slot is not None:
+                previous = self._slots.get(slot)
+                if previous is not None and previous != key:
+                    self._values.pop(previous, None)
+                self._slots[slot] = key
             self._values[key] = value
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
+            if len(self._slots) > 2 * self._size:  # slots of values pushed out
+                self._slots = {s: k for s, k in self._slots.items() if k in self._values}
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -130,6 +149,7 @@ class _Kept:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._slots.clear()
 
 
 class Recent(Generic[K]):
@@ -196,7 +216,7 @@ def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T
     current = revision(ctx)
     if current is None:
         return compute()
-    return _RESULTS.get((key, current, ctx.scope), compute)
+    return _RESULTS.get((key, current, ctx.scope), compute, slot=(key, current[0], ctx.scope))
 
 
 Revision = tuple[str, str, int]
@@ -286,11 +306,13 @@ def _kept_in(
     revisions = tuple(revision(ctx, family) for family in families)
     if None in revisions:
         return None
+    # What the value is, at whatever revision: one is kept per database (see `_Kept`).
+    what = (key, families, tuple(cast(Revision, r)[0] for r in revisions))
     marked = [n for n, family in enumerate(families) if family in MARKED]
     if patch is None or not marked:
         if compute is None:
             return cast(T | None, store.peek((key, families, revisions)))
-        return store.get((key, families, revisions), compute)
+        return store.get((key, families, revisions), compute, slot=what)
     (index,) = marked  # one family marked per account at most
     url, token, version = cast(Revision, revisions[index])
     slot = (key, families, (*revisions[:index], (url, token), *revisions[index + 1 :]))
@@ -303,7 +325,9 @@ def _kept_in(
         value = compute()
     else:
         return None
-    store.put(slot, _AtVersion(version, value), unless=lambda kept: kept.version >= version)
+    store.put(
+        slot, _AtVersion(version, value), unless=lambda kept: kept.version >= version, slot=what
+    )
     return value
 
 
@@ -341,7 +365,7 @@ def _group_series(ctx: MetricContext) -> dict[str, Running]:
 
 def _per_key(session: Session, query: Any) -> dict[str, Running]:
     rows: dict[str, list[tuple[date, Decimal | None, int | None]]] = {}
-    for key, day, change, joined in session.execute(query):
+    for key, day, change, joined in session.connection().execute(query):  # Core: no ORM rows
         rows.setdefault(key, []).append((day, change, joined))
     return {key: running(found) for key, found in rows.items()}
 

@@ -14,9 +14,11 @@ CSAT response is positive in the top quarter of its scale, compared on integers.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import cast
 
 from sqlalchemy import select
@@ -29,8 +31,10 @@ from storage.revisions import SURVEYS
 from storage.tables import SurveyResponse
 
 HUNDRED = Decimal(100)
+FETCH_ROWS = 10_000  # rows fetched at a time when reading every response
 
 
+@cache  # a handful of distinct (score, scale) pairs, read once per response
 def nps_signal(score: int, low: int, high: int) -> Decimal:
     """An NPS answer rescaled to 0–100: `(score − min) × 100 ÷ (max − min)`."""
     return Decimal(score - low) * HUNDRED / Decimal(high - low)
@@ -48,8 +52,8 @@ class KeptResponses:
     Both in (`responded_at`, `response_id`) order.
     """
 
-    nps: dict[str, tuple[tuple[date, Decimal], ...]]
-    csat: dict[str, tuple[tuple[date, bool], ...]]
+    nps: dict[str, Sequence[tuple[date, Decimal]]]
+    csat: dict[str, Sequence[tuple[date, bool]]]
 
     def nps_scores(self, end: date) -> dict[str, Decimal]:
         """Each account's latest NPS response of a day up to `end`, rescaled to 0–100."""
@@ -92,17 +96,15 @@ def _read(session: Session) -> KeptResponses:
             col(SurveyResponse.response_id),
         )
     )
-    # Core: rows stream (the ORM would buffer every response first).
-    for kind, account_id, day, score, low, high in session.connection().execute(query):
+    # Core, fetched many rows at a time: rows stream (the ORM would buffer every response first).
+    rows = session.connection().execution_options(yield_per=FETCH_ROWS).execute(query)
+    for kind, account_id, day, score, low, high in rows:
         account = cast(str, account_id)  # never None: filtered above
         if kind == "nps":
             nps[account].append((day, nps_signal(score, low, high)))
         elif kind == "csat":
             csat[account].append((day, (score - low) * 4 >= (high - low) * 3))
-    return KeptResponses(
-        {account: tuple(found) for account, found in nps.items()},
-        {account: tuple(found) for account, found in csat.items()},
-    )
+    return KeptResponses(dict(nps), dict(csat))  # the lists are never changed after this
 
 
 def kept_responses(ctx: MetricContext) -> KeptResponses | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
-from bot.dispatcher import ledger_warmer
+from bot.dispatcher import Periodic, ledger_warmer
 from metrics import ledger
 from metrics.context import MetricConfig, MetricContext
 from storage.db import session_scope
@@ -38,3 +39,20 @@ def test_the_warmer_rebuilds_after_each_change(session_factory):
         assert _wait_until_warm(session_factory)
     finally:
         warmer.stop()
+
+
+def test_rounds_take_at_most_their_share_of_the_time():
+    """A round of 50 ms at a share of 20 % rests 200 ms: at most 5 rounds a second, where
+    back-to-back rounds would make 20 (the warmer must leave the server to webhooks)."""
+    rounds: list[float] = []
+
+    def task() -> None:
+        rounds.append(time.monotonic())
+        time.sleep(0.05)
+
+    periodic = Periodic("test", task, interval=0.0, share=0.2)
+    periodic.start()
+    time.sleep(1.0)
+    periodic.stop()
+    assert 2 <= len(rounds) <= 6
+    assert min(b - a for a, b in pairwise(rounds)) >= 0.24

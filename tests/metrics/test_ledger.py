@@ -288,3 +288,16 @@ def test_a_new_invoice_and_a_rate_correction_are_seen_by_the_next_question(sessi
     assert kpi(session_factory, "arpu", "2026-10").value == Decimal("160.00")
     ingest(session_factory, [make_fx("2026-10-01", "1.20")])  # converts the EUR invoice again
     assert kpi(session_factory, "arpu", "2026-10").value == Decimal("170.00")
+
+
+def test_a_value_of_a_newer_revision_replaces_the_older_one_of_the_same_slot():
+    """Under a stream of webhooks each revision's copies would otherwise stay until pushed out,
+    each as large as the data."""
+    kept = ledger._Kept(8)
+    kept.get(("movements", "token-1"), lambda: "old copy", slot="movements")
+    kept.get(("accounts", "token-1"), lambda: "accounts", slot="accounts")
+    assert kept.get(("movements", "token-2"), lambda: "new copy", slot="movements") == "new copy"
+    assert kept.peek(("movements", "token-1")) is None
+    assert kept.peek(("movements", "token-2")) == "new copy"
+    assert kept.peek(("accounts", "token-1")) == "accounts"  # another slot stays
+    assert kept.get(("movements", "token-2"), lambda: "recomputed", slot="movements") == "new copy"
