@@ -56,6 +56,28 @@ def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
+@contextmanager
+def _unless_locked(settings: Settings) -> Iterator[None]:
+    """Turn SQLite's "database is locked" (another process kept writing past the busy timeout)
+    into a one-line error instead of a traceback."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from storage.db import SQLITE_BUSY_TIMEOUT_MS
+
+    try:
+        yield
+    except (OperationalError, sqlite3.OperationalError) as error:
+        if "database is locked" not in str(error):
+            raise
+        raise click.ClickException(
+            f"{_safe_url(settings.database_url)} stayed locked by another process for "
+            f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s (an import, a replay or a rebuild?): run this "
+            "again once it is done (what was stored already is skipped)"
+        ) from None
+
+
 @main.group()
 def db() -> None:
     """Database schema."""
@@ -265,7 +287,7 @@ def import_(settings: Settings, kind: str, file: str) -> None:
     """
     from storage.csv_import import import_csv
 
-    with _database(settings) as factory:
+    with _unless_locked(settings), _database(settings) as factory:
         with open(file, "rb") as handle:
             rows = sum(1 for _ in handle) - 1
         with click.progressbar(
@@ -392,7 +414,11 @@ def webhooks_list(settings: Settings, status: str | None, source: str | None, li
     from storage.db import session_scope
     from storage.deliveries import list_events
 
-    with _database(settings) as factory, session_scope(factory) as session:
+    with (
+        _unless_locked(settings),
+        _database(settings) as factory,
+        session_scope(factory) as session,
+    ):
         rows = list_events(session, status=status, source=source, limit=limit)
     if not rows:
         click.echo("no events")
@@ -423,7 +449,7 @@ def webhooks_replay(
 
     if not (ids or source or everything):
         raise click.UsageError("give event log ids (see `kpibot webhooks list`), --source or --all")
-    with _database(settings) as factory:
+    with _unless_locked(settings), _database(settings) as factory:
         with session_scope(factory) as session:
             rejected = set(
                 session.scalars(

@@ -270,11 +270,18 @@ def _where(lines: tuple[int, ...]) -> str:
 
 @contextmanager
 def _open(path_or_file: str | PathLike[str] | TextIO) -> Iterator[tuple[Iterator[str], str]]:
+    """Yield the lines of a file and its name, once the whole file was found readable (UTF-8,
+    quotes that close): a file that is not is refused before any of it is stored."""
     if not isinstance(path_or_file, str | PathLike):
-        yield iter(path_or_file), getattr(path_or_file, "name", "<stream>")
+        lines = list(path_or_file)  # read twice: checked whole, then imported
+        name = getattr(path_or_file, "name", "<stream>")
+        _check_records(iter(lines), name)
+        yield iter(lines), name
         return
     path = Path(path_or_file)
     _check_utf8(path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        _check_records(handle, path.name)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         yield iter(handle), path.name
 
@@ -292,13 +299,53 @@ def _check_utf8(path: Path) -> None:
                 ) from None
 
 
+def _check_records(lines: Iterator[str], name: str) -> None:
+    """Raise ValueError, naming the line, unless the CSV reader can read every record to the end
+    of the file: a quote that is never closed would take every line after it into one value."""
+    records = _reader(lines, name).reader
+    start = records.line_num + 1  # the line the record being read starts on
+    try:
+        for _record in records:
+            start = records.line_num + 1
+    except csv.Error as error:
+        raise ValueError(_unreadable(name, start, records.line_num, error)) from None
+
+
+def _unreadable(name: str, start: int, line: int, error: csv.Error) -> str:
+    reason = str(error)
+    doubled = 'a quote inside a value is written twice: ""'
+    if reason == "unexpected end of data":
+        return (
+            f"{name} line {start}: a quote opened in this row is never closed, so every line "
+            f"after it would be read as one value: close it ({doubled})"
+        )
+    if reason.startswith("field larger than field limit"):
+        return (
+            f"{name} line {start}: a value in this row goes on for more than "
+            f"{csv.field_size_limit():,} characters: is a quote opened there never closed? "
+            f"({doubled})"
+        )
+    return f"{name} line {line}: {reason}: a quoted value ends at its closing quote ({doubled})"
+
+
 def _reader(lines: Iterator[str], name: str) -> csv.DictReader[str]:
-    """Return a reader whose delimiter is whichever of , ; or tab the header line uses most."""
-    header = next(lines, "").lstrip("\ufeff")
-    if not header.strip():
+    """Return a strict reader (an unclosed quote is an error, not the rest of the file) whose
+    delimiter is whichever of , ; or tab the header uses most. The header is the first line that
+    is not blank; the reader has read the blank lines before it, so its line numbers count them."""
+    blank: list[str] = []
+    header = ""
+    for line in lines:
+        if line.lstrip("\ufeff").strip():
+            header = line.lstrip("\ufeff")
+            break
+        blank.append(line)
+    if not header:
         raise ValueError(f"{name} is empty: it needs a header row naming its columns")
     delimiter = max(",;\t", key=header.count)
-    return csv.DictReader(chain([header], lines), delimiter=delimiter)
+    reader = csv.DictReader(chain(blank, [header], lines), delimiter=delimiter, strict=True)
+    for _line in blank:  # one record each: a blank line holds no quote
+        next(reader.reader)
+    return reader
 
 
 def _column(name: str | None) -> str:
@@ -500,9 +547,10 @@ def _account_event(
 ) -> Located:
     lines = tuple(line for line, _cells in group)
     fields: dict[str, tuple[int, str]] = {}
+    values: dict[str, str] = {}  # of each field, the same whatever the order of the rows
     problems: list[str] = []
     contacts: dict[str, dict[str, str]] = {}
-    domains: dict[str, None] = {}
+    domains: set[str] = set()
     for line, cells in group:
         for column in _ACCOUNT_FIELDS:
             if column in cells:
@@ -512,6 +560,7 @@ def _account_event(
                         f"line {line}: {column} {cells[column]!r} differs from "
                         f"{first!r} on line {first_line}"
                     )
+                values[column] = min(values.get(column, first), cells[column])
         contact = {
             k: cells[f"contact_{k}"] for k in ("email", "name", "phone") if f"contact_{k}" in cells
         }
@@ -519,9 +568,7 @@ def _account_event(
             problems.append(f"line {line}: contact_email is required for a contact")
         elif contact:
             contacts[contact["email"].lower()] = contact
-        for domain in _LIST_SEPARATORS.split(cells.get("domains", "")):
-            if domain:
-                domains[domain.lower()] = None
+        domains.update(d.lower() for d in _LIST_SEPARATORS.split(cells.get("domains", "")) if d)
     at = context.now
     if "updated_at" in fields:
         try:
@@ -534,9 +581,11 @@ def _account_event(
         raw = dumps({"file": context.source_name, "lines": list(lines), "rows": rows})
         return lines, Malformed(raw, "; ".join(problems), event_id)
     data: dict[str, Any] = {"account_id": account_id}
-    data.update({c: v for c, (_line, v) in fields.items() if c != "updated_at"})
-    data["domains"] = list(domains)
-    data["contacts"] = list(contacts.values())
+    data.update({c: v for c, v in values.items() if c != "updated_at"})
+    # Sorted, so that the id is the same whatever the order of the rows (a re-export): a file
+    # whose rows were in this order already keeps the id it had when its rows' order counted.
+    data["domains"] = sorted(domains)
+    data["contacts"] = [contacts[email] for email in sorted(contacts)]
     stated = _iso(at) if "updated_at" in fields else None  # the import time is not part of the id
     event_id = _event_id("account", account_id, _digest([data, stated]))
     return lines, _event(context, event_id, at, data, lines[0])

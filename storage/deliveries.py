@@ -13,19 +13,22 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from storage.apply import IngestConfig, hold_off_rebuild
+from storage.apply import IngestConfig, chunks, hold_off_rebuild
 from storage.csv_import import IMPORT_SOURCE
-from storage.db import session_scope
+from storage.db import fault_of_the_events, session_scope
 from storage.ingest import (
     IngestReport,
     Malformed,
     RawEvent,
+    Rejection,
+    could_not_apply,
     ingest_events,
     item_event_id,
+    mark_rejected,
     prepare,
 )
 from storage.revisions import Changes, record_changes
@@ -63,6 +66,8 @@ class LoggedRow:
 
 # The event log's columns a `LoggedRow` is read from, in its fields' order.
 LOGGED_ROW_COLUMNS = tuple(table_of(EventLog).c[f.name] for f in fields(LoggedRow))
+_LOGGED = table_of(EventLog).c
+_DELETE_LOGGED = delete(table_of(EventLog)).where(_LOGGED.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,11 @@ def list_events(
     ]
 
 
+# Rejected events replayed per transaction: each transaction holds SQLite's one writer (and on
+# PostgreSQL its accounts) only that long, so webhooks and imports write between two of them.
+REPLAY_BATCH = 1_000
+
+
 def replay_rejected(
     factory: sessionmaker[Session],
     *,
@@ -111,40 +121,114 @@ def replay_rejected(
     source: str | None = None,
     options_for: OptionsFor = lambda _source: {},
 ) -> IngestReport:
-    """Re-map and re-ingest rejected events (these `ids`, or all of `source`, or all)."""
+    """Re-map and re-ingest rejected events (these `ids`, or all of `source`, or all).
+
+    They are replayed source by source, in log order, `REPLAY_BATCH` per transaction: what a
+    batch applied stays applied whatever happens to a later one. A batch that fails because of
+    its events is replayed again one event at a time, and an event that still fails alone stays
+    rejected, with the failure as its reason, so that it cannot hold back the others.
+    """
     report = IngestReport()
-    with session_scope(factory) as session:
-        hold_off_rebuild(session)  # first, as every applying transaction: see there
-        query = (
-            select(EventLog).where(col(EventLog.status) == "rejected").order_by(col(EventLog.id))
-        )
-        if ids:
-            query = query.where(col(EventLog.id).in_(ids))
-        if source:
-            query = query.where(col(EventLog.source) == source)
-        rows = list(session.scalars(query))
-        changes = Changes()  # recorded once, last: see `record_changes`
-        for row in rows:
-            if _csv_row(row):  # not an event: the file is fixed and imported again instead
-                items: list[Any] = [Malformed(row.body, row.reason or _CSV_ROW, row.event_id)]
-            else:
-                items = items_of(row, options_for(row.source))
-            if row.event_id is None or row.event_id not in {item_event_id(item) for item in items}:
-                # Nothing of the same id can take its place (it had none, or mapped again it has
-                # another: a rating whose broken body was logged under a digest of it): the
-                # replay's outcome replaces it.
-                session.execute(delete(EventLog).where(col(EventLog.id) == row.id))
-            part = ingest_events(
-                session,
-                items,
-                config=config,
-                source=row.source,
-                received_at=datetime.now(UTC),
-                changes=changes,
-            )
-            report.add(part)
-        record_changes(session, changes)
+    for row_source, log_ids in _rejected(factory, ids=ids, source=source).items():
+        for batch in chunks(log_ids, REPLAY_BATCH):
+            part = _replay_batch(factory, row_source, batch, config, options_for)
+            report.add(part, offset=len(report.outcomes))
     return report
+
+
+def _rejected(
+    factory: sessionmaker[Session], *, ids: Sequence[int], source: str | None
+) -> dict[str, list[int]]:
+    """Return the log ids of the rejected events to replay, by source, in log order."""
+    query = select(_LOGGED.source, _LOGGED.id).where(_LOGGED.status == "rejected")
+    if ids:
+        query = query.where(_LOGGED.id.in_(ids))
+    if source:
+        query = query.where(_LOGGED.source == source)
+    by_source: dict[str, list[int]] = {}
+    with session_scope(factory) as session:
+        for row_source, log_id in session.execute(query.order_by(_LOGGED.id)):
+            by_source.setdefault(row_source, []).append(log_id)
+    return by_source
+
+
+def _replay_batch(
+    factory: sessionmaker[Session],
+    source: str,
+    log_ids: Sequence[int],
+    config: IngestConfig,
+    options_for: OptionsFor,
+) -> IngestReport:
+    """Replay these rejected events of `source` in one transaction, or one by one if that fails
+    because of them (as `storage.ingest.ingest_in_batches` stores a batch)."""
+    try:
+        with session_scope(factory) as session:
+            return _replay(session, source, log_ids, config, options_for)
+    except Exception as error:
+        if not fault_of_the_events(error):
+            raise
+        if len(log_ids) > 1:
+            report = IngestReport()
+            for log_id in log_ids:
+                part = _replay_batch(factory, source, [log_id], config, options_for)
+                report.add(part, offset=len(report.outcomes))
+            return report
+        with session_scope(factory) as session:
+            return _keep_rejected(session, log_ids[0], could_not_apply(error))
+
+
+def _replay(
+    session: Session,
+    source: str,
+    log_ids: Sequence[int],
+    config: IngestConfig,
+    options_for: OptionsFor,
+) -> IngestReport:
+    """Map these rejected events of `source` again and ingest them in the session's transaction."""
+    hold_off_rebuild(session)  # first, as every applying transaction: see there
+    rows = session.execute(
+        select(*LOGGED_ROW_COLUMNS, _LOGGED.reason)
+        .where(_LOGGED.id.in_(log_ids), _LOGGED.status == "rejected")  # still: see `_rejected`
+        .order_by(_LOGGED.id)
+    )
+    items: list[Any] = []
+    replaced: list[int] = []
+    for *columns, reason in rows:
+        row = LoggedRow(*columns)
+        if _csv_row(row):  # not an event: the file is fixed and imported again instead
+            mapped: list[Any] = [Malformed(row.body, reason or _CSV_ROW, row.event_id)]
+        else:
+            mapped = items_of(row, options_for(source))
+        if row.event_id is None or row.event_id not in {item_event_id(item) for item in mapped}:
+            # Nothing of the same id can take its place (it had none, or mapped again it has
+            # another: a rating whose broken body was logged under a digest of it): the
+            # replay's outcome replaces it.
+            replaced.append(row.id)
+        items += mapped
+    changes = Changes()  # recorded once, last: see `record_changes`
+    report = ingest_events(
+        session, items, config=config, source=source, received_at=datetime.now(UTC), changes=changes
+    )
+    # After `ingest_events`, which locks the accounts before it writes to the event log: the
+    # order in which every applying transaction takes its locks (`storage.deferred`).
+    for part in chunks(replaced):
+        session.connection().execute(_DELETE_LOGGED, {"ids": list(part)})
+    record_changes(session, changes)
+    return report
+
+
+def _keep_rejected(session: Session, log_id: int, reason: str) -> IngestReport:
+    """Leave a rejected event rejected, with `reason`; report it (or nothing, if it is no longer
+    rejected: replayed, or taken over by a resend, meanwhile)."""
+    hold_off_rebuild(session)
+    found = session.execute(
+        select(_LOGGED.event_id).where(_LOGGED.id == log_id, _LOGGED.status == "rejected")
+    ).one_or_none()
+    if found is None:
+        return IngestReport()
+    mark_rejected(session, [(log_id, reason)])
+    rejection = Rejection(0, found.event_id, reason)
+    return IngestReport(rejected=1, rejections=[rejection], outcomes=["rejected"])
 
 
 def map_again(

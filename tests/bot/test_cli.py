@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.builders import make_account, make_invoice, make_subscription
+from tests.builders import make_account, make_fx, make_invoice, make_subscription
 
 KPIBOT = [sys.executable, "-m", "bot"]
 
@@ -85,12 +86,15 @@ def test_replay_exits_1_while_an_event_stays_rejected_or_an_id_is_not_a_rejected
 ):
     path = tmp_path / "events.jsonl"
     bad = make_invoice("2026-01-01", currency="XYZ")
-    path.write_text(json.dumps(make_account()) + "\n" + json.dumps(bad) + "\n")
+    # more USD than an amount column holds, once its rate is known: it cannot be applied
+    gold = {**make_invoice("2026-03-01", amount="1000000000000", currency="XAU"), "id": "gold"}
+    path.write_text("\n".join(json.dumps(e) for e in (make_account(), bad, gold)) + "\n")
     assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 1
     listed = run(
         ["webhooks", "list", "--status", "rejected"], database_url=database_url, cwd=tmp_path
     )
-    log_id = listed.stdout.split()[0].lstrip("#")
+    [line] = [line for line in listed.stdout.splitlines() if "XYZ" in line]
+    log_id = line.split()[0].lstrip("#")
 
     still = run(["webhooks", "replay", log_id], database_url=database_url, cwd=tmp_path)
     assert still.returncode == 1
@@ -99,6 +103,48 @@ def test_replay_exits_1_while_an_event_stays_rejected_or_an_id_is_not_a_rejected
     unknown = run(["webhooks", "replay", "99999"], database_url=database_url, cwd=tmp_path)
     assert unknown.returncode == 1
     assert "not rejected events, left as they are: #99999" in unknown.stderr
+
+    rate = make_fx("2026-01-01", "100000000", base="XAU")
+    path.write_text(json.dumps(rate) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 0
+    everything = run(["webhooks", "replay", "--all"], database_url=database_url, cwd=tmp_path)
+    assert everything.returncode == 1, everything.stderr  # gold cannot be applied: no traceback
+    assert "replayed: 0 applied, 0 duplicate, 0 ignored, 2 rejected" in everything.stdout
+    assert "rejected event #1 (" in everything.stderr
+    assert "rejected event #2 (gold): could not be applied (" in everything.stderr
+
+
+def test_a_database_locked_by_another_process_is_a_one_line_error(tmp_path: Path, monkeypatch):
+    """SQLite has one writer: a command that waited its busy timeout out says so, instead of a
+    traceback. (Run in this process, its timeout shortened: a real one lasts 30 s.)"""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from storage import db
+
+    database = tmp_path / "kpibot.db"
+    url = f"sqlite:///{database}"
+    assert run(["db", "upgrade"], database_url=url, cwd=tmp_path).returncode == 0
+    path = tmp_path / "invoices.csv"
+    path.write_text("account_id,invoice_id,amount,currency,paid_at\nacc-1,i-1,1,USD,2026-01-05\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process writing
+        for args in (["import", "invoices", str(path)], ["webhooks", "replay", "--all"]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 1, result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+            [line] = result.stderr.splitlines()[-1:]
+            assert line == (
+                f"Error: {url} stayed locked by another process for 0.1 s (an import, a replay "
+                "or a rebuild?): run this again once it is done (what was stored already is "
+                "skipped)"
+            )
+    finally:
+        holder.close()
 
 
 def test_bad_settings_are_a_clear_error(tmp_path: Path):

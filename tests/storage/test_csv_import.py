@@ -3,6 +3,7 @@ at their line."""
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from datetime import UTC, date, datetime
@@ -27,7 +28,7 @@ from storage.tables import (
     SurveyResponse,
     UsageDay,
 )
-from tests.builders import movements
+from tests.builders import ingest, make_account, movements
 
 UTC_CONFIG = IngestConfig()
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "import.md"
@@ -444,3 +445,83 @@ def test_imported_events_rebuild_to_the_same_tables(session_factory, tmp_path):
     before, history = _snapshot(session_factory), movements(session_factory)
     rebuild(session_factory, config=UTC_CONFIG)
     assert (_snapshot(session_factory), movements(session_factory)) == (before, history)
+
+
+UNCLOSED = (
+    "response_id,kind,score,responded_at,account_id,comment\n"
+    'r1,nps,9,2026-03-01,acme,"two\nlines"\n'
+    'r2,nps,3,2026-03-02,acme,"Great tool\n'
+    "r3,nps,10,2026-03-03,acme,ok\n"
+    "r4,nps,0,2026-03-04,acme,terrible\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (UNCLOSED, "data.csv line 4: a quote opened in this row is never closed"),
+        (UNCLOSED + "r5,nps,1,2026-03-05,acme," + "x" * 140_000 + "\n", "line 4: a value in"),
+        (
+            'response_id,kind,score,responded_at,comment\nr1,nps,9,2026-03-01,"a" b\n',
+            "data.csv line 2: ',' expected after '\"'",
+        ),
+    ],
+)
+def test_a_file_whose_quotes_do_not_close_is_refused_before_anything_is_stored(
+    session_factory, tmp_path, text, message
+):
+    """A lenient reader would read everything after an unclosed quote as one value: the rows
+    after it would vanish from an import that says it succeeded."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        import_csv(session_factory, "responses", _csv(tmp_path, text), config=UTC_CONFIG)
+    with pytest.raises(ValueError, match=re.escape(message.replace("data.csv", "<stream>"))):
+        import_csv(session_factory, "responses", io.StringIO(text), config=UTC_CONFIG)
+    assert _count(session_factory, EventLog) == 0
+
+
+def test_blank_lines_before_the_header_are_skipped_and_counted_in_line_numbers(
+    session_factory, tmp_path
+):
+    path = tmp_path / "invoices.csv"
+    path.write_text("\n \r\n" + INVOICES.lstrip("\n") + "acc-1,inv-3,abc,USD,2026-03-01\n")
+    report = import_csv(session_factory, "invoices", path, config=UTC_CONFIG)
+    assert (report.applied, report.rejected) == (2, 1)
+    assert report.rejections[0].reason.startswith("line 6: data.amount:")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n \n")
+    with pytest.raises(ValueError, match=r"blank\.csv is empty"):
+        import_csv(session_factory, "invoices", blank, config=UTC_CONFIG)
+
+
+ACCOUNT_ROWS = (
+    "account_id,name,owner_email,domains,contact_email,contact_name",
+    "acme,Acme,Lea@yourco.com,acme.com,ann@acme.com,Ann",
+    "acme,,lea@yourco.com,acme.fr;Acme.de,bob@acme.com,",
+    "acme,,,,Carl@acme.com,Carl",
+)
+
+
+def test_an_accounts_file_reordered_is_the_same_event_not_a_newer_one(session_factory, tmp_path):
+    """Without an `updated_at`, a new account event is stamped with the time of the import: a
+    re-export whose rows came in another order must not become one, and overwrite what the CRM
+    sent since."""
+    header, *rows = ACCOUNT_ROWS
+    path = _csv(tmp_path, "\n".join([header, *rows]) + "\n")
+    assert import_csv(session_factory, "accounts", path, config=UTC_CONFIG).applied == 1
+    crm = make_account("acme", datetime.now(UTC).isoformat(), owner_email="sam@yourco.com")
+    assert ingest(session_factory, [crm]).applied == 1
+    path.write_text("\n".join([header, *reversed(rows)]) + "\n")
+    again = import_csv(session_factory, "accounts", path, config=UTC_CONFIG)
+    assert (again.applied, again.duplicate) == (0, 1)
+    assert [a.owner_email for a in _rows(session_factory, Account)] == ["sam@yourco.com"]
+
+
+def test_an_accounts_file_whose_rows_were_in_order_keeps_the_event_id_it_had():
+    """An account's id was made from its contacts and domains in the rows' order: a file whose
+    rows were in sorted order (contacts by email, domains) keeps that id, so the file imported
+    before its order stopped counting is a duplicate when it is imported again."""
+    text = "account_id,name,owner_email,domains,contact_email,contact_name\n"
+    text += "acme,Acme,Lea@yourco.com,acme.com;acme.fr,ann@acme.com,Ann\n"
+    text += "acme,,,acme.fr,bob@acme.com,\n"
+    [event] = csv_events("accounts", csv.DictReader(io.StringIO(text)), source_name="a.csv")
+    assert event["id"] == "import:account:acme:b075eb67ffb58470353766ba"  # as made before

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from sqlalchemy import event
+
 from metrics import ledger
-from storage import revisions
+from storage import deliveries, revisions
 from storage.apply import IngestConfig
 from storage.csv_import import import_csv
 from storage.db import session_scope
@@ -14,7 +16,16 @@ from storage.deliveries import list_events, replay_rejected
 from storage.ingest import Malformed, ingest_events
 from storage.revisions import STOCKS
 from storage.sources.fields import body_id
-from tests.builders import ingest, kpi, make_fx, make_subscription, movements, paying_accounts
+from storage.tables import EventLog
+from tests.builders import (
+    ingest,
+    kpi,
+    make_fx,
+    make_invoice,
+    make_subscription,
+    movements,
+    paying_accounts,
+)
 from tests.storage.sources import test_zendesk as zendesk
 
 
@@ -105,3 +116,48 @@ def test_a_replayed_event_is_seen_by_the_next_question(session_factory):
     report = replay_rejected(session_factory, config=IngestConfig(), source="kpibot")
     assert (report.applied, report.rejected) == (2, 0)
     assert kpi(session_factory, "mrr", "2026-10").value == Decimal("270.00")
+
+
+def test_a_replay_commits_batch_by_batch_and_reads_rows_not_objects(
+    session_factory, engine, monkeypatch
+):
+    """A replay of thousands of events holds the writer (all of SQLite) one batch at a time, so
+    that webhooks and imports write between two batches. It reads the log as plain rows: every
+    row it updates would otherwise be matched against each object its session holds, which made
+    5,000 events take minutes."""
+    euros = [make_invoice("2026-02-10", currency="EUR", invoice_id=f"inv-{n}") for n in range(5)]
+    assert ingest(session_factory, euros).rejected == 5
+    ingest(session_factory, [make_fx("2026-02-01", "1.10")])
+    monkeypatch.setattr(deliveries, "REPLAY_BATCH", 2)
+    commits: list[int] = []
+    loaded: list[type] = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    event.listen(session_factory, "loaded_as_persistent", lambda _s, o: loaded.append(type(o)))
+    report = replay_rejected(session_factory, config=IngestConfig())
+    assert (report.applied, report.rejected) == (5, 0)
+    assert len(commits) == 1 + 3  # reading what to replay, then 2 + 2 + 1 events
+    assert EventLog not in loaded
+
+
+def test_an_event_that_cannot_be_applied_stays_rejected_and_the_others_are_replayed(
+    session_factory,
+):
+    """10^12 XAU is more USD than an amount column holds: applying it fails its whole batch. The
+    replay goes on event by event, as an import does: the others are applied, and that one stays
+    rejected with the failure as its reason, replay after replay."""
+    gold = make_invoice("2026-03-01", amount="1000000000000", currency="XAU", invoice_id="gold")
+    euro = make_invoice("2026-03-01", amount="100.00", currency="EUR", invoice_id="euro")
+    assert ingest(session_factory, [gold, euro]).rejected == 2  # no rates yet
+    rates = [make_fx("2026-01-01", "100000000", base="XAU"), make_fx("2026-01-01", "1.10")]
+    ingest(session_factory, rates)
+    first = replay_rejected(session_factory, config=IngestConfig())
+    assert (first.applied, first.rejected) == (1, 1)
+    [rejection] = first.rejections
+    assert rejection.event_id == gold["id"]
+    assert rejection.reason.startswith("could not be applied (")
+    again = replay_rejected(session_factory, config=IngestConfig())
+    assert (again.applied, again.rejected, again.rejections) == (0, 1, first.rejections)
+    with session_scope(session_factory) as session:
+        [row] = list_events(session, status="rejected")
+        assert (row.event_id, row.reason) == (gold["id"], rejection.reason)
+        assert len(list_events(session, status="applied")) == 3  # the rates and the euros
