@@ -339,8 +339,9 @@ def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
 def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
     """The health score at the end of `end` of every account paying then that has a signal.
 
-    Kept until the stocks or survey responses change, whatever scope asks; a usage change patches
-    the accounts it marked. Each signal's scores are kept the same way, per its own family.
+    Kept until the stocks change, or an account change renews the survey responses' token,
+    whatever scope asks; usage and survey events patch the accounts they marked. Each signal's
+    scores are kept the same way, per its own family.
     """
     weights = ctx.config.health_weights
 
@@ -424,21 +425,29 @@ def _signals(ctx: MetricContext, end: date) -> dict[str, dict[str, Decimal]]:
         series = ledger.account_series(ctx)
         return _trend_scores(session, None, end) if series is None else _kept_trends(series, end)
 
-    def nps() -> dict[str, Decimal]:
-        kept = kept_responses(ctx)
-        return _nps_scores(session, None, end) if kept is None else kept.nps_scores(end)
-
-    def csat() -> dict[str, Decimal]:
+    def nps(accounts: Collection[str] | None = None) -> dict[str, Decimal]:
         kept = kept_responses(ctx)
         if kept is None:
-            return _csat_scores(session, None, end)
-        return kept.csat_scores(end, CSAT_DAYS)
+            return _nps_scores(session, accounts, end)
+        return kept.nps_scores(end, accounts)
+
+    def csat(accounts: Collection[str] | None = None) -> dict[str, Decimal]:
+        kept = kept_responses(ctx)
+        if kept is None:
+            return _csat_scores(session, accounts, end)
+        return kept.csat_scores(end, CSAT_DAYS, accounts)
+
+    def patch_nps(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
+        return ledger.replaced(scores, changed, nps(changed))
+
+    def patch_csat(scores: dict[str, Decimal], changed: frozenset[str]) -> dict[str, Decimal]:
+        return ledger.replaced(scores, changed, csat(changed))
 
     return {
         "usage": ledger.per_day(ctx, (USAGE,), ("usage scores", end), usage, patch=patch_usage),
-        "nps": ledger.per_day(ctx, (SURVEYS,), ("nps scores", end), nps),
+        "nps": ledger.per_day(ctx, (SURVEYS,), ("nps scores", end), nps, patch=patch_nps),
         "mrr_trend": ledger.per_day(ctx, (STOCKS,), ("trend scores", end), trend),
-        "csat": ledger.per_day(ctx, (SURVEYS,), ("csat scores", end), csat),
+        "csat": ledger.per_day(ctx, (SURVEYS,), ("csat scores", end), csat, patch=patch_csat),
     }
 
 

@@ -256,7 +256,8 @@ def per_day(
 
     For per-account maps of one day (health's signal scores), held apart from the whole tables
     of `kept`, so that many days do not push those out. With `patch`, a change of a family marked
-    per account (usage) patches the map for the accounts it marked instead of computing it again.
+    per account (usage, survey responses) patches the map for the accounts it marked instead of
+    computing it again.
     Computed each time without tokens.
     """
     found = _kept_in(_DAILY, ctx, families, key, compute, patch)
@@ -282,9 +283,9 @@ def tracked(
 
 @dataclass(frozen=True)
 class _AtVersion:
-    """A value of a family marked per account, with the version it is up to date with."""
+    """A value of families marked per account, with the versions it is up to date with."""
 
-    version: int
+    versions: tuple[int, ...]
     value: Any
 
 
@@ -299,9 +300,9 @@ def _kept_in(
     """The value under `key` for the current revisions of `families`.
 
     Computed when missing (None when `compute` is None or a family has no token). With `patch`,
-    a family marked per account is held by token only: a value of an older version is patched
-    with the accounts marked since; one of the same or a newer version (newer data, never older)
-    is used as it is.
+    the families marked per account are held by token only: a value of older versions is patched
+    with the accounts marked since, in any of them; one of the same or newer versions (newer
+    data, never older) is used as it is.
     """
     revisions = tuple(revision(ctx, family) for family in families)
     if None in revisions:
@@ -313,20 +314,33 @@ def _kept_in(
         if compute is None:
             return cast(T | None, store.peek((key, families, revisions)))
         return store.get((key, families, revisions), compute, slot=what)
-    (index,) = marked  # one family marked per account at most
-    url, token, version = cast(Revision, revisions[index])
-    slot = (key, families, (*revisions[:index], (url, token), *revisions[index + 1 :]))
+    held_at = tuple(
+        cast(Revision, r)[:2] if n in marked else r for n, r in enumerate(revisions)
+    )  # versions of marked families left out: a held value is patched up to the current ones
+    slot = (key, families, held_at)
+    versions = tuple(cast(Revision, revisions[n])[2] for n in marked)
     held: _AtVersion | None = store.peek(slot)
-    if held is not None and held.version >= version:
+    if held is not None and all(h >= v for h, v in zip(held.versions, versions, strict=True)):
         return cast(T, held.value)
     if held is not None:
-        value = patch(held.value, _changed_since(ctx, families[index], held.version))
+        changed = frozenset().union(
+            *(
+                _changed_since(ctx, families[n], h)
+                for n, h, v in zip(marked, held.versions, versions, strict=True)
+                if h < v
+            )
+        )
+        value = patch(held.value, changed)
+        versions = tuple(max(h, v) for h, v in zip(held.versions, versions, strict=True))
     elif compute is not None:
         value = compute()
     else:
         return None
     store.put(
-        slot, _AtVersion(version, value), unless=lambda kept: kept.version >= version, slot=what
+        slot,
+        _AtVersion(versions, value),
+        unless=lambda kept: all(k >= v for k, v in zip(kept.versions, versions, strict=True)),
+        slot=what,
     )
     return value
 

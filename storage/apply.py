@@ -37,6 +37,7 @@ from sqlmodel import col
 from storage.account_state import FIELDS, AccountState
 from storage.fx import FxBook, MissingRate
 from storage.mrr import MrrBefore, VersionPoint, derive_movements, subscription_mrr
+from storage.revisions import SURVEYS, USAGE
 from storage.schemas import (
     AccountUpserted,
     CostRecorded,
@@ -142,20 +143,24 @@ _MOVEMENT_COLUMNS = (
     "mrr_after",
 )
 _DELETE_MOVEMENTS = delete(_MOVEMENT).where(_MOVEMENT.c.id.in_(bindparam("ids", expanding=True)))
+_RESPONSE = table_of(SurveyResponse).c
+_RESPONSE_OWNERS = select(_RESPONSE.account_id).where(
+    _RESPONSE.response_id.in_(bindparam("ids", expanding=True))
+)
 _USAGE = table_of(UsageDay).c
 _USAGE_DAYS_OF = (
     select(_USAGE.account_id, _USAGE.day, _USAGE.user_ids)
     .where(_USAGE.account_id.in_(_ACCOUNTS))
     .order_by(_USAGE.day)
 )
-_USAGE_BETWEEN = select(
+_USAGE_ON = select(
     _USAGE.account_id,
     _USAGE.day,
     _USAGE.user_ids,
     _USAGE.recorded_at,
     _USAGE.reported_at,
     _USAGE.merged_at,
-).where(_USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.between(bindparam("first"), bindparam("last")))
+).where(_USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.in_(bindparam("days", expanding=True)))
 _COVERAGE = table_of(UsageCoverage)
 _SPANS_OF = select(
     _COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from, _COVERAGE.c.covered_to
@@ -254,12 +259,19 @@ class Applier:
     config: IngestConfig
     refused: dict[int, str] = field(default_factory=dict)  # log id → reason
     usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
+    # Accounts a written survey response belongs to, or belonged to before (an update may move it)
+    responses_changed: set[str] = field(default_factory=set)
     _derive_from: dict[str, date] = field(default_factory=dict)  # account → first day to derive
     _locked: set[int] = field(default_factory=set)
 
     @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.config.timezone)
+
+    def marked(self) -> dict[str, set[str]]:
+        """The accounts whose data of each family marked per account this batch wrote (see
+        `storage.revisions.record_changes`)."""
+        return {USAGE: self.usage_changed, SURVEYS: self.responses_changed}
 
     @cached_property
     def fx(self) -> FxBook:
@@ -587,6 +599,16 @@ class Applier:
                 }
             )
         rows = newest_by_key(rows, key=("response_id",), version="updated_at")
+        # Readers keep responses per account (`storage.revisions.SURVEYS` is marked per account):
+        # each response's account now, and the one it had, which an update may have changed.
+        self.responses_changed.update(str(row["account_id"]) for row in rows if row["account_id"])
+        ids = [row["response_id"] for row in rows]
+        for part in chunks(ids):
+            self.responses_changed.update(
+                account_id
+                for (account_id,) in self._run(_RESPONSE_OWNERS, ids=list(part))
+                if account_id is not None
+            )
         upsert_newer(self.session, SurveyResponse, rows, key=("response_id",), version="updated_at")
 
     def _usage(self, items: list[Applicable]) -> None:
@@ -686,10 +708,13 @@ class Applier:
         accounts = sorted({account_id for account_id, _ in keys})
         days = sorted({day for _, day in keys})
         wanted = set(keys)
+        # Only the days touched, not every day between: on a long history each row read costs
+        # its users' JSON and three instants, and most of a range's rows are not wanted.
         for part in chunks(accounts):
-            for row in self._run(_USAGE_BETWEEN, accounts=list(part), first=days[0], last=days[-1]):
-                if (row[0], row[1]) in wanted:
-                    yield tuple(row)
+            for some_days in chunks(days):
+                for row in self._run(_USAGE_ON, accounts=list(part), days=list(some_days)):
+                    if (row[0], row[1]) in wanted:
+                        yield tuple(row)
 
     def _renewals(self, items: list[Applicable]) -> None:
         currencies = self._account_currencies(

@@ -34,7 +34,7 @@ from storage.apply import (
 )
 from storage.deliveries import LOGGED_ROW_COLUMNS, LoggedRow, OptionsFor, map_again
 from storage.ingest import mark_rejected
-from storage.revisions import USAGE, Changes, record_changes
+from storage.revisions import Changes, record_changes
 from storage.tables import EventLog, table_of
 
 _LOGGED = table_of(EventLog).c
@@ -101,7 +101,7 @@ def apply_queued(
         result.counts[(q.source, outcome)] += 1
     record_changes(
         session,
-        Changes({q.item.event.type for q in applied}, {USAGE: applier.usage_changed}),
+        Changes({q.item.event.type for q in applied}, applier.marked()),
     )
     return result
 

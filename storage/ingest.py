@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.db import dumps, fault_of_the_events, session_scope
-from storage.revisions import USAGE, Changes, record_changes
+from storage.revisions import Changes, record_changes
 from storage.schemas import EventRejected, NativeEvent, given_id, loggable_id, parse_event
 from storage.tables import EventLog, table_of
 from storage.upsert import insert_ignoring_conflicts
@@ -272,9 +272,9 @@ def ingest_events(
     report.rejections.sort(key=lambda r: r.index)
     applied = {i.event.type for i in applicable if i.log_id not in refused}
     if changes is None:
-        record_changes(session, Changes(applied, {USAGE: applier.usage_changed}))
+        record_changes(session, Changes(applied, applier.marked()))
     else:
-        changes.add(applied, {USAGE: applier.usage_changed})
+        changes.add(applied, applier.marked())
     return report
 
 

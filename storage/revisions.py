@@ -12,7 +12,10 @@ Families:
 
 - `STOCKS`: what MRR stocks and movements are computed from: MRR movements, and the accounts'
   attributes that breakdowns and filters group them by (plan, segment, owner, currency);
-- `SURVEYS`: survey responses and the accounts they are attributed to;
+- `SURVEYS`: survey responses and the accounts they are attributed to. Marked per account, as
+  `USAGE` is (below): a webhook stream brings responses every few seconds, and reading every
+  response again after each took a busy server a third of its time. An account change, which
+  can change attribution, renews the token;
 - `INVOICES`: paid invoices, and their amounts in the reporting currency (an FX rate converts them
   again);
 - `USAGE`: daily usage and its coverage spans, per account. Usage changes with every product event,
@@ -20,6 +23,8 @@ Families:
   family's next `version`, and a reader holding the family at version v reloads only the accounts
   marked after v (`changed_since`). The token is renewed instead when one transaction changes more
   than `MARK_LIMIT` accounts (a backfill: readers reload everything), and by `kpibot rebuild`.
+  A reader that keeps a value whole, without patching it (`metrics.ledger.kept`), keys it on the
+  version too, and computes it again after any mark.
 
 The version is a counter on the family's row, incremented in the marking transaction and locked
 until its commit, so versions are given in commit order: a reader that sees version v sees every
@@ -50,13 +55,13 @@ USAGE = "usage"
 MARK_LIMIT = 1_000  # accounts changed in one transaction above which the token is renewed instead
 CHANGED_BY: dict[str, frozenset[str]] = {
     STOCKS: frozenset({"account.upserted", "subscription.updated", "fx.rate"}),
-    SURVEYS: frozenset({"account.upserted", "survey.responded"}),
+    SURVEYS: frozenset({"account.upserted"}),  # responses themselves are marked per account
     INVOICES: frozenset({"invoice.paid", "fx.rate"}),
 }
 """The native event types whose application can change each family whose token they renew."""
-MARKED = frozenset({USAGE})
+MARKED = frozenset({SURVEYS, USAGE})
 """The families whose changes are marked per account (`record_changes`), not given a new token."""
-FAMILIES = (*CHANGED_BY, *sorted(MARKED))
+FAMILIES = tuple(dict.fromkeys((*CHANGED_BY, *sorted(MARKED))))
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def record_changes(session: Session, changes: Changes) -> None:
         accounts = sorted(set(account_ids))
         if len(accounts) > MARK_LIMIT:
             renewed.add(name)
-        elif accounts:
+        elif accounts and name not in renewed:  # a new token makes readers reload everything
             marks[name] = accounts
     if not renewed and not marks:
         return

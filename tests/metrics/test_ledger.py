@@ -18,7 +18,7 @@ from metrics.context import MetricConfig, MetricContext
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.rebuild import rebuild
-from storage.revisions import INVOICES, STOCKS, SURVEYS, USAGE, token
+from storage.revisions import INVOICES, STOCKS, SURVEYS, USAGE, state, token
 from storage.tables import DataRevision
 from tests.builders import (
     cancel,
@@ -152,6 +152,13 @@ def _tokens(factory) -> dict[str, str]:
         return {name: value for name, value in rows}
 
 
+def _version(factory, family: str) -> int:
+    with session_scope(factory) as session:
+        found = state(session, family)
+        assert found is not None
+        return found.version
+
+
 def test_each_family_gets_a_new_token_only_from_what_can_change_it(session_factory):
     ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
     first = _tokens(session_factory)
@@ -165,9 +172,11 @@ def test_each_family_gets_a_new_token_only_from_what_can_change_it(session_facto
     first = _tokens(session_factory)  # on a store emptied of tokens, usage gets its first one
     ingest(session_factory, [usage | {"id": "another"}])
     assert _tokens(session_factory) == first
+    surveys = _version(session_factory, SURVEYS)
     ingest(session_factory, [make_response("2026-10-02", score=9)])
     second = _tokens(session_factory)
-    assert second[STOCKS] == first[STOCKS] and second[SURVEYS] != first[SURVEYS]
+    assert second == first  # a response marks its account: SURVEYS is marked per account
+    assert _version(session_factory, SURVEYS) == surveys + 1
     ingest(session_factory, [change("acc-1", "2026-10-03", amount="120.00")])
     third = _tokens(session_factory)
     assert third[STOCKS] != second[STOCKS] and third[SURVEYS] == second[SURVEYS]
@@ -179,6 +188,8 @@ def test_each_family_gets_a_new_token_only_from_what_can_change_it(session_facto
         n: third[n] for n in third if n != INVOICES
     }
     assert first[USAGE] == second[USAGE] == third[USAGE]
+    ingest(session_factory, [make_account("acc-1", plan="scale")])  # attribution may change
+    assert _tokens(session_factory)[SURVEYS] != third[SURVEYS]
     rebuild(session_factory, config=IngestConfig(reporting_currency="USD", timezone="UTC"))
     rebuilt = _tokens(session_factory)
     assert all(rebuilt[name] not in (first[name], third[name]) for name in first)
