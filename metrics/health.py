@@ -339,9 +339,8 @@ def _customers(ctx: MetricContext, day: date) -> dict[str, list[str]]:
 def account_scores(ctx: MetricContext, end: date) -> dict[str, Decimal]:
     """The health score at the end of `end` of every account paying then that has a signal.
 
-    Kept until the stocks change, or an account change renews the survey responses' token,
-    whatever scope asks; usage and survey events patch the accounts they marked. Each signal's
-    scores are kept the same way, per its own family.
+    Kept until the stocks change, whatever scope asks; usage and survey events patch the
+    accounts they marked. Each signal's scores are kept the same way, per its own family.
     """
     weights = ctx.config.health_weights
 

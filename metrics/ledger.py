@@ -23,6 +23,7 @@ version moved, reloading only the accounts marked since.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -46,7 +47,8 @@ JOINING = ("new", "reactivation")
 KEPT_ENTRIES = 32  # movement tables kept (per scope and database); least recently used goes first
 RESULT_ENTRIES = 512  # results kept (per question, scope and database)
 DAILY_ENTRIES = 64  # per-account maps of one day kept (`per_day`)
-TRACKED_ENTRIES = 2  # copies of families marked per account (`tracked`): one per database in use
+TRACKED_ENTRIES = 4  # copies of families marked per account (`tracked`): usage and responses,
+# of up to two databases in use
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -92,27 +94,30 @@ def running(rows: Iterable[tuple[date, Decimal | None, int | None]]) -> Running:
 class _Kept:
     """A small thread-safe LRU of computed values (the web server answers from many threads).
 
-    A value may be kept for a `slot` (what it is, whatever data revision it was computed at):
-    keeping a value drops the one kept before for the same slot. Under a stream of webhooks the
-    revisions change every few seconds, and the copies of revisions nobody will ask for again
-    would otherwise stay until pushed out, each as large as the data (SPEC: under 300 MB). When
-    two threads compute a slot at two revisions, the last one kept stays: the other revision is
-    computed again if asked, never answered from the wrong one.
+    A value may be kept for a `slot` (what it is, whatever data revision it was computed at),
+    with the `stamp` of when its question read the revisions (`_read_at`): keeping a value drops
+    the one kept before for the same slot, unless that one's question read later (its data is
+    then at least as new: it stays, and the older value is kept beside it until pushed out).
+    Under a stream of webhooks the revisions change every few seconds, and the copies of
+    revisions nobody will ask for again would otherwise stay until pushed out, each as large as
+    the data (SPEC: under 300 MB).
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._values: OrderedDict[Hashable, Any] = OrderedDict()
-        self._slots: dict[Hashable, Hashable] = {}  # slot → the key kept for it
+        self._slots: dict[Hashable, tuple[Hashable, int]] = {}  # slot → (key kept, its stamp)
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], T], *, slot: Hashable = None) -> T:
+    def get(
+        self, key: Hashable, compute: Callable[[], T], *, slot: Hashable = None, stamp: int = 0
+    ) -> T:
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
                 return self._values[key]
         value = compute()  # outside the lock: two threads may compute the same value once each
-        self.put(key, value, unless=lambda _: False, slot=slot)
+        self.put(key, value, unless=lambda _: False, slot=slot, stamp=stamp)
         return value
 
     def peek(self, key: Hashable) -> Any:
@@ -124,23 +129,30 @@ class _Kept:
             return self._values[key]
 
     def put(
-        self, key: Hashable, value: Any, *, unless: Callable[[Any], bool], slot: Hashable = None
+        self,
+        key: Hashable,
+        value: Any,
+        *,
+        unless: Callable[[Any], bool],
+        slot: Hashable = None,
+        stamp: int = 0,
     ) -> None:
         """Keep `value` under `key`, unless `unless(the value already there)` says otherwise;
-        with a `slot`, in place of the value kept for it under another key."""
+        with a `slot`, in place of the value kept for it under another key (see the class)."""
         with self._lock:
             if key in self._values and unless(self._values[key]):
                 return
             if slot is not None:
                 previous = self._slots.get(slot)
-                if previous is not None and previous != key:
-                    self._values.pop(previous, None)
-                self._slots[slot] = key
+                if previous is None or previous[1] <= stamp:
+                    if previous is not None and previous[0] != key:
+                        self._values.pop(previous[0], None)
+                    self._slots[slot] = (key, stamp)
             self._values[key] = value
             while len(self._values) > self._size:
                 self._values.popitem(last=False)
             if len(self._slots) > 2 * self._size:  # slots of values pushed out
-                self._slots = {s: k for s, k in self._slots.items() if k in self._values}
+                self._slots = {s: k for s, k in self._slots.items() if k[0] in self._values}
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -216,15 +228,33 @@ def remembered(ctx: MetricContext, key: Hashable, compute: Callable[[], T]) -> T
     current = revision(ctx)
     if current is None:
         return compute()
-    return _RESULTS.get((key, current, ctx.scope), compute, slot=(key, current[0], ctx.scope))
+    return _RESULTS.get(
+        (key, current, ctx.scope), compute, slot=(key, current[0], ctx.scope), stamp=_read_at(ctx)
+    )
 
 
 Revision = tuple[str, str, int]
 """(database, token, version) of a family as one question sees it."""
 
 
+_READS = itertools.count(1)
+
+
+def _read_at(ctx: MetricContext) -> int:
+    """When the question first read a revision, in the order questions did: one that read later
+    computes from data at least as new (revisions only move forward). Kept with the revisions,
+    which every scope of the question shares."""
+    if _READ_AT not in ctx.revisions:
+        ctx.revisions[_READ_AT] = next(_READS)
+    return cast(int, ctx.revisions[_READ_AT])
+
+
+_READ_AT = "(read at)"  # not a family's name
+
+
 def revision(ctx: MetricContext, family: str = STOCKS) -> Revision | None:
     """`family`'s current revision, read once per question (None: no token, keep nothing)."""
+    _read_at(ctx)  # before reading: a later stamp never comes with older revisions
     if family not in ctx.revisions:
         found = state(ctx.session, family)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
@@ -313,7 +343,7 @@ def _kept_in(
     if patch is None or not marked:
         if compute is None:
             return cast(T | None, store.peek((key, families, revisions)))
-        return store.get((key, families, revisions), compute, slot=what)
+        return store.get((key, families, revisions), compute, slot=what, stamp=_read_at(ctx))
     held_at = tuple(
         cast(Revision, r)[:2] if n in marked else r for n, r in enumerate(revisions)
     )  # versions of marked families left out: a held value is patched up to the current ones
@@ -341,6 +371,7 @@ def _kept_in(
         _AtVersion(versions, value),
         unless=lambda kept: all(k >= v for k, v in zip(kept.versions, versions, strict=True)),
         slot=what,
+        stamp=_read_at(ctx),
     )
     return value
 

@@ -5,8 +5,8 @@ latest NPS response up to that day and the share of positive CSAT responses in t
 it: two window queries over every response. Both signals are read from this per-account copy
 instead. Responses change with survey events, which mark their accounts (`storage.revisions`:
 `SURVEYS` is marked per account), and the copy is patched for the accounts marked since it was
-read (`metrics.ledger.tracked`); an account change, which can change attribution, renews the
-family's token, and the copy is read again whole.
+read (`metrics.ledger.tracked`); a new token (`kpibot rebuild`, a backfill marking more than
+`MARK_LIMIT` accounts) has it read again whole.
 
 The scores are computed exactly as `metrics.health`'s SQL reads them: the latest NPS response is the
 greatest (`responded_at`, `response_id`) among those of a `day` up to the end, rescaled to 0–100; a
@@ -134,7 +134,8 @@ def _read_where(session: Session, where: Any) -> KeptResponses:
         )
     )
     # Core, fetched many rows at a time: rows stream (the ORM would buffer every response first).
-    rows = session.connection().execution_options(yield_per=FETCH_ROWS).execute(query)
+    # The option goes on the statement: on the connection it would stay for the transaction.
+    rows = session.connection().execute(query.execution_options(yield_per=FETCH_ROWS))
     for kind, account_id, day, score, low, high in rows:
         account = cast(str, account_id)  # never None: filtered above
         if kind == "nps":

@@ -602,7 +602,8 @@ class Applier:
         # Readers keep responses per account (`storage.revisions.SURVEYS` is marked per account):
         # each response's account now, and the one it had, which an update may have changed.
         self.responses_changed.update(str(row["account_id"]) for row in rows if row["account_id"])
-        ids = [row["response_id"] for row in rows]
+        ids = [str(row["response_id"]) for row in rows]
+        self.lock_responses(ids)
         for part in chunks(ids):
             self.responses_changed.update(
                 account_id
@@ -887,6 +888,17 @@ class Applier:
             return
         self._run(_LOCK_ACCOUNTS, keys=wanted)
         self._locked.update(wanted)
+
+    def lock_responses(self, response_ids: Iterable[str]) -> None:
+        """On PostgreSQL, hold these survey responses until commit, before reading whom they
+        belong to: two transactions moving one response (or both creating it) would otherwise
+        each read the owner from before the other, and the account one of them took it from
+        would never be marked (`responses_changed`). SQLite's writers are serialised."""
+        if self.dialect != "postgresql":
+            return
+        wanted = sorted({_advisory_key(f"kpibot.response:{r}") for r in response_ids})
+        for part in chunks(wanted):
+            self._run(_LOCK_ACCOUNTS, keys=list(part))
 
 
 @dataclass

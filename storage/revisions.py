@@ -14,8 +14,9 @@ Families:
   attributes that breakdowns and filters group them by (plan, segment, owner, currency);
 - `SURVEYS`: survey responses and the accounts they are attributed to. Marked per account, as
   `USAGE` is (below): a webhook stream brings responses every few seconds, and reading every
-  response again after each took a busy server a third of its time. An account change, which
-  can change attribution, renews the token;
+  response again after each took a busy server a third of its time. A response keeps the account
+  it was attributed to when applied (an account change does not move it), so only a move by a
+  later version of the response changes attribution, and it marks both accounts;
 - `INVOICES`: paid invoices, and their amounts in the reporting currency (an FX rate converts them
   again);
 - `USAGE`: daily usage and its coverage spans, per account. Usage changes with every product event,
@@ -55,7 +56,9 @@ USAGE = "usage"
 MARK_LIMIT = 1_000  # accounts changed in one transaction above which the token is renewed instead
 CHANGED_BY: dict[str, frozenset[str]] = {
     STOCKS: frozenset({"account.upserted", "subscription.updated", "fx.rate"}),
-    SURVEYS: frozenset({"account.upserted"}),  # responses themselves are marked per account
+    # Responses are marked per account, and keep the account they were attributed to when they
+    # were applied: an account change does not move them, so nothing renews this token.
+    SURVEYS: frozenset(),
     INVOICES: frozenset({"invoice.paid", "fx.rate"}),
 }
 """The native event types whose application can change each family whose token they renew."""

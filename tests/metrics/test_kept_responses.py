@@ -9,6 +9,8 @@ names another account, or none): both the account it left and the one it joined 
 from __future__ import annotations
 
 import random
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,7 +20,9 @@ from metrics import ledger, warming
 from metrics.context import MetricConfig, MetricContext
 from metrics.responses import kept_responses
 from storage import revisions
-from storage.db import session_scope
+from storage.apply import IngestConfig
+from storage.db import make_session_factory, read_only, session_scope
+from storage.ingest import ingest_events
 from storage.revisions import SURVEYS, state
 from storage.tables import DataRevision
 from tests.builders import event, ingest, kpi, make_account, paying_accounts
@@ -143,3 +147,58 @@ def test_a_response_moved_to_another_account_leaves_the_first(session_factory):
     moved = response("r1", "2026-10-05T11:00:00Z", kind="nps", score=2, account_id="acc-2")
     ingest(session_factory, [moved])
     assert _kept(session_factory).nps.keys() == {"acc-2"}
+
+
+def test_two_transactions_moving_one_response_mark_every_account_it_left(session_factory, engine):
+    """T1 moves r1 from acc-1 to acc-2 and has not committed; T2 moves it on to acc-3. T2 must
+    read the owner after T1's commit (acc-2), or no one marks acc-2, and a question asked
+    between the two commits keeps r1 under acc-2 for good."""
+    _tokens_exist(session_factory)
+    ingest(session_factory, paying_accounts(3, amount="100.00", since="2026-01-05"))
+    ingest(
+        session_factory,
+        [response("r1", "2026-10-05T10:00:00Z", kind="nps", score=3, account_id="acc-1")],
+    )
+    ledger.forget()
+    assert _kept(session_factory).nps.keys() == {"acc-1"}
+    config = IngestConfig(reporting_currency="USD", timezone="UTC")
+    first = session_factory()
+    moved = response("r1", "2026-10-05T11:00:00Z", kind="nps", score=3, account_id="acc-2")
+    ingest_events(first, [moved], config=config)
+    applied, release = threading.Event(), threading.Event()
+
+    def second() -> None:
+        with session_scope(session_factory) as session:
+            again = response("r1", "2026-10-05T12:00:00Z", kind="nps", score=3, account_id="acc-3")
+            ingest_events(session, [again], config=config)
+            applied.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        time.sleep(1.5)  # the second has begun, and waits for the first
+        assert not applied.is_set()
+        first.commit()
+        first.close()
+        assert applied.wait(30)
+        reader = make_session_factory(read_only(engine))  # SQLite: no wait for the writer
+        assert _kept(reader).nps.keys() == {"acc-2"}  # asked between the two commits
+    finally:
+        release.set()
+        thread.join()
+    assert _kept(session_factory).nps.keys() == {"acc-3"}
+
+
+def test_reading_every_response_leaves_the_transaction_as_it_was(session_factory):
+    """Rows are fetched 10,000 at a time: on PostgreSQL through a server-side cursor, which must
+    not stay the way every later statement of the transaction runs."""
+    _tokens_exist(session_factory)
+    ingest(
+        session_factory,
+        [response("r1", "2026-10-05T10:00:00Z", kind="nps", score=3, account_id="acc-1")],
+    )
+    ledger.forget()
+    with session_scope(session_factory) as session:
+        assert kept_responses(MetricContext(session, MetricConfig())) is not None
+        assert "yield_per" not in session.connection().get_execution_options()
