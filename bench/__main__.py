@@ -15,7 +15,10 @@
    2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
    1,000; checks that exactly the unique events were applied, and reports the server's memory
    and the CPU time spent per event by the server and by PostgreSQL's processes (with the rate
-   that much CPU allows on this machine's cores: the ceiling of this design here).
+   that much CPU allows on this machine's cores: the ceiling of this design here);
+6. webhooks-reference: the same, on a copy of the reference data (as SPEC measures performance),
+   the traffic aimed at 400 of its accounts over its last 90 days, after the server's warm-up:
+   what a team already holding years of data sees, every kept copy of its data now large.
 
 Results are printed and written to bench/results/latest.json. PostgreSQL runs when
 BENCH_DATABASE_URL (a server URL, e.g. postgresql://postgres@127.0.0.1:5432/test) is set.
@@ -27,7 +30,10 @@ import argparse
 import json
 import os
 import platform
+import random
+import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -40,7 +46,7 @@ import httpx
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from bench.traffic import send, spread, unique_events
+from bench.traffic import onto_accounts, send, spread, unique_events
 from tests.signing import TEST_WEBHOOK_SECRET
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,7 +60,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--years", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", default="seed,metrics,cli,slash,webhooks")
+    parser.add_argument("--only", default="seed,metrics,cli,slash,webhooks,webhooks-reference")
     parser.add_argument("--per-sender", type=int, default=2_000)
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -78,6 +84,11 @@ def main() -> None:
             results["slash_ms"] = _slash(url, args.runs * 4)
         if "webhooks" in parts:
             results["webhooks"] = _webhooks(backend, args.per_sender)
+        if "webhooks-reference" in parts:
+            _seed(url, args)
+            results["webhooks_on_reference_data"] = _webhooks(
+                backend, args.per_sender, reference=url, accounts=args.accounts
+            )
         report["backends"][backend] = results
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {RESULTS / 'latest.json'} ({os.cpu_count()} cores)")
@@ -92,7 +103,11 @@ def _backends(args: argparse.Namespace) -> list[tuple[str, str]]:
     return backends
 
 
-def _postgres_database(server: str, name: str, *, fresh: bool = False) -> str:
+def _postgres_database(
+    server: str, name: str, *, fresh: bool = False, template: str | None = None
+) -> str:
+    """The URL of database `name` on `server`, created if missing (empty, or a copy of
+    `template`); `fresh` drops it first."""
     base = make_url(server).set(drivername="postgresql+psycopg")
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -102,7 +117,8 @@ def _postgres_database(server: str, name: str, *, fresh: bool = False) -> str:
             text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
         )
         if not exists:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            copy = f' TEMPLATE "{template}"' if template else ""
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     admin.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
 
@@ -272,25 +288,29 @@ def _cli(url: str) -> float:
     return round(statistics.median(samples), 2)
 
 
-def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
+def _webhooks(
+    backend: str, per_sender: int, *, reference: str | None = None, accounts: int = 0
+) -> dict[str, Any]:
+    """8 signed senders, one event per request then batches of 1,000, on a fresh database; or,
+    with `reference` (the reference data's URL), on a copy of it, aimed at its accounts."""
     results = {}
+    where = "reference" if reference else "fresh"
     for mode, batch in (("single", 1), ("batch", 1_000)):
-        if backend == "sqlite":
-            path = RESULTS / f"webhooks-{mode}.db"
-            for leftover in RESULTS.glob(f"webhooks-{mode}.db*"):
-                leftover.unlink()
-            url = f"sqlite:///{path}"
-        else:
-            url = _postgres_database(
-                os.environ["BENCH_DATABASE_URL"], f"kpibot_bench_hooks_{mode}", fresh=True
-            )
+        url = _webhook_database(backend, f"{where}_{mode}", reference)
         events = unique_events(total=8 * per_sender, accounts=400, seed=7)
+        if reference:
+            ids = [f"acc-{n:06d}" for n in random.Random(5).sample(range(1, accounts + 1), 400)]
+            events = onto_accounts(events, ids, last_day=REFERENCE_DAY, days=90, seed=6)
         plans = spread(events, senders=8, duplicate_share=0.1, seed=8)
         sent = sum(len(plan) for plan in plans)
         with _server(url) as server:
+            _, applied_before = _drained(url, started=time.perf_counter())
+            if reference:
+                time.sleep(WARM_UP_SECONDS)  # the warmer's first rounds, as in production
             cpu_before = server.cpu_seconds(), _postgres_cpu_seconds()
             result = send(server.base_url, TEST_WEBHOOK_SECRET, plans, batch=batch)
             drain, applied = _drained(url, started=time.perf_counter())
+            applied -= applied_before
             cpu = _cpu_per_event(cpu_before, (server.cpu_seconds(), _postgres_cpu_seconds()), sent)
             memory = server.memory()
         seconds = result.seconds + drain
@@ -301,7 +321,8 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
         )
         rate = sent / seconds
         print(
-            f"webhooks {mode}: {sent:,} events in {result.requests:,} requests, "
+            f"webhooks {mode}{' on the reference data' if reference else ''}: {sent:,} events "
+            f"in {result.requests:,} requests, "
             f"{result.seconds:.1f} s to answer them all + {drain:.1f} s until all applied = "
             f"{rate:,.0f} events/s; statuses {dict(result.statuses)}; "
             + (
@@ -321,6 +342,26 @@ def _webhooks(backend: str, per_sender: int) -> dict[str, Any]:
             "cpu_us_per_event": cpu,
         }
     return results
+
+
+WARM_UP_SECONDS = 30  # on the reference data: the server builds what it keeps in memory first
+
+
+def _webhook_database(backend: str, name: str, reference: str | None) -> str:
+    """A database for one webhook run: empty, or a copy of the reference data."""
+    if backend == "sqlite":
+        path = RESULTS / f"webhooks-{name}.db"
+        for leftover in RESULTS.glob(f"webhooks-{name}.db*"):
+            leftover.unlink()
+        if reference:
+            source = Path(make_url(reference).database or "")
+            with sqlite3.connect(source) as connection:  # the whole data in the main file
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(source, path)
+        return f"sqlite:///{path}"
+    server = os.environ["BENCH_DATABASE_URL"]
+    template = make_url(reference).database if reference else None
+    return _postgres_database(server, f"kpibot_bench_hooks_{name}", fresh=True, template=template)
 
 
 def _postgres_cpu_seconds() -> float | None:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,6 +105,33 @@ def _event(event_id: str, type_: str, when: datetime, data: dict[str, Any]) -> d
         "occurred_at": when.isoformat().replace("+00:00", "Z"),
         "data": data,
     }
+
+
+def onto_accounts(
+    events: list[dict[str, Any]], account_ids: list[str], *, last_day: date, days: int, seed: int
+) -> list[dict[str, Any]]:
+    """The same traffic aimed at a store that already holds years of data, as live webhooks are.
+
+    Each generated account becomes one of `account_ids` (existing accounts), its subscriptions
+    new ones beside theirs, and every event falls in the `days` days ending on `last_day`.
+    Account events are left out: they would replace the CRM's descriptions of real accounts.
+    """
+    rng = random.Random(seed)
+    first = datetime(last_day.year, last_day.month, last_day.day, 9, tzinfo=UTC)
+    first -= timedelta(days=days - 1)
+    aimed = []
+    for original in events:
+        if original["type"] == "account.upserted":
+            continue
+        data = dict(original["data"])
+        data["account_id"] = account_ids[int(data["account_id"].split("-")[1]) % len(account_ids)]
+        if "subscription_id" in data:
+            data["subscription_id"] = "live-" + data["subscription_id"]
+        when = first + timedelta(days=rng.randrange(days), minutes=rng.randrange(600))
+        if "day" in data:
+            data["day"] = when.date().isoformat()
+        aimed.append(_event(original["id"], original["type"], when, data))
+    return aimed
 
 
 def spread(
