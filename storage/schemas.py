@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from storage.types import storable
+from storage.types import CENT, storable
 
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real subscription
 MAX_NAME = 255  # characters of a person's name
@@ -88,6 +88,22 @@ Domain = Annotated[str, StringConstraints(min_length=3, max_length=255), AfterVa
 Amount = Annotated[
     Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=24, decimal_places=10, allow_inf_nan=False)
 ]
+"""A price: a subscription's amount per unit may hold fractions of a cent (its MRR is rounded)."""
+
+
+def to_the_cent(amount: Decimal) -> Decimal:
+    """Accept an amount kpibot can store exactly: money is kept in hundredths, and an amount
+    charged or owed with a finer fraction would be rounded (KWD 12.345 to 12.35)."""
+    if amount != amount.quantize(CENT):
+        raise ValueError(
+            f"{amount} has more than 2 decimals: kpibot keeps money exactly, in hundredths "
+            "(send the amount rounded as it was charged)"
+        )
+    return amount
+
+
+Charged = Annotated[Amount, AfterValidator(to_the_cent)]
+"""An amount charged or owed (an invoice, a contract, a cost): stored as it is, to the cent."""
 
 
 class _Data(BaseModel):
@@ -143,7 +159,7 @@ class SubscriptionUpdated(_Data):
 class InvoicePaid(_Data):
     account_id: Id
     invoice_id: Id
-    amount: Amount
+    amount: Charged
     currency: Currency
 
 
@@ -191,17 +207,17 @@ class RenewalUpdated(_Data):
     contract_id: Id
     account_id: Id
     due_on: date
-    amount: Amount
+    amount: Charged
     currency: Currency | None = None
     outcome: Literal["pending", "renewed", "churned"]
-    renewed_amount: Amount | None = None
+    renewed_amount: Charged | None = None
 
 
 class CostRecorded(_Data):
     cost_id: Id
     period_start: date
     period_end: date
-    amount: Amount
+    amount: Charged
     currency: Currency
     category: Annotated[str, StringConstraints(max_length=64)] | None = None
 

@@ -279,6 +279,49 @@ def test_a_time_at_the_calendars_end_is_rejected_not_a_crash(session_factory):
     assert _count(session_factory, Invoice) == 0
 
 
+def test_an_amount_charged_with_a_fraction_of_a_cent_is_rejected_not_rounded(session_factory):
+    """Money is stored exactly, in hundredths: an invoice, a contract or a cost of 1.234 would
+    be rounded, so it is refused with the reason (and kept for a replay); a subscription's price
+    per unit may hold fractions of a cent, its MRR being the product, rounded."""
+    contract = {"contract_id": "ctr-1", "account_id": "acc-1", "due_on": "2026-12-31"}
+    cost = {"cost_id": "cost-1", "period_start": "2026-01-01", "period_end": "2026-01-31"}
+    events = [
+        make_invoice("2026-01-02", invoice_id="inv-fine", amount="12.340"),
+        make_invoice("2026-01-02", invoice_id="inv-fils", amount="12.345", currency="KWD"),
+        event(
+            "renewal.updated",
+            "2026-01-02",
+            {**contract, "amount": "1200.005", "currency": "USD", "outcome": "pending"},
+        ),
+        event(
+            "renewal.updated",
+            "2026-01-03",
+            {
+                **contract,
+                "amount": "1200",
+                "currency": "USD",
+                "outcome": "renewed",
+                "renewed_amount": "1300.001",
+            },
+        ),
+        event("cost.recorded", "2026-02-01", {**cost, "amount": "0.001", "currency": "USD"}),
+        make_subscription("2026-01-02", amount="0.125", quantity=8),
+    ]
+    report = ingest(session_factory, events)
+
+    assert (report.applied, report.rejected) == (2, 4)
+    reason = "has more than 2 decimals: kpibot keeps money exactly, in hundredths"
+    assert [r.reason for r in report.rejections] == [
+        f"data.amount: 12.345 {reason} (send the amount rounded as it was charged)",
+        f"data.amount: 1200.005 {reason} (send the amount rounded as it was charged)",
+        f"data.renewed_amount: 1300.001 {reason} (send the amount rounded as it was charged)",
+        f"data.amount: 0.001 {reason} (send the amount rounded as it was charged)",
+    ]
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Invoice.amount)).all() == [Decimal("12.34")]
+    assert movements(session_factory) == [("2026-01-02", "new", "1.00")]
+
+
 def test_a_file_batch_with_an_amount_the_store_cannot_hold_loses_only_that_event(
     session_factory,
 ):

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.mrr import subscription_mrr
-from storage.schemas import SubscriptionUpdated, parse_event
+from storage.schemas import EventRejected, SubscriptionUpdated, parse_event
 from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 from storage.sources.stripe import StripeSource, minor_unit_exponent
@@ -616,6 +616,15 @@ def test_a_paid_invoice():
         "amount": "60",
         "currency": "USD",
     }
+
+
+def test_a_three_decimal_invoice_is_stored_to_the_fils_only_when_it_ends_in_zero():
+    """KWD has three decimals at Stripe; kpibot stores money in hundredths, exactly: 12.340 KWD
+    is stored, 12.345 KWD is rejected with the reason rather than rounded."""
+    whole = parse_event(native(stripe_event("invoice.paid", invoice(12340, currency="kwd"))))
+    assert (whole.data.amount, whole.data.currency) == (Decimal("12.34"), "KWD")
+    with pytest.raises(EventRejected, match=r"^data\.amount: 12\.345 has more than 2 decimals"):
+        parse_event(native(stripe_event("invoice.paid", invoice(12345, currency="kwd"))))
 
 
 def test_a_zero_invoice_is_ignored():
