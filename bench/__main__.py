@@ -12,10 +12,12 @@
    signed `/kpi` requests for every metric, one after another (p50 and p99 in ms, per metric),
    then the server's memory: resident now and at its peak (SPEC: under 300 MB);
 5. webhooks: a real `kpibot serve` on a fresh database, 8 concurrent signed senders posting
-   2,000 events each (10 % duplicates, out of order), one event per request, then in batches of
-   1,000; checks that exactly the unique events were applied, and reports the server's memory
-   and the CPU time spent per event by the server and by PostgreSQL's processes (with the rate
-   that much CPU allows on this machine's cores: the ceiling of this design here);
+   2,000 events each (10 % duplicates, in random order), one event per request, then in batches of
+   1,000, then in batches of 1,000 as a live stream comes (in time order, a tenth sent late, after
+   events up to two days newer: `batch-live`); checks that exactly the unique events were
+   applied, and reports the server's memory and the CPU time spent per event by the server and
+   by PostgreSQL's processes (with the rate that much CPU allows on this machine's cores: the
+   ceiling of this design here);
 6. webhooks-reference: the same, on a copy of the reference data (as SPEC measures performance),
    the traffic aimed at 400 of its accounts over its last 90 days, after the server's warm-up:
    what a team already holding years of data sees, every kept copy of its data now large.
@@ -295,13 +297,13 @@ def _webhooks(
     with `reference` (the reference data's URL), on a copy of it, aimed at its accounts."""
     results = {}
     where = "reference" if reference else "fresh"
-    for mode, batch in (("single", 1), ("batch", 1_000)):
+    for mode, batch, late_share in MODES:
         url = _webhook_database(backend, f"{where}_{mode}", reference)
         events = unique_events(total=8 * per_sender, accounts=400, seed=7)
         if reference:
             ids = [f"acc-{n:06d}" for n in random.Random(5).sample(range(1, accounts + 1), 400)]
             events = onto_accounts(events, ids, last_day=REFERENCE_DAY, days=90, seed=6)
-        plans = spread(events, senders=8, duplicate_share=0.1, seed=8)
+        plans = spread(events, senders=8, duplicate_share=0.1, seed=8, late_share=late_share)
         sent = sum(len(plan) for plan in plans)
         with _server(url) as server:
             _, applied_before = _drained(url, started=time.perf_counter())
@@ -344,6 +346,8 @@ def _webhooks(
     return results
 
 
+# (name, events per request, share sent late in a time-ordered stream; None: random order)
+MODES = (("single", 1, None), ("batch", 1_000, None), ("batch-live", 1_000, 0.1))
 WARM_UP_SECONDS = 30  # on the reference data: the server builds what it keeps in memory first
 
 

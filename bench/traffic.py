@@ -135,13 +135,30 @@ def onto_accounts(
 
 
 def spread(
-    events: list[dict[str, Any]], *, senders: int, duplicate_share: float, seed: int
+    events: list[dict[str, Any]],
+    *,
+    senders: int,
+    duplicate_share: float,
+    seed: int,
+    late_share: float | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Deal the events to `senders` in random order, re-sending `duplicate_share` of them."""
+    """Deal the events to `senders`, re-sending `duplicate_share` of them: in random order (every
+    event out of order, the hardest case: each group re-derives half of its accounts' history);
+    or, with `late_share`, in time order as a live stream comes, that share of them sent late,
+    after events up to two days newer (each account's MRR is re-derived from those days on)."""
     rng = random.Random(seed)
     extra = [rng.choice(events) for _ in range(int(len(events) * duplicate_share))]
     deck = events + extra
-    rng.shuffle(deck)
+    if late_share is None:
+        rng.shuffle(deck)
+    else:
+
+        def sent_at(event: dict[str, Any]) -> datetime:
+            occurred = datetime.fromisoformat(event["occurred_at"])
+            late = rng.random() < late_share
+            return occurred + timedelta(hours=rng.uniform(0, 48)) if late else occurred
+
+        deck.sort(key=sent_at)
     return [deck[k::senders] for k in range(senders)]
 
 

@@ -16,15 +16,23 @@ from tests.signing import TEST_WEBHOOK_SECRET
 from tests.storage.test_rebuild import _snapshot
 
 
-def test_eight_concurrent_senders_store_what_one_serial_ingestion_stores(web_server, tmp_path):
+@pytest.mark.parametrize(("batch", "late_share"), [(1, None), (60, 0.1)])
+def test_eight_concurrent_senders_store_what_one_serial_ingestion_stores(
+    web_server, tmp_path, batch, late_share
+):
+    """In random order, one event per request (all queued, applied by the worker); and as a
+    live stream comes, in time order with a tenth sent late, in batches (applied inline, but
+    for groups too small: a sender's last batch may be alone)."""
     server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
     events = unique_events(total=720, accounts=12, seed=11)
-    plans = spread(events, senders=8, duplicate_share=0.1, seed=12)
+    plans = spread(events, senders=8, duplicate_share=0.1, seed=12, late_share=late_share)
 
-    result = send(server.url, TEST_WEBHOOK_SECRET, plans)
+    result = send(server.url, TEST_WEBHOOK_SECRET, plans, batch=batch)
 
-    assert result.statuses == {200: sum(len(p) for p in plans)}
-    assert result.counts["queued"] == len(events)  # single events: all queued, none inline
+    assert result.statuses == {200: result.requests}
+    assert result.counts["applied"] + result.counts["queued"] == len(events)
+    if batch == 1:
+        assert result.counts["queued"] == len(events)
     assert result.counts["duplicate"] == sum(len(p) for p in plans) - len(events)
 
     server.settle()
