@@ -135,15 +135,19 @@ def test_patched_responses_give_what_reading_them_again_gives(session_factory, s
     assert any(current.value is not None for metric, _, current, _, _ in kept)
 
 
-def test_a_response_moved_to_another_account_leaves_the_first(session_factory):
-    _tokens_exist(session_factory)
-    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+def _r1_kept_under_acc_1(factory, accounts: int) -> None:
+    """`accounts` paying accounts, and response r1 (NPS 2) of acc-1, kept by a reader."""
+    _tokens_exist(factory)
+    ingest(factory, paying_accounts(accounts, amount="100.00", since="2026-01-05"))
     ingest(
-        session_factory,
-        [response("r1", "2026-10-05T10:00:00Z", kind="nps", score=2, account_id="acc-1")],
+        factory, [response("r1", "2026-10-05T10:00:00Z", kind="nps", score=2, account_id="acc-1")]
     )
     ledger.forget()
-    assert _kept(session_factory).nps.keys() == {"acc-1"}
+    assert _kept(factory).nps.keys() == {"acc-1"}
+
+
+def test_a_response_moved_to_another_account_leaves_the_first(session_factory):
+    _r1_kept_under_acc_1(session_factory, accounts=2)
     moved = response("r1", "2026-10-05T11:00:00Z", kind="nps", score=2, account_id="acc-2")
     ingest(session_factory, [moved])
     assert _kept(session_factory).nps.keys() == {"acc-2"}
@@ -153,14 +157,7 @@ def test_two_transactions_moving_one_response_mark_every_account_it_left(session
     """T1 moves r1 from acc-1 to acc-2 and has not committed; T2 moves it on to acc-3. T2 must
     read the owner after T1's commit (acc-2), or no one marks acc-2, and a question asked
     between the two commits keeps r1 under acc-2 for good."""
-    _tokens_exist(session_factory)
-    ingest(session_factory, paying_accounts(3, amount="100.00", since="2026-01-05"))
-    ingest(
-        session_factory,
-        [response("r1", "2026-10-05T10:00:00Z", kind="nps", score=3, account_id="acc-1")],
-    )
-    ledger.forget()
-    assert _kept(session_factory).nps.keys() == {"acc-1"}
+    _r1_kept_under_acc_1(session_factory, accounts=3)
     config = IngestConfig(reporting_currency="USD", timezone="UTC")
     first = session_factory()
     moved = response("r1", "2026-10-05T11:00:00Z", kind="nps", score=3, account_id="acc-2")
