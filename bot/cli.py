@@ -36,13 +36,20 @@ def main(ctx: click.Context) -> None:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+def _database(settings: Settings, *, create: bool = True) -> Iterator[sessionmaker[Session]]:
+    """The store, migrated. A SQLite file that does not exist yet is created (and said so on
+    stderr) only when `create`: commands that read or fix what is there refuse instead."""
     from alembic.util.exc import CommandError
 
     from storage.db import make_engine, make_session_factory
     from storage.migrate import upgrade
 
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None and not create:
+        raise _no_store(missing)
     engine = make_engine(settings.database_url)
+    if missing is not None:
+        click.echo(f"kpibot: created a new store, {missing}", err=True)
     try:
         try:
             upgrade(engine)
@@ -263,6 +270,9 @@ def _reading(settings: Settings) -> Iterator[sessionmaker[Session]]:
 
     from storage.db import make_engine, make_session_factory, read_only
 
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        raise _no_store(missing)
     engine = make_engine(settings.database_url)
     try:
         if not inspect(engine).has_table("event_log"):
@@ -316,7 +326,7 @@ def rebuild(settings: Settings) -> None:
     from storage.rebuild import rebuild as rebuild_store
     from storage.tables import EventLog
 
-    with _database(settings) as factory:
+    with _database(settings, create=False) as factory:
         with session_scope(factory) as session:
             size = session.scalar(
                 select(func.count()).select_from(EventLog).where(col(EventLog.status) == "applied")
@@ -416,7 +426,7 @@ def webhooks_list(settings: Settings, status: str | None, source: str | None, li
 
     with (
         _unless_locked(settings),
-        _database(settings) as factory,
+        _database(settings, create=False) as factory,
         session_scope(factory) as session,
     ):
         rows = list_events(session, status=status, source=source, limit=limit)
@@ -449,7 +459,7 @@ def webhooks_replay(
 
     if not (ids or source or everything):
         raise click.UsageError("give event log ids (see `kpibot webhooks list`), --source or --all")
-    with _unless_locked(settings), _database(settings) as factory:
+    with _unless_locked(settings), _database(settings, create=False) as factory:
         with session_scope(factory) as session:
             rejected = set(
                 session.scalars(
@@ -507,7 +517,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    missing = _missing_sqlite_file(settings.database_url)
     engine = make_engine(settings.database_url)
+    if missing is not None:
+        click.echo(f"kpibot: created a new store, {missing}", err=True)
     upgrade(engine)
     app = create_web(settings, engine)
     click.echo(store_status(app.state.session_factory, settings))
@@ -565,6 +578,29 @@ def _slack_line(settings: Settings) -> str:
         "Slack: offline (no SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET): ask with "
         "`kpibot kpi churn last-quarter`; messages the bot sends are printed here and kept in "
         "the outbox. Not built yet: detractor alerts and digests."
+    )
+
+
+def _missing_sqlite_file(url: str) -> Any:
+    """The absolute path of the SQLite file `url` names when there is no such file yet (a
+    relative path is from the working directory: run elsewhere, it would be another store)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from storage.db import normalise_url
+
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).absolute()
+    return None if path.exists() else path
+
+
+def _no_store(path: Any) -> click.ClickException:
+    return click.ClickException(
+        f"no kpibot store at {path}: run kpibot from the folder it runs in (where its .env is), "
+        "or set DATABASE_URL"
     )
 
 

@@ -156,6 +156,39 @@ def test_bad_settings_are_a_clear_error(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_command_run_away_from_the_store_refuses_or_says_it_creates_one(tmp_path: Path):
+    """The default store is a path relative to the working directory: run from another folder,
+    commands that read or fix the store refuse (creating nothing), and those that may start one
+    (an import before the first `serve`) say where they created it."""
+    elsewhere = tmp_path / "csv"
+    elsewhere.mkdir()
+    store = elsewhere / "data" / "kpibot.db"
+    url = "sqlite:///data/kpibot.db"
+    for args in (
+        ["webhooks", "list"],
+        ["webhooks", "replay", "--all"],
+        ["rebuild"],
+        ["kpi", "mrr"],
+    ):
+        refused = run(args, database_url=url, cwd=elsewhere)
+        assert refused.returncode == 1, (args, refused.stdout)
+        assert f"no kpibot store at {store}: run kpibot from the folder" in refused.stderr, args
+        assert "Traceback" not in refused.stderr
+        assert not store.exists(), args
+
+    (elsewhere / "invoices.csv").write_text(
+        "account_id,invoice_id,amount,currency,paid_at\nacme,in_1,10.00,USD,2026-01-02\n"
+    )
+    created = run(["import", "invoices", "invoices.csv"], database_url=url, cwd=elsewhere)
+    assert created.returncode == 0, created.stderr
+    assert f"kpibot: created a new store, {store}" in created.stderr
+    again = run(["import", "invoices", "invoices.csv"], database_url=url, cwd=elsewhere)
+    assert "created a new store" not in again.stderr
+    listed = run(["webhooks", "list"], database_url=url, cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    assert "import:invoice:in_1" in listed.stdout
+
+
 def test_rebuild_gives_the_same_mrr(database_url, tmp_path: Path):
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps(make_subscription("2026-01-01", amount="75.00")) + "\n")
