@@ -172,10 +172,13 @@ def _summary(report: IngestReport) -> str:
     )
 
 
-def _show_rejections(report: IngestReport) -> None:
+def _show_rejections(report: IngestReport, *, replayed: bool = False) -> None:
+    """Each rejected event of a file, by its number in the file; of a replay, by its id (the
+    replay's own order would read as an event log id, which `webhooks list` shows as #N)."""
     for rejection in report.rejections[:SHOWN_REJECTIONS]:
         who = f" ({rejection.event_id})" if rejection.event_id else ""
-        click.echo(f"  rejected event #{rejection.index + 1}{who}: {rejection.reason}", err=True)
+        what = "still rejected" if replayed else f"rejected event #{rejection.index + 1}"
+        click.echo(f"  {what}{who}: {rejection.reason}", err=True)
     if len(report.rejections) > SHOWN_REJECTIONS:
         more = len(report.rejections) - SHOWN_REJECTIONS
         click.echo(f"  … and {more} more (kpibot webhooks list shows them all)", err=True)
@@ -476,7 +479,7 @@ def webhooks_replay(
             options_for=settings.source_options,
         )
     click.echo(f"replayed: {_summary(report)}")
-    _show_rejections(report)
+    _show_rejections(report, replayed=True)
     missing = sorted(set(ids) - rejected)
     if missing:
         listed = ", ".join(f"#{n}" for n in missing)
