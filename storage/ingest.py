@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.apply import Applicable, Applier, IngestConfig, accounts_of, chunks
 from storage.db import dumps, fault_of_the_events, session_scope
 from storage.revisions import Changes, record_changes
-from storage.schemas import EventRejected, NativeEvent, given_id, loggable_id, parse_event
+from storage.schemas import (
+    EventRejected,
+    NativeEvent,
+    given_id,
+    given_type,
+    loggable_id,
+    parse_event,
+)
 from storage.tables import EventLog, table_of
 from storage.upsert import insert_ignoring_conflicts
 
@@ -130,6 +137,7 @@ class _Received:
     event: NativeEvent | None = None
     event_id: str | None = None
     reason: str | None = None
+    given_type: str | None = None  # a rejected event's type as it says it, for the log
 
     @property
     def status(self) -> str:
@@ -168,7 +176,9 @@ def prepare(items: Iterable[Any]) -> list[Prepared]:
 def _receive(index: int, item: Any) -> _Received:
     if isinstance(item, Prepared):
         entry = item.entry  # (not `dataclasses.replace`: it costs more than the rest of this)
-        return _Received(index, entry.body, entry.event, entry.event_id, entry.reason)
+        return _Received(
+            index, entry.body, entry.event, entry.event_id, entry.reason, entry.given_type
+        )
     if isinstance(item, Malformed):
         return _Received(index, item.raw, event_id=loggable_id(item.event_id), reason=item.reason)
     if isinstance(item, RawEvent):
@@ -184,7 +194,9 @@ def _receive(index: int, item: Any) -> _Received:
     try:
         event = parse_event(item)
     except EventRejected as rejected:
-        return _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
+        rejection = _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
+        rejection.given_type = given_type(item)
+        return rejection
     return _Received(index, body, event=event, event_id=event.event_id)
 
 
@@ -305,7 +317,7 @@ def _log_row(
     return {
         "source": source,
         "event_id": _storable(entry.event_id),
-        "type": event.type if event else None,
+        "type": event.type if event else entry.given_type,
         "occurred_at": event.occurred_at if event else None,
         "received_at": received_at,
         "body": _storable(entry.body),

@@ -30,6 +30,7 @@ MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real 
 MAX_NAME = 255  # characters of a person's name
 MAX_EMAIL = 320  # characters of an email address (RFC 5321's limit)
 MAX_COMMENT = 10_000  # characters of a survey comment
+MAX_TYPE = 64  # characters of an event type (the event log's type column)
 # The times an event may carry: any real one, and far from the calendar's ends, where moving an
 # instant to another time zone (the reporting day) would overflow.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -257,7 +258,7 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: Id
-    type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TYPE)]
     occurred_at: Annotated[AwareDatetime, AfterValidator(within_range)]
     data: dict[str, Any]
 
@@ -276,6 +277,15 @@ def given_id(value: Any) -> str | None:
     """The id a decoded event gives, when it is one kpibot can log and de-duplicate by, even if
     the rest of the event is wrong (so that a fixed resend takes the rejected one's place)."""
     return loggable_id(value.get("id") if isinstance(value, dict) else None)
+
+
+def given_type(value: Any) -> str | None:
+    """The type a decoded event says it has, when the event log can hold it (text of 1 to 64
+    characters, storable), even if the event is rejected: `kpibot webhooks list` shows it."""
+    raw = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_TYPE or "\x00" in raw:
+        return None
+    return raw if storable(raw) else None
 
 
 def loggable_id(raw_id: Any) -> str | None:

@@ -6,10 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.schemas import MAX_EMAIL, email_address, within_range
+from storage.schemas import MAX_EMAIL, MAX_TYPE, email_address, within_range
 from storage.types import storable
-
-MAX_TYPE = 64  # the event log's type column
 
 
 def native_event(event_id: str, type_: str, when: datetime, data: dict[str, Any]) -> dict[str, Any]:

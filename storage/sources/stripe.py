@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from storage.schemas import known_currencies
+from storage.schemas import MAX_TYPE, known_currencies
 from storage.sources.base import (
     Delivery,
     SourceEvent,
@@ -25,7 +25,6 @@ from storage.sources.base import (
     check_timestamp,
     constant_time_equal,
 )
-from storage.sources.fields import MAX_TYPE
 
 T = TypeVar("T")
 

@@ -48,15 +48,20 @@ def test_every_event_is_logged_with_its_fate(session_factory):
     events = [
         make_subscription("2026-01-01", event_id="e-applied"),
         event("ticket.created", "2026-01-01", {"x": 1}, event_id="e-ignored"),
-        make_invoice("2026-01-01", amount="-1.00"),
+        {**make_invoice("2026-01-01", amount="-1.00"), "id": "e-rejected"},
+        {**make_invoice("2026-01-01"), "id": "e-long-type", "type": "x" * 65},
+        {**make_invoice("2026-01-01"), "id": "e-odd-type", "type": 7},
     ]
     report = ingest(session_factory, events)
-    assert (report.applied, report.ignored, report.rejected) == (1, 1, 1)
-    log = _log(session_factory)
-    assert log[0] == ("e-applied", "subscription.updated", "applied", None)
-    assert log[1] == ("e-ignored", "ticket.created", "ignored", None)
-    assert log[2][2] == "rejected"
-    assert "data.amount" in log[2][3] and "greater than or equal to 0" in log[2][3]
+    assert (report.applied, report.ignored, report.rejected) == (1, 1, 3)
+    log = {event_id: rest for event_id, *rest in _log(session_factory)}
+    assert log["e-applied"] == ["subscription.updated", "applied", None]
+    assert log["e-ignored"] == ["ticket.created", "ignored", None]
+    # A rejected event is logged with the type it says it has, when the log can hold it.
+    assert log["e-rejected"][:2] == ["invoice.paid", "rejected"]
+    assert "data.amount" in log["e-rejected"][2]
+    assert "greater than or equal to 0" in log["e-rejected"][2]
+    assert log["e-long-type"][:2] == log["e-odd-type"][:2] == [None, "rejected"]
 
 
 def test_duplicate_deliveries_count_once(session_factory):
