@@ -257,6 +257,10 @@ class Applier:
 
     session: Session
     config: IngestConfig
+    # The transaction applies alone (`kpibot rebuild`, which has held every other applier off:
+    # `exclude_appliers`): it takes no per-account or per-response lock, which over a whole store
+    # would outgrow PostgreSQL's lock table (max_locks_per_transaction).
+    alone: bool = False
     refused: dict[int, str] = field(default_factory=dict)  # log id → reason
     usage_changed: set[str] = field(default_factory=set)  # accounts whose usage days were written
     # Accounts a written survey response belongs to, or belonged to before (an update may move it)
@@ -878,9 +882,11 @@ class Applier:
         doing that for one account at once would each miss the other's events. The ingestion
         service takes every account of a batch here, before its first write and in one sorted
         statement, so transactions that share accounts queue instead of deadlocking. SQLite needs
-        nothing: its writers are serialised.
+        nothing: its writers are serialised. Accounts share `ACCOUNT_LOCKS` locks: two
+        transactions of different accounts rarely wait for each other, and one of thousands of
+        accounts stays within PostgreSQL's lock table.
         """
-        if self.dialect != "postgresql":
+        if self.dialect != "postgresql" or self.alone:
             return
         hold_off_rebuild(self.session)
         wanted = sorted({_lock_key(a) for a in set(account_ids)} - self._locked)
@@ -893,12 +899,14 @@ class Applier:
         """On PostgreSQL, hold these survey responses until commit, before reading whom they
         belong to: two transactions moving one response (or both creating it) would otherwise
         each read the owner from before the other, and the account one of them took it from
-        would never be marked (`responses_changed`). SQLite's writers are serialised."""
-        if self.dialect != "postgresql":
+        would never be marked (`responses_changed`). SQLite's writers are serialised. Responses
+        share `RESPONSE_LOCKS` locks, as accounts share theirs (see there)."""
+        if self.dialect != "postgresql" or self.alone:
             return
-        wanted = sorted({_advisory_key(f"kpibot.response:{r}") for r in response_ids})
-        for part in chunks(wanted):
-            self._run(_LOCK_ACCOUNTS, keys=list(part))
+        wanted = sorted({response_lock_key(r) for r in response_ids} - self._locked)
+        if wanted:
+            self._run(_LOCK_ACCOUNTS, keys=wanted)
+            self._locked.update(wanted)
 
 
 @dataclass
@@ -979,8 +987,23 @@ def accounts_of(events: Iterable[NativeEvent]) -> Iterator[str]:
             yield account_id
 
 
+# Advisory locks that accounts, and survey responses, share (by a hash of their id): however
+# many a transaction touches, it holds at most 5,120 locks, within PostgreSQL's lock table
+# (max_locks_per_transaction 64 x max_connections 100 by default, shared by every session).
+ACCOUNT_LOCKS = 4_096
+RESPONSE_LOCKS = 1_024
+
+
 def _lock_key(account_id: str) -> int:
-    return _advisory_key(f"kpibot.account:{account_id}")
+    """The advisory lock key of an account: one of `ACCOUNT_LOCKS`."""
+    bucket = _advisory_key(f"kpibot.account:{account_id}") % ACCOUNT_LOCKS
+    return _advisory_key(f"kpibot.accounts:{bucket}")
+
+
+def response_lock_key(response_id: str) -> int:
+    """The advisory lock key of a survey response: one of `RESPONSE_LOCKS`."""
+    bucket = _advisory_key(f"kpibot.response:{response_id}") % RESPONSE_LOCKS
+    return _advisory_key(f"kpibot.responses:{bucket}")
 
 
 def _advisory_key(name: str) -> int:

@@ -86,7 +86,7 @@ def _reapply(
     ignored = [row.id for row, event in mapped if event.data is None]
     for part in chunks(ignored):
         session.execute(_MARK_IGNORED, {"ids": list(part)})
-    refused = Applier(session, config).apply(items)
+    refused = Applier(session, config, alone=True).apply(items)
     mark_rejected(session, list(refused.items()))
     session.expunge_all()  # keep memory flat over millions of events
     return len(items) - len(refused)

@@ -137,3 +137,34 @@ def test_a_rebuild_maps_each_providers_rows_again_through_its_source(session_fac
     assert _snapshot(session_factory) == before
     with session_scope(session_factory) as session:
         assert set(session.scalars(select(EventLog.status))) == {"applied"}
+
+
+LARGE_STORE_ACCOUNTS = 10_000  # as many locks, twice: past PostgreSQL's default table (64 x 100)
+
+
+def test_a_store_of_many_accounts_is_ingested_and_rebuilt_within_the_lock_table(session_factory):
+    """On PostgreSQL each applying transaction locks its accounts and survey responses: a
+    webhook group of 10,000 responses of 10,000 accounts took 20,000 locks, and a rebuild, one
+    transaction over the whole store, two per account ("out of shared memory"). Accounts and
+    responses now share a fixed number of locks, and a rebuild, which applies alone, takes none."""
+
+    def subscription(n: int) -> dict[str, Any]:
+        return make_subscription("2026-01-05", account_id=f"acc-{n}", subscription_id=f"sub-{n}")
+
+    def response(n: int) -> dict[str, Any]:
+        data = {"response_id": f"r-{n}", "account_id": f"acc-{n}", "kind": "nps", "score": 9}
+        return {"id": f"e-r-{n}", "type": "survey.responded", **_AT, "data": data}
+
+    accounts = range(LARGE_STORE_ACCOUNTS)
+    events = [subscription(n) for n in accounts] + [response(n) for n in accounts]
+    batch = len(accounts)  # as large as a webhook group may be (its default largest size)
+    report = ingest_in_batches(session_factory, events, config=IngestConfig(), batch_size=batch)
+    assert (report.applied, report.rejected) == (len(events), 0)
+    before = _snapshot(session_factory)
+
+    assert rebuild(session_factory, config=IngestConfig()) == len(events)
+    assert _snapshot(session_factory) == before
+    assert len(before["mrr_movement"]) == LARGE_STORE_ACCOUNTS
+
+
+_AT = {"occurred_at": "2026-01-06T09:00:00Z"}
