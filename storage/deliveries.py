@@ -232,10 +232,11 @@ def _keep_rejected(session: Session, log_id: int, reason: str) -> IngestReport:
 
 
 def map_again(
-    rows: Sequence[LoggedRow], options_for: OptionsFor
+    rows: Sequence[LoggedRow], options_for: OptionsFor, *, applied_before: bool = False
 ) -> tuple[list[tuple[LoggedRow, NativeEvent]], list[tuple[int, str]]]:
     """Map logged rows again from their stored bodies, through their sources (no transaction
-    needed): a provider's row holds the provider's own payload, not a native event.
+    needed): a provider's row holds the provider's own payload, not a native event. Rows
+    `applied_before` are held to the rules they were applied under (`storage.schemas`).
 
     Returns each row that maps to a valid event with that event, and the rows that no longer do
     with the reason (for `storage.ingest.mark_rejected`).
@@ -243,7 +244,8 @@ def map_again(
     events: list[tuple[LoggedRow, NativeEvent]] = []
     broken: list[tuple[int, str]] = []
     for row in rows:
-        entries = [p.entry for p in prepare(items_of(row, options_for(row.source)))]
+        items = items_of(row, options_for(row.source))
+        entries = [p.entry for p in prepare(items, applied_before=applied_before)]
         mine = next((e for e in entries if e.event_id == row.event_id), None)
         if mine is None and len(entries) == 1 and entries[0].reason:
             mine = entries[0]  # it no longer parses: its own reason says why

@@ -168,12 +168,13 @@ def item_event_id(item: Any) -> str | None:
     return given_id(item.value if isinstance(item, RawEvent) else item)
 
 
-def prepare(items: Iterable[Any]) -> list[Prepared]:
-    """Check and parse `items` ahead of `ingest_events` (outside a writer's lock, say)."""
-    return [Prepared(_receive(index, item)) for index, item in enumerate(items)]
+def prepare(items: Iterable[Any], *, applied_before: bool = False) -> list[Prepared]:
+    """Check and parse `items` ahead of `ingest_events` (outside a writer's lock, say); events
+    `applied_before` are held to the rules they were applied under (`kpibot rebuild`)."""
+    return [Prepared(_receive(index, item, applied_before)) for index, item in enumerate(items)]
 
 
-def _receive(index: int, item: Any) -> _Received:
+def _receive(index: int, item: Any, applied_before: bool = False) -> _Received:
     if isinstance(item, Prepared):
         entry = item.entry  # (not `dataclasses.replace`: it costs more than the rest of this)
         return _Received(
@@ -192,7 +193,7 @@ def _receive(index: int, item: Any) -> _Received:
         reason = "text must not contain NUL characters (\\u0000)"
         return _Received(index, body, event_id=given_id(item), reason=reason)
     try:
-        event = parse_event(item)
+        event = parse_event(item, applied_before=applied_before)
     except EventRejected as rejected:
         rejection = _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
         rejection.given_type = given_type(item)

@@ -80,7 +80,7 @@ _MARK_IGNORED = (
 def _reapply(
     session: Session, rows: list[LoggedRow], config: IngestConfig, options_for: OptionsFor
 ) -> int:
-    mapped, broken = map_again(rows, options_for)
+    mapped, broken = map_again(rows, options_for, applied_before=True)
     mark_rejected(session, broken)
     items = [Applicable(row.id, event) for row, event in mapped if event.data is not None]
     ignored = [row.id for row, event in mapped if event.data is None]

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -92,10 +93,16 @@ Amount = Annotated[
 """A price: a subscription's amount per unit may hold fractions of a cent (its MRR is rounded)."""
 
 
-def to_the_cent(amount: Decimal) -> Decimal:
+APPLIED_BEFORE = "applied before"
+"""Validation context of an event being applied again (`kpibot rebuild`): what kpibot applied
+once it applies again, even where the rules have grown stricter since."""
+
+
+def to_the_cent(amount: Decimal, info: ValidationInfo) -> Decimal:
     """Accept an amount kpibot can store exactly: money is kept in hundredths, and an amount
-    charged or owed with a finer fraction would be rounded (KWD 12.345 to 12.35)."""
-    if amount != amount.quantize(CENT):
+    charged or owed with a finer fraction would be rounded (KWD 12.345 to 12.35). An event
+    applied before this rule (`APPLIED_BEFORE`) keeps its amount, stored rounded as it was."""
+    if amount != amount.quantize(CENT) and not (info.context or {}).get(APPLIED_BEFORE):
         raise ValueError(
             f"{amount} has more than 2 decimals: kpibot keeps money exactly, in hundredths "
             "(send the amount rounded as it was charged)"
@@ -297,8 +304,9 @@ def loggable_id(raw_id: Any) -> str | None:
     return raw_id.strip() if 0 < len(raw_id.strip()) <= 255 else None
 
 
-def parse_event(value: Any) -> NativeEvent:
-    """Validate one decoded JSON value as a native event, or raise `EventRejected`."""
+def parse_event(value: Any, *, applied_before: bool = False) -> NativeEvent:
+    """Validate one decoded JSON value as a native event, or raise `EventRejected`; an event
+    `applied_before` is held to the rules it was applied under (`APPLIED_BEFORE`)."""
     if not isinstance(value, dict):
         raise EventRejected(f"an event must be a JSON object, not {type(value).__name__}")
     event_id = given_id(value)
@@ -310,7 +318,8 @@ def parse_event(value: Any) -> NativeEvent:
     if model is None:
         return NativeEvent(envelope.id, envelope.type, envelope.occurred_at, None)
     try:
-        data = model.model_validate(envelope.data)
+        context = {APPLIED_BEFORE: True} if applied_before else None
+        data = model.model_validate(envelope.data, context=context)
     except ValidationError as error:
         raise EventRejected(describe(error, prefix="data"), event_id=event_id) from None
     return NativeEvent(envelope.id, envelope.type, envelope.occurred_at, data)

@@ -25,6 +25,7 @@ from storage.sources.base import (
     check_timestamp,
     constant_time_equal,
 )
+from storage.types import round_money
 
 T = TypeVar("T")
 
@@ -257,7 +258,11 @@ def _invoice(invoice: _At) -> dict[str, Any] | None:
     data = {"account_id": _customer(invoice), "invoice_id": invoice.need("id", str)}
     if paid == 0:
         return None
-    return data | {"amount": _major(Decimal(paid), currency), "currency": currency}
+    # kpibot keeps money in hundredths. A three-decimal currency's invoice whose last digit is
+    # not 0 (card charges always end in 0) is rounded to the hundredth, the one amount kpibot
+    # rounds: a native sender can resend an exact amount, Stripe's payload cannot be changed.
+    amount = round_money(Decimal(paid) / Decimal(10) ** minor_unit_exponent(currency))
+    return data | {"amount": format(amount.normalize(), "f"), "currency": currency}
 
 
 @dataclass(frozen=True)

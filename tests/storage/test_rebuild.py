@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -16,8 +17,8 @@ from storage.ingest import ingest_events, ingest_in_batches
 from storage.rebuild import rebuild
 from storage.sources.base import Delivery
 from storage.sources.registry import get_source
-from storage.tables import DERIVED_TABLES, EventLog, MrrMovement
-from tests.builders import PausedRebuild, ingest, make_subscription, movements
+from storage.tables import DERIVED_TABLES, EventLog, Invoice, MrrMovement
+from tests.builders import PausedRebuild, ingest, make_invoice, make_subscription, movements
 from tests.storage.sources import (
     test_delighted as delighted,
 )
@@ -168,3 +169,29 @@ def test_a_store_of_many_accounts_is_ingested_and_rebuilt_within_the_lock_table(
 
 
 _AT = {"occurred_at": "2026-01-06T09:00:00Z"}
+
+
+def test_a_rebuild_applies_again_what_was_applied_under_looser_rules(session_factory):
+    """An invoice of 1.234 USD was applied (stored as 1.23) before amounts charged had to be
+    to the cent; a rebuild keeps it as it was, where a new delivery of it is rejected."""
+    legacy = {**make_invoice("2026-01-02", amount="1.234"), "id": "inv-legacy"}
+    with session_scope(session_factory) as session:
+        session.add(
+            EventLog(
+                source="kpibot",
+                event_id="inv-legacy",
+                type="invoice.paid",
+                occurred_at=datetime(2026, 1, 2, tzinfo=UTC),
+                received_at=datetime(2026, 1, 2, tzinfo=UTC),
+                body=json.dumps(legacy),
+                status="applied",
+            )
+        )
+    assert ingest(session_factory, [{**legacy, "id": "inv-new"}]).rejected == 1
+
+    rebuild(session_factory, config=IngestConfig())
+
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Invoice.amount)).all() == [Decimal("1.23")]
+        fate = select(EventLog.status).where(EventLog.event_id == "inv-legacy")
+        assert session.scalar(fate) == "applied"

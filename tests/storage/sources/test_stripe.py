@@ -618,13 +618,18 @@ def test_a_paid_invoice():
     }
 
 
-def test_a_three_decimal_invoice_is_stored_to_the_fils_only_when_it_ends_in_zero():
-    """KWD has three decimals at Stripe; kpibot stores money in hundredths, exactly: 12.340 KWD
-    is stored, 12.345 KWD is rejected with the reason rather than rounded."""
+def test_a_three_decimal_invoice_is_rounded_to_the_hundredth_kpibot_keeps():
+    """KWD has three decimals at Stripe, and kpibot keeps money in hundredths: 12.340 KWD is
+    stored as it is; 12.345 KWD, which Stripe's payload cannot be made to say otherwise, counts
+    12.35 (documented) rather than being rejected, as a native event of 12.345 is."""
     whole = parse_event(native(stripe_event("invoice.paid", invoice(12340, currency="kwd"))))
     assert (whole.data.amount, whole.data.currency) == (Decimal("12.34"), "KWD")
+    fils = native(stripe_event("invoice.paid", invoice(12345, currency="kwd")))
+    assert fils["data"]["amount"] == "12.35"
+    assert parse_event(fils).data.amount == Decimal("12.35")
+    fils["data"]["amount"] = "12.345"
     with pytest.raises(EventRejected, match=r"^data\.amount: 12\.345 has more than 2 decimals"):
-        parse_event(native(stripe_event("invoice.paid", invoice(12345, currency="kwd"))))
+        parse_event(fils)
 
 
 def test_a_zero_invoice_is_ignored():
