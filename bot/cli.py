@@ -498,7 +498,7 @@ def status(settings: Settings) -> None:
     """Say where the store is and what it holds."""
     from bot.status import store_status
 
-    with _database(settings) as factory:
+    with _database(settings, create=False) as factory:
         click.echo(store_status(factory, settings))
 
 
@@ -594,16 +594,23 @@ def _missing_sqlite_file(url: str) -> Any:
     from storage.db import normalise_url
 
     parsed = make_url(normalise_url(url))
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    name = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite":
         return None
-    path = Path(parsed.database).absolute()
+    if parsed.query.get("uri") in ("true", "1") and name.startswith("file:"):
+        name = name.removeprefix("file:").partition("?")[0]  # sqlite:///file:/path?uri=true
+        if parsed.query.get("mode") == "memory":
+            return None
+    if name in ("", ":memory:"):
+        return None
+    path = Path(name).absolute()
     return None if path.exists() else path
 
 
 def _no_store(path: Any) -> click.ClickException:
     return click.ClickException(
         f"no kpibot store at {path}: run kpibot from the folder it runs in (where its .env is), "
-        "or set DATABASE_URL"
+        "or set DATABASE_URL (a new install: `kpibot serve` or `kpibot db upgrade` creates it)"
     )
 
 

@@ -170,6 +170,8 @@ def test_a_command_run_away_from_the_store_refuses_or_says_it_creates_one(tmp_pa
         ["webhooks", "replay", "--all"],
         ["rebuild"],
         ["kpi", "mrr"],
+        ["home"],
+        ["status"],
     ):
         refused = run(args, database_url=url, cwd=elsewhere)
         assert refused.returncode == 1, (args, refused.stdout)
@@ -188,6 +190,13 @@ def test_a_command_run_away_from_the_store_refuses_or_says_it_creates_one(tmp_pa
     listed = run(["webhooks", "list"], database_url=url, cwd=elsewhere)
     assert listed.returncode == 0, listed.stderr
     assert "import:invoice:in_1" in listed.stdout
+    # SQLite's URI form names the same file (read-only here), and an in-memory store is no file.
+    as_uri = f"sqlite:///file:{store}?mode=ro&uri=true"
+    read = run(["webhooks", "list"], database_url=as_uri, cwd=tmp_path)
+    assert "import:invoice:in_1" in read.stdout, read.stderr
+    memory = run(["db", "upgrade"], database_url="sqlite://", cwd=tmp_path)
+    assert memory.returncode == 0, memory.stderr
+    assert "created a new store" not in memory.stderr
 
 
 def test_rebuild_gives_the_same_mrr(database_url, tmp_path: Path):
