@@ -303,7 +303,9 @@ def _webhooks(
         if reference:
             ids = [f"acc-{n:06d}" for n in random.Random(5).sample(range(1, accounts + 1), 400)]
             events = onto_accounts(events, ids, last_day=REFERENCE_DAY, days=90, seed=6)
-        plans = spread(events, senders=8, duplicate_share=0.1, seed=8, late_share=late_share)
+        plans = spread(
+            events, senders=8, duplicate_share=0.1, seed=8, late_share=late_share, block=batch
+        )
         sent = sum(len(plan) for plan in plans)
         with _server(url) as server:
             _, applied_before = _drained(url, started=time.perf_counter())

@@ -141,11 +141,15 @@ def spread(
     duplicate_share: float,
     seed: int,
     late_share: float | None = None,
+    block: int = 1,
 ) -> list[list[dict[str, Any]]]:
     """Deal the events to `senders`, re-sending `duplicate_share` of them: in random order (every
     event out of order, the hardest case: each group re-derives half of its accounts' history);
     or, with `late_share`, in time order as a live stream comes, that share of them sent late,
-    after events up to two days newer (each account's MRR is re-derived from those days on)."""
+    after events up to two days newer (each account's MRR is re-derived from those days on).
+
+    The senders take `block` events in turn (a request's worth, for batches): a live stream's
+    concurrent requests then hold consecutive slices of time, not every eighth event of it."""
     rng = random.Random(seed)
     extra = [rng.choice(events) for _ in range(int(len(events) * duplicate_share))]
     deck = events + extra
@@ -159,7 +163,8 @@ def spread(
             return occurred + timedelta(hours=rng.uniform(0, 48)) if late else occurred
 
         deck.sort(key=sent_at)
-    return [deck[k::senders] for k in range(senders)]
+    blocks = [deck[k : k + block] for k in range(0, len(deck), block)]
+    return [[event for part in blocks[k::senders] for event in part] for k in range(senders)]
 
 
 @dataclass

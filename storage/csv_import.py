@@ -113,7 +113,7 @@ COLUMNS: dict[str, ImportKind] = {
         {
             "account_id": "the account that paid",
             "invoice_id": "your stable id of the invoice",
-            "amount": "amount paid, e.g. 1200.00",
+            "amount": "amount paid, e.g. 1200.00 (to the cent at most)",
             "currency": "ISO 4217 code of the amount",
             "paid_at": "when it was paid",
         },

@@ -25,7 +25,9 @@ def test_eight_concurrent_senders_store_what_one_serial_ingestion_stores(
     for groups too small: a sender's last batch may be alone)."""
     server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
     events = unique_events(total=720, accounts=12, seed=11)
-    plans = spread(events, senders=8, duplicate_share=0.1, seed=12, late_share=late_share)
+    plans = spread(
+        events, senders=8, duplicate_share=0.1, seed=12, late_share=late_share, block=batch
+    )
 
     result = send(server.url, TEST_WEBHOOK_SECRET, plans, batch=batch)
 
