@@ -303,8 +303,10 @@ def _webhooks(
         if reference:
             ids = [f"acc-{n:06d}" for n in random.Random(5).sample(range(1, accounts + 1), 400)]
             events = onto_accounts(events, ids, last_day=REFERENCE_DAY, days=90, seed=6)
+        # A live stream's requests hold consecutive slices of time; random order deals one by one.
+        block = batch if late_share is not None else 1
         plans = spread(
-            events, senders=8, duplicate_share=0.1, seed=8, late_share=late_share, block=batch
+            events, senders=8, duplicate_share=0.1, seed=8, late_share=late_share, block=block
         )
         sent = sum(len(plan) for plan in plans)
         with _server(url) as server:
