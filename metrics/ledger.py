@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from metrics.context import MetricContext, Scope
-from storage.revisions import MARKED, STOCKS, changed_since, state
+from storage.revisions import FAMILIES, MARKED, STOCKS, changed_since, state, states
 from storage.tables import Account, MrrMovement
 from storage.types import Money
 
@@ -253,12 +253,23 @@ _READ_AT = "(read at)"  # not a family's name
 
 
 def revision(ctx: MetricContext, family: str = STOCKS) -> Revision | None:
-    """`family`'s current revision, read once per question (None: no token, keep nothing)."""
-    _read_at(ctx)  # before reading: a later stamp never comes with older revisions
-    if family not in ctx.revisions:
-        found = state(ctx.session, family)
+    """`family`'s current revision, read once per question (None: no token, keep nothing).
+
+    A question's first read takes every family's revision at once, after its stamp
+    (`_read_at`): a question stamped later never holds an older revision of any family (but
+    for two questions reading within the same instant), so what it keeps may replace theirs.
+    """
+    if _READ_AT not in ctx.revisions:
+        _read_at(ctx)
+        found = states(ctx.session)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        ctx.revisions[family] = None if found is None else (url, found.token, found.version)
+        for name in FAMILIES:
+            at = found.get(name)
+            ctx.revisions[name] = None if at is None else (url, at.token, at.version)
+    if family not in ctx.revisions:  # not a known family (a test's): read alone
+        at = state(ctx.session, family)
+        url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
+        ctx.revisions[family] = None if at is None else (url, at.token, at.version)
     return cast(Revision | None, ctx.revisions[family])
 
 

@@ -170,6 +170,14 @@ def state(session: Session, name: str) -> State | None:
     return None if found is None else State(found[0], int(found[1]))
 
 
+def states(session: Session) -> dict[str, State]:
+    """Return every family's current token and version, read together (one snapshot)."""
+    rows = session.execute(
+        select(col(DataRevision.name), col(DataRevision.token), col(DataRevision.version))
+    )
+    return {name: State(token, int(version)) for name, token, version in rows}
+
+
 def changed_since(session: Session, name: str, version: int) -> list[str]:
     """Return the accounts whose data of `name` was marked changed after `version`."""
     query = select(col(ChangedAccount.account_id)).where(

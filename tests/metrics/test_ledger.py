@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from metrics import ledger
 from metrics.context import MetricConfig, MetricContext
 from storage.apply import IngestConfig
-from storage.db import session_scope
+from storage.db import make_session_factory, read_only, session_scope
 from storage.rebuild import rebuild
 from storage.revisions import FAMILIES, INVOICES, STOCKS, SURVEYS, USAGE, state, token, touch
 from storage.tables import DataRevision
@@ -334,3 +334,21 @@ def test_a_question_that_read_older_revisions_does_not_push_out_a_newer_copy():
     kept.get(("accounts", "token-1"), compute("old again"), slot="accounts", stamp=2)
     kept.get(("accounts", "token-2"), compute("new again"), slot="accounts", stamp=4)
     assert computed == ["old", "new", "old"]  # not "new again": the newer copy stayed
+
+
+def test_a_question_reads_every_familys_revision_at_its_first_read(session_factory, engine):
+    """Its stamp orders it among questions for every family: a question that read invoices
+    first, and stocks only after they changed, would hold a newer stocks revision than a
+    question stamped after it, whose older copy would then push out the newer one."""
+    ingest(session_factory, paying_accounts(1, amount="100.00", since="2026-01-05"))
+    reader = make_session_factory(read_only(engine))  # SQLite: no wait for the writer
+    with session_scope(reader) as session:
+        asked = MetricContext(session, MetricConfig())
+        ledger.revision(asked, INVOICES)
+        with session_scope(session_factory) as writer:
+            touch(writer, STOCKS)
+        stocks = ledger.revision(asked, STOCKS)
+    with session_scope(session_factory) as session:
+        now = state(session, STOCKS)
+    assert stocks is not None and now is not None
+    assert stocks[1] != now.token  # the question kept what it read first
