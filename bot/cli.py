@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from bot.settings import Settings
@@ -37,19 +38,13 @@ def main(ctx: click.Context) -> None:
 
 @contextmanager
 def _database(settings: Settings, *, create: bool = True) -> Iterator[sessionmaker[Session]]:
-    """The store, migrated. A SQLite file that does not exist yet is created (and said so on
-    stderr) only when `create`: commands that read or fix what is there refuse instead."""
+    """The store, migrated (`_open_store` says when it may be created)."""
     from alembic.util.exc import CommandError
 
-    from storage.db import make_engine, make_session_factory
+    from storage.db import make_session_factory
     from storage.migrate import upgrade
 
-    missing = _missing_sqlite_file(settings.database_url)
-    if missing is not None and not create:
-        raise _no_store(missing)
-    engine = make_engine(settings.database_url)
-    if missing is not None:
-        click.echo(f"kpibot: created a new store, {missing}", err=True)
+    engine = _open_store(settings, create=create)
     try:
         try:
             upgrade(engine)
@@ -271,12 +266,9 @@ def _reading(settings: Settings) -> Iterator[sessionmaker[Session]]:
     """A session factory for reading, without running migrations (fast start)."""
     from sqlalchemy import inspect
 
-    from storage.db import make_engine, make_session_factory, read_only
+    from storage.db import make_session_factory, read_only
 
-    missing = _missing_sqlite_file(settings.database_url)
-    if missing is not None:
-        raise _no_store(missing)
-    engine = make_engine(settings.database_url)
+    engine = _open_store(settings, create=False)
     try:
         if not inspect(engine).has_table("event_log"):
             raise click.ClickException(
@@ -514,16 +506,12 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
     from bot.status import store_status
     from bot.web import create_web, describe_app
-    from storage.db import make_engine
     from storage.migrate import upgrade
 
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    missing = _missing_sqlite_file(settings.database_url)
-    engine = make_engine(settings.database_url)
-    if missing is not None:
-        click.echo(f"kpibot: created a new store, {missing}", err=True)
+    engine = _open_store(settings, create=True)
     upgrade(engine)
     app = create_web(settings, engine)
     click.echo(store_status(app.state.session_factory, settings))
@@ -582,6 +570,20 @@ def _slack_line(settings: Settings) -> str:
         "`kpibot kpi churn last-quarter`; messages the bot sends are printed here and kept in "
         "the outbox. Not built yet: detractor alerts and digests."
     )
+
+
+def _open_store(settings: Settings, *, create: bool) -> Engine:
+    """The store's engine. A SQLite file that does not exist yet is created (and said so on
+    stderr) only when `create`: commands that read or fix what is there refuse instead."""
+    from storage.db import make_engine
+
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None and not create:
+        raise _no_store(missing)
+    engine = make_engine(settings.database_url)
+    if missing is not None:
+        click.echo(f"kpibot: created a new store, {missing}", err=True)
+    return engine
 
 
 def _missing_sqlite_file(url: str) -> Any:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from metrics.context import MetricContext, Scope
-from storage.revisions import FAMILIES, MARKED, STOCKS, changed_since, state, states
+from storage.revisions import MARKED, STOCKS, changed_since, states
 from storage.tables import Account, MrrMovement
 from storage.types import Money
 
@@ -261,16 +261,10 @@ def revision(ctx: MetricContext, family: str = STOCKS) -> Revision | None:
     """
     if _READ_AT not in ctx.revisions:
         _read_at(ctx)
-        found = states(ctx.session)
         url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        for name in FAMILIES:
-            at = found.get(name)
-            ctx.revisions[name] = None if at is None else (url, at.token, at.version)
-    if family not in ctx.revisions:  # not a known family (a test's): read alone
-        at = state(ctx.session, family)
-        url = ctx.session.get_bind().engine.url.render_as_string(hide_password=True)
-        ctx.revisions[family] = None if at is None else (url, at.token, at.version)
-    return cast(Revision | None, ctx.revisions[family])
+        for name, at in states(ctx.session).items():
+            ctx.revisions[name] = (url, at.token, at.version)
+    return cast(Revision | None, ctx.revisions.get(family))  # a family without a token: None
 
 
 def kept(ctx: MetricContext, family: str, key: Hashable, compute: Callable[[], T]) -> T | None:

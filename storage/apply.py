@@ -889,11 +889,7 @@ class Applier:
         if self.dialect != "postgresql" or self.alone:
             return
         hold_off_rebuild(self.session)
-        wanted = sorted({_lock_key(a) for a in set(account_ids)} - self._locked)
-        if not wanted:
-            return
-        self._run(_LOCK_ACCOUNTS, keys=wanted)
-        self._locked.update(wanted)
+        self._hold({_lock_key(a) for a in account_ids})
 
     def lock_responses(self, response_ids: Iterable[str]) -> None:
         """On PostgreSQL, hold these survey responses until commit, before reading whom they
@@ -903,7 +899,11 @@ class Applier:
         share `RESPONSE_LOCKS` locks, as accounts share theirs (see there)."""
         if self.dialect != "postgresql" or self.alone:
             return
-        wanted = sorted({response_lock_key(r) for r in response_ids} - self._locked)
+        self._hold({response_lock_key(r) for r in response_ids})
+
+    def _hold(self, keys: set[int]) -> None:
+        """Take these advisory locks until commit, in one sorted statement (those not held yet)."""
+        wanted = sorted(keys - self._locked)
         if wanted:
             self._run(_LOCK_ACCOUNTS, keys=wanted)
             self._locked.update(wanted)

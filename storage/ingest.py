@@ -195,9 +195,13 @@ def _receive(index: int, item: Any, applied_before: bool = False) -> _Received:
     try:
         event = parse_event(item, applied_before=applied_before)
     except EventRejected as rejected:
-        rejection = _Received(index, body, event_id=rejected.event_id, reason=rejected.reason)
-        rejection.given_type = given_type(item)
-        return rejection
+        return _Received(
+            index,
+            body,
+            event_id=rejected.event_id,
+            reason=rejected.reason,
+            given_type=given_type(item),
+        )
     return _Received(index, body, event=event, event_id=event.event_id)
 
 
