@@ -168,10 +168,13 @@ def _summary(report: IngestReport) -> str:
 
 
 def _show_rejections(report: IngestReport, *, replayed: bool = False) -> None:
-    """Each rejected event of a file, by its number in the file; of a replay, by its id (the
-    replay's own order would read as an event log id, which `webhooks list` shows as #N)."""
+    """Each rejected event of a file, by its number in the file; of a replay, by its id, or
+    without one by its event log id as `webhooks list` shows it (#N); never by the replay's own
+    order, which would read as one."""
     for rejection in report.rejections[:SHOWN_REJECTIONS]:
         who = f" ({rejection.event_id})" if rejection.event_id else ""
+        if not who and rejection.log_id is not None:
+            who = f" (#{rejection.log_id})"
         what = "still rejected" if replayed else f"rejected event #{rejection.index + 1}"
         click.echo(f"  {what}{who}: {rejection.reason}", err=True)
     if len(report.rejections) > SHOWN_REJECTIONS:

@@ -193,6 +193,7 @@ def _replay(
     )
     items: list[Any] = []
     replaced: list[int] = []
+    kept: list[tuple[int, str]] = []  # rows that stay as they are, still rejected: the reason
     for *columns, reason in rows:
         row = LoggedRow(*columns)
         if _csv_row(row):  # not an event: the file is fixed and imported again instead
@@ -202,7 +203,14 @@ def _replay(
         if row.event_id is None or row.event_id not in {item_event_id(item) for item in mapped}:
             # Nothing of the same id can take its place (it had none, or mapped again it has
             # another: a rating whose broken body was logged under a digest of it): the
-            # replay's outcome replaces it.
+            # replay's outcome replaces it, unless that outcome is only rejections without an
+            # id, which would be logged anew at every replay: the row then stays, its log id
+            # and receipt time with it, and gets the reason it has now.
+            mapped = prepare(mapped)
+            if mapped and all(p.event_id is None and p.entry.reason for p in mapped):
+                reasons = dict.fromkeys(p.entry.reason or "" for p in mapped)
+                kept.append((row.id, "; ".join(reasons)))
+                continue
             replaced.append(row.id)
         items += mapped
     changes = Changes()  # recorded once, last: see `record_changes`
@@ -213,7 +221,16 @@ def _replay(
     # order in which every applying transaction takes its locks (`storage.deferred`).
     for part in chunks(replaced):
         session.connection().execute(_DELETE_LOGGED, {"ids": list(part)})
+    mark_rejected(session, kept)
     record_changes(session, changes)
+    report.add(
+        IngestReport(
+            rejected=len(kept),
+            rejections=[Rejection(n, None, why, log_id) for n, (log_id, why) in enumerate(kept)],
+            outcomes=["rejected"] * len(kept),
+        ),
+        offset=len(report.outcomes),
+    )
     return report
 
 

@@ -62,11 +62,13 @@ class RawEvent:
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why the event at `index` of a batch was not applied."""
+    """Why the event at `index` of a batch was not applied (`log_id`: its row in the event log,
+    given where nothing else names it: a replayed event without an id)."""
 
     index: int
     event_id: str | None
     reason: str
+    log_id: int | None = None
 
 
 OUTCOMES = ("applied", "queued", "duplicate", "ignored", "rejected")
@@ -102,7 +104,7 @@ class IngestReport:
         self.ignored += other.ignored
         self.rejected += other.rejected
         self.rejections.extend(
-            Rejection(r.index + offset, r.event_id, r.reason) for r in other.rejections
+            Rejection(r.index + offset, r.event_id, r.reason, r.log_id) for r in other.rejections
         )
         self.outcomes.extend(other.outcomes)
         self.deferred.extend(other.deferred)
@@ -119,7 +121,7 @@ class IngestReport:
         outcomes = self.outcomes[start:stop]
         part = IngestReport(
             rejections=[
-                Rejection(r.index - start, r.event_id, r.reason)
+                Rejection(r.index - start, r.event_id, r.reason, r.log_id)
                 for r in self.rejections
                 if start <= r.index < stop
             ],

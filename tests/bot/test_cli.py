@@ -115,6 +115,19 @@ def test_replay_exits_1_while_an_event_stays_rejected_or_an_id_is_not_a_rejected
     assert "#" not in everything.stderr  # a replay's order is no event log id
 
 
+def test_a_replayed_event_without_an_id_is_named_by_its_log_id(database_url, tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    no_id = {k: v for k, v in make_invoice("2026-01-01").items() if k != "id"}
+    path.write_text(json.dumps(no_id) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 1
+    listed = run(["webhooks", "list"], database_url=database_url, cwd=tmp_path)
+    [log_id] = [line.split()[0] for line in listed.stdout.splitlines()]
+    for _ in range(2):  # the same row each time
+        again = run(["webhooks", "replay", "--all"], database_url=database_url, cwd=tmp_path)
+        assert again.returncode == 1
+        assert f"still rejected ({log_id}): id: " in again.stderr, again.stderr
+
+
 def test_a_database_locked_by_another_process_is_a_one_line_error(tmp_path: Path, monkeypatch):
     """SQLite has one writer: a command that waited its busy timeout out says so, instead of a
     traceback. (Run in this process, its timeout shortened: a real one lasts 30 s.)"""

@@ -75,6 +75,28 @@ def test_replaying_a_csv_row_that_could_not_be_read_keeps_it_as_it_was(session_f
     )
 
 
+def test_replaying_an_event_without_an_id_that_stays_rejected_keeps_its_row(session_factory):
+    """Without an id nothing can take its place: were the replay's outcome logged, every replay
+    would add a row (a new log id, a new receipt time) and drop the one the operator listed."""
+    no_id = {k: v for k, v in make_invoice("2026-02-10").items() if k != "id"}
+    broken = Malformed("[1, 2]", "a top-level JSON array is not an event")
+    with session_scope(session_factory) as session:
+        ingest_events(session, [no_id, broken], config=IngestConfig())
+        before = {row.id: row for row in list_events(session, status="rejected")}
+    assert len(before) == 2
+    for _ in range(2):
+        report = replay_rejected(session_factory, config=IngestConfig())
+        assert (report.applied, report.rejected) == (0, 2)
+        assert {r.log_id for r in report.rejections} == set(before)
+        assert all(r.event_id is None for r in report.rejections)
+    with session_scope(session_factory) as session:
+        after = {row.id: row for row in list_events(session)}
+    assert after.keys() == before.keys()
+    for log_id, row in after.items():
+        assert (row.status, row.received_at) == ("rejected", before[log_id].received_at)
+    assert "id" in (after[min(after)].reason or "")
+
+
 def test_a_replay_that_maps_a_row_to_another_id_replaces_the_row(session_factory):
     """A Zendesk body the mapping refused is logged under a digest of it; once the mapping
     reads it (after a fix), its event has the rating's own id: the replay's outcome replaces the
