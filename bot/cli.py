@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -499,21 +500,30 @@ def status(settings: Settings) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, help="Port to listen on (0: any free one)."
+)
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web server: Slack, webhooks, /healthz and /metrics (migrates the database first)."""
     import logging
 
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    with _listen(host, port) as listener:
+        _serve(settings, listener, host)
+
+
+def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
+    """Open the store, say what is served where, and serve on `listener` until stopped."""
     import uvicorn
 
     from bot.status import store_status
     from bot.web import create_web, describe_app
     from storage.migrate import upgrade
 
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    port = listener.getsockname()[1]  # the one the system chose, for --port 0
     engine = _open_store(settings, create=True)
     upgrade(engine)
     app = create_web(settings, engine)
@@ -523,26 +533,45 @@ def serve(settings: Settings, host: str, port: int) -> None:
         for s in ("kpibot", "stripe", "delighted", "typeform", "zendesk", "segment")
         if settings.source_secret(s)
     ]
-    click.echo(f"listening on http://{host}:{port}: " + ", ".join(describe_app(app)))
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"listening on http://{shown}:{port}: " + ", ".join(describe_app(app)))
     click.echo(
         "webhook sources with a secret: "
         + (", ".join(sources) or "none (set KPIBOT_WEBHOOK_SECRET…)")
     )
     click.echo(_slack_line(settings))
-    socket = None
+    socket_mode = None
     if settings.slack_mode == "socket":
         from bot.slack_app import start_socket_mode
 
-        socket = start_socket_mode(app.state.slack_app, settings)
+        socket_mode = start_socket_mode(app.state.slack_app, settings)
     _collect_less_often()
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True
         )
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
-        if socket is not None:
-            socket.close()
+        if socket_mode is not None:
+            socket_mode.close()
         engine.dispose()
+
+
+LISTEN_BACKLOG = 2_048  # connections the system holds until they are accepted (uvicorn's own)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` and listening, before `serve` says it listens: senders
+    that connect while the app still starts wait in the backlog rather than being refused, and
+    a port already taken is a one-line error before the store is touched."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {error.strerror or error} (another server there? "
+            "choose another with --port)"
+        ) from None
 
 
 # The server allocates many short-lived containers per event (parsed payloads, rows, Decimals)

@@ -283,39 +283,49 @@ def test_kpi_misunderstood_is_help_not_a_traceback(database_url, tmp_path: Path)
 
 
 def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
-    import socket
-    import time
-
+    """It says where it listens once it does (on the port the system chose, for --port 0): a
+    request sent right then waits for the app to start instead of being refused."""
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     environment = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}"}
     process = subprocess.Popen(  # noqa: S603  (our own CLI)
-        [*KPIBOT, "serve", "--port", str(port)],
+        [*KPIBOT, "serve", "--port", "0"],
         cwd=tmp_path,
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "kpibot serve did not start"
-                time.sleep(0.2)
+        said = []
+        while not said or not said[-1].startswith("listening on"):
+            line = process.stdout.readline()
+            assert line, "".join(said)  # it stopped before listening
+            said.append(line)
+        address = said[-1].split()[2].rstrip(":")
+        assert address.startswith("http://127.0.0.1:") and not address.endswith(":0")
+        response = httpx.get(f"{address}/healthz", timeout=30)  # at once: no retry
         assert response.json() == {"status": "ok", "database": "ok"}
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)
-    assert "listening on http://127.0.0.1:" in output
-    assert "POST /webhooks/{source}" in output
+    assert "POST /webhooks/{source}" in said[-1] + output
+
+
+def test_serve_on_a_port_already_taken_is_a_one_line_error(tmp_path: Path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        store = tmp_path / "serve.db"
+        result = run(
+            ["serve", "--port", str(port)], database_url=f"sqlite:///{store}", cwd=tmp_path
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not store.exists()  # no store created for a server that cannot run
 
 
 def test_import_backfills_a_csv_and_reimporting_changes_nothing(database_url, tmp_path: Path):
