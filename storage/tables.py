@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.types import DecimalText, Money, UTCDateTime
@@ -25,6 +25,19 @@ class EventLog(SQLModel, table=True):
         UniqueConstraint("source", "event_id", name="uq_event_log_source_event_id"),
         Index("ix_event_log_status_occurred_at", "status", "occurred_at"),
         Index("ix_event_log_occurred_at", "occurred_at"),
+        # The few rows waiting to be applied, and the few rejected, by id: the apply worker's
+        # sweep and `webhooks list|replay` find them without reading the whole log, which the
+        # index above cannot promise (SQLite's statistics, taken while every row is applied,
+        # say a status matches every row, and it then reads the log in id order instead).
+        *(
+            Index(
+                f"ix_event_log_{status}",
+                "id",
+                sqlite_where=text(f"status = '{status}'"),
+                postgresql_where=text(f"status = '{status}'"),
+            )
+            for status in ("queued", "rejected")
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from storage import revisions
 from storage.apply import IngestConfig
@@ -206,3 +206,53 @@ def test_an_earlier_delivery_still_held_never_takes_the_row_of_its_fixed_resend(
     apply(session_factory, resent)
     assert statuses(session_factory) == {euro["id"]: "applied"}
     assert movements(session_factory) == [("2026-02-10", "new", "100.00")]
+
+
+def test_the_sweep_reads_queued_rows_by_their_own_index_whatever_the_statistics(
+    engine, session_factory
+):
+    """Statistics taken while every row is applied say a status matches every row: the sweep
+    (every few seconds) must not read the whole log then, nor `webhooks list --status rejected`.
+    The plan is the database's own, for the statements these functions run."""
+    with session_scope(session_factory) as session:
+        ingest_events(
+            session,
+            [make_invoice("2026-01-02", invoice_id=f"i{n}") for n in range(50)],
+            config=CONFIG,
+        )
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM event_log" in statement and "status" in statement:
+            statements.append((statement, parameters))
+
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        if engine.dialect.name == "sqlite":  # as on the reference data: a million applied rows
+            connection.exec_driver_sql(
+                "UPDATE sqlite_stat1 SET stat = '1000000 1000000 6' "
+                "WHERE idx = 'ix_event_log_status_occurred_at'"
+            )
+            connection.exec_driver_sql("ANALYZE sqlite_schema")  # read the statistics again
+        connection.commit()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(session_factory) as session:
+            assert (
+                queued_rows(session, received_before=datetime.now(UTC), after_id=0, limit=10) == []
+            )
+            assert list_events(session, status="rejected") == []
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 2
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":  # a table this small would be read whole anyway
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for (statement, parameters), index in zip(
+            statements, ("ix_event_log_queued", "ix_event_log_rejected"), strict=True
+        ):
+            plan = " ".join(
+                str(row) for row in connection.exec_driver_sql(explain + statement, parameters)
+            )
+            assert index in plan, plan
