@@ -18,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.notifier import ConsoleNotifier, Notifier, SlackNotifier
 from bot.settings import Settings
 from metrics import warming
 from metrics.context import MetricConfig, MetricContext
+from storage.db import make_session_factory, read_only
 
 log = logging.getLogger("kpibot.dispatcher")
 INTERVAL_SECONDS = 1.0
@@ -94,9 +96,15 @@ class OutboxDispatcher(Periodic):
 
 
 def ledger_warmer(
-    factory: sessionmaker[Session], config: MetricConfig, *, interval: float = WARM_SECONDS
+    engine: Engine, config: MetricConfig, *, interval: float = WARM_SECONDS
 ) -> Periodic:
-    """Keep what `metrics.warming` builds current, so that no question waits for it."""
+    """Keep what `metrics.warming` builds current, so that no question waits for it.
+
+    A round only reads, in a read-only transaction: on SQLite a writer's would hold the one write
+    lock for the whole round (a second on the reference data), and webhooks, the apply worker and
+    the outbox could not commit meanwhile.
+    """
+    factory = make_session_factory(read_only(engine))
 
     def warm() -> None:
         with factory() as session:

@@ -221,7 +221,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         return to_starlette_response(bolt_response)
 
     dispatcher = OutboxDispatcher(make_notifier(settings, factory))
-    warmer = ledger_warmer(factory, settings.metric_config)
+    warmer = ledger_warmer(engine, settings.metric_config)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

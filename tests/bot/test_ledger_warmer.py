@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from itertools import pairwise
 
+from sqlalchemy import text
+
 from bot.dispatcher import Periodic, ledger_warmer
-from metrics import ledger
+from metrics import ledger, warming
 from metrics.context import MetricConfig, MetricContext
 from storage.db import session_scope
 from tests.builders import change, ingest, paying_accounts
@@ -26,11 +29,11 @@ def _wait_until_warm(factory, seconds: float = 5) -> bool:
     return False
 
 
-def test_the_warmer_rebuilds_after_each_change(session_factory):
+def test_the_warmer_rebuilds_after_each_change(engine, session_factory):
     ledger.forget()
     ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
     assert not _is_warm(session_factory)
-    warmer = ledger_warmer(session_factory, MetricConfig(), interval=0.05)
+    warmer = ledger_warmer(engine, MetricConfig(), interval=0.05)
     warmer.start()
     try:
         assert _wait_until_warm(session_factory)
@@ -38,6 +41,32 @@ def test_the_warmer_rebuilds_after_each_change(session_factory):
         assert not _is_warm(session_factory)  # a new revision: what is kept is for the old one
         assert _wait_until_warm(session_factory)
     finally:
+        warmer.stop()
+
+
+def test_a_round_lets_writers_commit_while_it_reads(engine, session_factory, monkeypatch):
+    """A round takes a second on the reference data: on SQLite, were it a writer's transaction,
+    it would hold the one write lock that long, and no webhook could commit meanwhile."""
+    ingest(session_factory, paying_accounts(2, amount="100.00", since="2026-01-05"))
+    reading, finish = threading.Event(), threading.Event()
+
+    def slow_round(ctx: MetricContext) -> bool:
+        ctx.session.execute(text("SELECT count(*) FROM account")).scalar()  # its first read
+        reading.set()
+        finish.wait(6)
+        return False
+
+    monkeypatch.setattr(warming, "warm", slow_round)
+    warmer = ledger_warmer(engine, MetricConfig(), interval=0.05)
+    warmer.start()
+    try:
+        assert reading.wait(5)
+        started = time.monotonic()
+        ingest(session_factory, [change("acc-1", "2026-03-01", amount="150.00")])
+        assert time.monotonic() - started < 3  # not after the round
+        assert not finish.is_set()
+    finally:
+        finish.set()
         warmer.stop()
 
 
