@@ -153,14 +153,24 @@ _USAGE_DAYS_OF = (
     .where(_USAGE.account_id.in_(_ACCOUNTS))
     .order_by(_USAGE.day)
 )
-_USAGE_ON = select(
-    _USAGE.account_id,
-    _USAGE.day,
-    _USAGE.user_ids,
-    _USAGE.recorded_at,
-    _USAGE.reported_at,
-    _USAGE.merged_at,
-).where(_USAGE.account_id.in_(_ACCOUNTS), _USAGE.day.in_(bindparam("days", expanding=True)))
+# The stored usage days of exactly these (account, day) pairs, passed as a table as `_STARTS`
+# passes its triples: an IN list of accounts and one of days would read their cross product, and
+# on years of daily usage that is most of each account's recent days for the few wanted.
+_DAY_PAIRS = {
+    "postgresql": "SELECT * FROM unnest(CAST(:accounts AS text[]), CAST(:days AS date[])) "
+    "AS p(account_id, day)",
+    "sqlite": "SELECT json_extract(value, '$[0]') AS account_id, "
+    "json_extract(value, '$[1]') AS day FROM json_each(:pairs)",
+}
+_USAGE_COLUMNS = ("account_id", "day", "user_ids", "recorded_at", "reported_at", "merged_at")
+_USAGE_ON = {
+    dialect: text(
+        f"WITH p AS ({pairs}) SELECT {', '.join(f'u.{c}' for c in _USAGE_COLUMNS)}"
+        " FROM p JOIN usage_day AS u ON u.account_id = p.account_id AND u.day = p.day"
+    ).columns(*(_USAGE[c] for c in _USAGE_COLUMNS))
+    for dialect, pairs in _DAY_PAIRS.items()
+}
+DAY_PAIRS_CHUNK = 5_000  # (account, day) pairs per statement
 _COVERAGE = table_of(UsageCoverage)
 _SPANS_OF = select(
     _COVERAGE.c.account_id, _COVERAGE.c.user_id, _COVERAGE.c.covered_from, _COVERAGE.c.covered_to
@@ -710,16 +720,20 @@ class Applier:
     def _stored_usage(self, keys: Sequence[tuple[str, date]]) -> Iterable[tuple[Any, ...]]:
         """Yield the stored usage days of `keys` (account, day): the account, the day, then
         what `UsageDayState.stored` takes."""
-        accounts = sorted({account_id for account_id, _ in keys})
-        days = sorted({day for _, day in keys})
-        wanted = set(keys)
-        # Only the days touched, not every day between: on a long history each row read costs
-        # its users' JSON and three instants, and most of a range's rows are not wanted.
-        for part in chunks(accounts):
-            for some_days in chunks(days):
-                for row in self._run(_USAGE_ON, accounts=list(part), days=list(some_days)):
-                    if (row[0], row[1]) in wanted:
-                        yield tuple(row)
+        # Only the pairs touched: on a long history each row read costs its users' JSON and
+        # three instants, and most rows of the touched accounts and days are not wanted.
+        statement = _USAGE_ON[self.dialect]
+        for part in chunks(keys, DAY_PAIRS_CHUNK):
+            yield from (tuple(row) for row in self._run(statement, **self._pairs(part)))
+
+    def _pairs(self, keys: Sequence[tuple[str, date]]) -> dict[str, Any]:
+        """Bind (account, day) pairs as `_DAY_PAIRS` of this dialect reads them."""
+        if self.dialect == "postgresql":
+            return {"accounts": [a for a, _ in keys], "days": [d for _, d in keys]}
+        dialect = self.session.get_bind().dialect
+        day = _USAGE.day.type.dialect_impl(dialect).bind_processor(dialect)
+        assert day is not None
+        return {"pairs": json.dumps([[a, day(d)] for a, d in keys])}
 
     def _renewals(self, items: list[Applicable]) -> None:
         currencies = self._account_currencies(
