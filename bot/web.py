@@ -42,7 +42,14 @@ from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
 from bot.ingest_queue import DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
-from storage.db import DatabaseFileGone, fault_of_the_events, make_session_factory, ping, read_only
+from storage.db import (
+    DatabaseFileGone,
+    background_checkpoints,
+    fault_of_the_events,
+    make_session_factory,
+    ping,
+    read_only,
+)
 from storage.deferred import AppliedBatch
 from storage.ingest import OUTCOMES, IngestReport, prepare
 from storage.sources.base import Delivery, WebhookRejected
@@ -225,6 +232,9 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        checkpointer = background_checkpoints(engine)  # SQLite: commits leave them to a thread
+        if checkpointer is not None:
+            checkpointer.start()
         applier.start()
         dispatcher.start()
         warmer.start()
@@ -237,6 +247,8 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
             dispatcher.stop()
             if slack is not None:
                 shutdown(slack)
+            if checkpointer is not None:
+                await run_in_threadpool(checkpointer.stop)
 
     app = _WebApp(
         webhook,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.types import storable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+log = logging.getLogger("kpibot.db")
 READ_ONLY_OPTION = "kpibot_read_only"
 
 
@@ -143,6 +146,81 @@ def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite store's write-ahead log from its own thread, so that commits don't.
+
+    SQLite's default is to checkpoint inside the commit that takes the log past 1,000 pages: that
+    commit copies the pages into the database file and syncs it. On a large store, whose pages lie
+    scattered over a gigabyte, that took a third of a busy server's write transactions
+    (`make bench`, webhooks on the reference data), each writer waiting behind it. `serve` turns
+    that off (`background_checkpoints`) and this thread runs a PASSIVE checkpoint every
+    `interval` seconds instead: it waits for no reader or writer, and SQLite works outside
+    Python's lock meanwhile. A writer then starts the log over from its beginning, so it stays
+    about as large as what is written between two checkpoints (its file is cut back to
+    `WAL_SIZE_LIMIT` if a long reader made it grow). At `stop`, a last checkpoint empties it.
+    """
+
+    def __init__(self, engine: Engine, *, interval: float = 0.5) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (starting again does nothing)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="kpibot-wal", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after a last checkpoint."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy what the log holds into the database file, as far as readers allow (PASSIVE);
+        TRUNCATE, once nothing else writes, also empties the log file."""
+        connection = self.engine.raw_connection()  # no transaction: no BEGIN IMMEDIATE
+        try:
+            connection.cursor().execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        finally:
+            connection.close()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.wait(self.interval)
+            try:
+                self.checkpoint("TRUNCATE" if stopping else "PASSIVE")
+            except Exception as error:  # a failed checkpoint loses nothing: the next one retries
+                log.warning("WAL checkpoint failed: %s", error)
+            if stopping:
+                return
+
+
+def background_checkpoints(engine: Engine) -> WalCheckpointer | None:
+    """Have `engine`'s commits leave checkpoints to a `WalCheckpointer` (returned, not started)
+    when it is a SQLite file; None otherwise. Its pooled connections are replaced, so every one
+    from now on is opened with the automatic checkpoint off."""
+    if engine.dialect.name != "sqlite" or engine_file_watch.get(engine.url) is None:
+        return None
+    event.listen(engine, "connect", _no_automatic_checkpoint)
+    engine.dispose()
+    return WalCheckpointer(engine)
+
+
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to when a writer restarts it
+
+
+def _no_automatic_checkpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+    # A reader holding an old snapshot (a long question) keeps the log from restarting: it then
+    # grows, and without a limit its file would keep that size for good.
+    dbapi_connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
 
 def read_only(engine: Engine) -> Engine:

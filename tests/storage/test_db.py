@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from storage.db import fault_of_the_events, make_engine, refresh_statistics
+from storage.db import (
+    background_checkpoints,
+    fault_of_the_events,
+    make_engine,
+    refresh_statistics,
+)
 from tests.builders import ingest, make_account
 
 
@@ -40,6 +47,52 @@ def test_a_sqlite_commit_survives_a_power_cut(tmp_path):
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     finally:
         engine.dispose()
+
+
+def _wal_growth(tmp_path, *, checkpointer: bool) -> int:
+    """The WAL file's size after 40 commits of 128 KiB each, made 20 ms apart."""
+    path = tmp_path / ("background.db" if checkpointer else "none.db")
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE blob (data BLOB)")
+        background = background_checkpoints(engine)
+        assert background is not None
+        if checkpointer:
+            background.interval = 0.01
+            background.start()
+        with engine.connect() as connection:  # commits no longer checkpoint: the thread does
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        for _ in range(40):
+            with engine.begin() as connection:
+                connection.exec_driver_sql("INSERT INTO blob VALUES (randomblob(131072))")
+            time.sleep(0.02)
+        wal = Path(f"{path}-wal")
+        size = wal.stat().st_size
+        if checkpointer:
+            background.stop()
+            assert wal.stat().st_size == 0  # the last checkpoint empties the log file
+        return size
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_commits_leave_checkpoints_to_a_thread_that_keeps_the_log_small(tmp_path):
+    """5 MiB are written; without the thread nothing checkpoints and the log holds them all.
+    With it, a writer starts the log over after each checkpoint: it stays a few commits long."""
+    mib = 1024 * 1024
+    assert _wal_growth(tmp_path, checkpointer=False) > 5 * mib
+    assert _wal_growth(tmp_path, checkpointer=True) < 2 * mib
+
+
+def test_background_checkpoints_are_for_sqlite_files_only(engine):
+    if engine.dialect.name == "postgresql":
+        assert background_checkpoints(engine) is None
+    memory = make_engine("sqlite://")
+    try:
+        assert background_checkpoints(memory) is None
+    finally:
+        memory.dispose()
 
 
 @pytest.mark.parametrize(
