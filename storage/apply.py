@@ -31,6 +31,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -78,23 +79,61 @@ Span = tuple[date, date]  # first and last day, both included
 _ACCOUNTS: BindParameter[Any] = bindparam("accounts", expanding=True)
 _VERSION = table_of(SubscriptionVersion).c
 _MOVEMENT = table_of(MrrMovement)
-# Each account's derivation starts at its own day: the (account, first instant, day) triples are a
-# table the statements join, passed as arrays (PostgreSQL) or a JSON array (SQLite), so that the
-# statement's text never depends on how many accounts there are.
-_STARTS = {
-    "postgresql": "SELECT * FROM unnest(CAST(:accounts AS text[]), "
-    "CAST(:instants AS timestamptz[]), CAST(:days AS date[])) AS s(account_id, since, day)",
-    "sqlite": "SELECT json_extract(value, '$[0]') AS account_id, "
-    "json_extract(value, '$[1]') AS since, json_extract(value, '$[2]') AS day "
-    "FROM json_each(:starts)",
-}
+
+
+@dataclass(frozen=True)
+class _RowsTable:
+    """Rows bound as one parameter set and selected as a table the statements join: arrays on
+    PostgreSQL, a JSON array on SQLite, so that a statement's text never depends on how many
+    rows there are (it is parsed and prepared once). Each column: its name, its PostgreSQL type,
+    and the stored column whose type makes SQLite's text of it (None: the value as it is)."""
+
+    columns: tuple[tuple[str, str, Any], ...]
+
+    def select(self, dialect: str) -> str:
+        """The SELECT of the bound rows, in `dialect`."""
+        names = [name for name, _, _ in self.columns]
+        if dialect == "postgresql":
+            arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind, _ in self.columns)
+            return f"SELECT * FROM unnest({arrays}) AS r({', '.join(names)})"
+        fields = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+        return f"SELECT {fields} FROM json_each(:rows)"
+
+    def bind(self, rows: Sequence[Sequence[Any]], dialect: Dialect) -> dict[str, Any]:
+        """The parameters of `rows` (one value per column each) for `select`."""
+        if dialect.name == "postgresql":
+            return {name: [row[i] for row in rows] for i, (name, _, _) in enumerate(self.columns)}
+        # As the columns store them, so that SQLite compares the texts (instants in time order).
+        processors = [
+            None if stored is None else stored.type.dialect_impl(dialect).bind_processor(dialect)
+            for _, _, stored in self.columns
+        ]
+        return {
+            "rows": json.dumps(
+                [
+                    [v if p is None else p(v) for v, p in zip(row, processors, strict=True)]
+                    for row in rows
+                ]
+            )
+        }
+
+
+# Each account's derivation starts at its own day: the (account, first instant, day) triples.
+_STARTS = _RowsTable(
+    (
+        ("account_id", "text", None),
+        ("since", "timestamptz", _VERSION.effective_at),
+        ("day", "date", _MOVEMENT.c.day),
+    )
+)
+_DIALECTS = ("postgresql", "sqlite")
 # Each subscription's version in force at the start (the latest before it: all of them when several
 # share its instant, the last of which wins as in a whole derivation), and every later one: of
 # every subscription the account ever had. A version under another account (the subscription
 # moved to it) counts as no MRR for this one, from its instant on.
 _VERSIONS_SINCE = {
     dialect: text(
-        f"WITH start AS ({starts}),"
+        f"WITH start AS ({_STARTS.select(dialect)}),"
         " owned AS (SELECT DISTINCT start.account_id, start.since, o.subscription_id"
         "  FROM start JOIN subscription_version AS o ON o.account_id = start.account_id)"
         " SELECT owned.account_id, v.subscription_id, v.effective_at, v.currency,"
@@ -112,12 +151,12 @@ _VERSIONS_SINCE = {
         _VERSION.currency,
         _VERSION.mrr,
     )
-    for dialect, starts in _STARTS.items()
+    for dialect in _DIALECTS
 }
 # The last movement before the start (what the account had, whether it ever paid), and every later.
 _MOVEMENTS_SINCE = {
     dialect: text(
-        f"WITH start AS ({starts})"
+        f"WITH start AS ({_STARTS.select(dialect)})"
         " SELECT m.id, m.account_id, m.day, m.occurred_at, m.kind, m.amount, m.mrr_before,"
         " m.mrr_after FROM mrr_movement AS m JOIN start ON start.account_id = m.account_id"
         " WHERE m.day >= start.day OR m.day = (SELECT max(p.day) FROM mrr_movement AS p"
@@ -126,7 +165,7 @@ _MOVEMENTS_SINCE = {
         *(_MOVEMENT.c[name] for name in ("id", "account_id", "day", "occurred_at", "kind")),
         *(_MOVEMENT.c[name] for name in ("amount", "mrr_before", "mrr_after")),
     )
-    for dialect, starts in _STARTS.items()
+    for dialect in _DIALECTS
 }
 _ACCOUNTS_OF_SUBSCRIPTIONS = (
     select(_VERSION.subscription_id, _VERSION.account_id, func.min(_VERSION.effective_at))
@@ -153,22 +192,18 @@ _USAGE_DAYS_OF = (
     .where(_USAGE.account_id.in_(_ACCOUNTS))
     .order_by(_USAGE.day)
 )
-# The stored usage days of exactly these (account, day) pairs, passed as a table as `_STARTS`
-# passes its triples: an IN list of accounts and one of days would read their cross product, and
-# on years of daily usage that is most of each account's recent days for the few wanted.
-_DAY_PAIRS = {
-    "postgresql": "SELECT * FROM unnest(CAST(:accounts AS text[]), CAST(:days AS date[])) "
-    "AS p(account_id, day)",
-    "sqlite": "SELECT json_extract(value, '$[0]') AS account_id, "
-    "json_extract(value, '$[1]') AS day FROM json_each(:pairs)",
-}
+# The stored usage days of exactly these (account, day) pairs, joined as `_STARTS` is: an IN list
+# of accounts and one of days would read their cross product, and on years of daily usage that is
+# most of each account's recent days for the few wanted.
+_DAY_PAIRS = _RowsTable((("account_id", "text", None), ("day", "date", _USAGE.day)))
 _USAGE_COLUMNS = ("account_id", "day", "user_ids", "recorded_at", "reported_at", "merged_at")
 _USAGE_ON = {
     dialect: text(
-        f"WITH p AS ({pairs}) SELECT {', '.join(f'u.{c}' for c in _USAGE_COLUMNS)}"
+        f"WITH p AS ({_DAY_PAIRS.select(dialect)}) SELECT"
+        f" {', '.join(f'u.{c}' for c in _USAGE_COLUMNS)}"
         " FROM p JOIN usage_day AS u ON u.account_id = p.account_id AND u.day = p.day"
     ).columns(*(_USAGE[c] for c in _USAGE_COLUMNS))
-    for dialect, pairs in _DAY_PAIRS.items()
+    for dialect in _DIALECTS
 }
 DAY_PAIRS_CHUNK = 5_000  # (account, day) pairs per statement
 _COVERAGE = table_of(UsageCoverage)
@@ -723,17 +758,11 @@ class Applier:
         # Only the pairs touched: on a long history each row read costs its users' JSON and
         # three instants, and most rows of the touched accounts and days are not wanted.
         statement = _USAGE_ON[self.dialect]
-        for part in chunks(keys, DAY_PAIRS_CHUNK):
-            yield from (tuple(row) for row in self._run(statement, **self._pairs(part)))
-
-    def _pairs(self, keys: Sequence[tuple[str, date]]) -> dict[str, Any]:
-        """Bind (account, day) pairs as `_DAY_PAIRS` of this dialect reads them."""
-        if self.dialect == "postgresql":
-            return {"accounts": [a for a, _ in keys], "days": [d for _, d in keys]}
         dialect = self.session.get_bind().dialect
-        day = _USAGE.day.type.dialect_impl(dialect).bind_processor(dialect)
-        assert day is not None
-        return {"pairs": json.dumps([[a, day(d)] for a, d in keys])}
+        for part in chunks(keys, DAY_PAIRS_CHUNK):
+            yield from (
+                tuple(row) for row in self._run(statement, **_DAY_PAIRS.bind(part, dialect))
+            )
 
     def _renewals(self, items: list[Applicable]) -> None:
         currencies = self._account_currencies(
@@ -818,7 +847,9 @@ class Applier:
                 account_id: datetime.combine(since[account_id], time.min, self.zone)
                 for account_id in part
             }
-            parameters = self._starts_parameters({a: (starts[a], since[a]) for a in part})
+            parameters = _STARTS.bind(
+                [(a, starts[a], since[a]) for a in part], self.session.get_bind().dialect
+            )
             in_force: dict[str, list[VersionPoint]] = defaultdict(list)
             later: dict[str, list[VersionPoint]] = defaultdict(list)
             for account_id, subscription_id, effective_at, currency, mrr in self._run(
@@ -870,24 +901,6 @@ class Applier:
                 if stored.get(key, ())[1:] != row[1:]
             ]
             upsert_newer(self.session, MrrMovement, written, key=("account_id", "day"))
-
-    def _starts_parameters(self, starts: Mapping[str, tuple[datetime, date]]) -> dict[str, Any]:
-        """Bind (account, first instant, day) triples as `_STARTS` of this dialect reads them."""
-        accounts = list(starts)
-        if self.dialect == "postgresql":
-            return {
-                "accounts": accounts,
-                "instants": [starts[a][0] for a in accounts],
-                "days": [starts[a][1] for a in accounts],
-            }
-        # As the columns store them, so that SQLite compares the texts in time order.
-        dialect = self.session.get_bind().dialect
-        instant = _VERSION.effective_at.type.dialect_impl(dialect).bind_processor(dialect)
-        day = _MOVEMENT.c.day.type.dialect_impl(dialect).bind_processor(dialect)
-        assert instant is not None and day is not None
-        return {
-            "starts": json.dumps([[a, instant(starts[a][0]), day(starts[a][1])] for a in accounts])
-        }
 
     def lock_accounts(self, account_ids: Iterable[str]) -> None:
         """On PostgreSQL, hold these accounts until commit (no-op for those already held).
