@@ -4,10 +4,13 @@
   next one runs anyway: the rows stay in the outbox, so nothing is lost, only delayed;
 - the ledger warmer brings the MRR movements, survey responses and usage days kept in memory
   (`metrics.warming`) up to date soon after they change, so the first question after a change is
-  as fast as the others. Under a steady stream of webhooks the data changes every few seconds,
-  and each round rebuilds copies as large as the data (a second on the reference data set): the
-  warmer then waits three times as long as its last round took, so that it never takes more than
-  a quarter of the server's time from the webhooks and questions it is there to serve.
+  as fast as the others. A round rebuilds copies as large as the data (a second on the reference
+  data set), and every commit that changes the data makes them stale. So the warmer waits for the
+  data to settle (`WarmerPace`): it builds once the revisions have stayed unchanged for
+  `SETTLE_SECONDS`, not while webhooks keep changing them (a copy built then would be stale before
+  a question could read it, and on the reference data such rounds took a quarter of a busy
+  server's time from the webhooks); a stream that never pauses still gets a round every
+  `CATCH_UP_SECONDS`. Rounds also never take more than a quarter of the server's time.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,10 +30,14 @@ from bot.settings import Settings
 from metrics import warming
 from metrics.context import MetricConfig, MetricContext
 from storage.db import make_session_factory, read_only
+from storage.revisions import State, states
 
 log = logging.getLogger("kpibot.dispatcher")
 INTERVAL_SECONDS = 1.0
-WARM_SECONDS = 2.0
+WARM_SECONDS = 2.0  # a round at least this often while the data stays as it is
+POLL_SECONDS = 0.5  # how often the warmer reads the revisions to see whether they settled
+SETTLE_SECONDS = 1.0  # the revisions unchanged this long: the data has settled, build
+CATCH_UP_SECONDS = 30.0  # a round at least this often, settled or not
 WARM_SHARE = 0.25  # the most of the server's time the warmer takes (see the module's docstring)
 
 
@@ -95,21 +103,64 @@ class OutboxDispatcher(Periodic):
         self.notifier = notifier
 
 
+@dataclass
+class WarmerPace:
+    """Decides, from the revisions the warmer reads at each poll, whether a round is due.
+
+    Due when the revisions have not changed for `settle` seconds and either differ from those
+    of the last round or that round is `every` seconds old (health is also warmed for the days
+    questions asked since); or, settled or not, when the last round is `catch_up` seconds old
+    (the first poll, too). Times are `time.monotonic()` seconds.
+    """
+
+    settle: float = SETTLE_SECONDS
+    every: float = WARM_SECONDS
+    catch_up: float = CATCH_UP_SECONDS
+    _seen: Mapping[str, State] | None = None
+    _changed_at: float = 0.0
+    _warmed: Mapping[str, State] | None = None
+    _warmed_at: float | None = field(default=None)
+
+    def due(self, seen: Mapping[str, State], now: float) -> bool:
+        """Note the revisions `seen` at `now`; True when a round should run now (it is then
+        counted as run)."""
+        if seen != self._seen:
+            self._seen, self._changed_at = dict(seen), now
+        since_round = None if self._warmed_at is None else now - self._warmed_at
+        settled = now - self._changed_at >= self.settle
+        if (
+            since_round is None
+            or since_round >= self.catch_up
+            or (settled and (seen != self._warmed or since_round >= self.every))
+        ):
+            self._warmed, self._warmed_at = dict(seen), now
+            return True
+        return False
+
+
 def ledger_warmer(
-    engine: Engine, config: MetricConfig, *, interval: float = WARM_SECONDS
+    engine: Engine,
+    config: MetricConfig,
+    *,
+    poll: float = POLL_SECONDS,
+    pace: WarmerPace | None = None,
 ) -> Periodic:
-    """Keep what `metrics.warming` builds current, so that no question waits for it.
+    """Keep what `metrics.warming` builds current, so that no question waits for it, building
+    once the data has settled (`pace`, read every `poll` seconds; see the module's docstring).
 
     A round only reads, in a read-only transaction: on SQLite a writer's would hold the one write
     lock for the whole round (a second on the reference data), and webhooks, the apply worker and
     the outbox could not commit meanwhile.
     """
     factory = make_session_factory(read_only(engine))
+    pace = pace or WarmerPace()
 
     def warm() -> None:
         with factory() as session:
+            if not pace.due(states(session), time.monotonic()):
+                return
             ctx = MetricContext(session, config)
             if warming.warm(ctx):
                 log.debug("ledger rebuilt for a new data revision")
 
-    return Periodic("ledger", warm, interval=interval, share=WARM_SHARE)
+    return Periodic("ledger", warm, interval=poll, share=WARM_SHARE)
