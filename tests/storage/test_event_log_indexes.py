@@ -1,0 +1,54 @@
+"""The event log's indexes: each one a query needs, and no other (each costs every logged row)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, inspect
+
+from metrics.compute import data_as_of
+from storage.apply import IngestConfig
+from storage.db import session_scope
+from storage.ingest import ingest_events
+from tests.builders import make_invoice
+
+
+def test_the_freshness_of_the_figures_is_read_from_the_status_index(engine, session_factory):
+    """Every answer says how fresh its data is: the latest applied event, over a million logged
+    rows on the reference data. It must seek an index, not read the log."""
+    with session_scope(session_factory) as session:
+        ingest_events(
+            session,
+            [make_invoice(f"2026-01-{n + 1:02d}", invoice_id=f"i{n}") for n in range(20)],
+            config=IngestConfig(),
+        )
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "event_log" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(session_factory) as session:
+            assert data_as_of(session) == datetime(2026, 1, 20, 12, tzinfo=UTC)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 1
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if not sqlite:  # a table this small would be read whole anyway
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        statement, parameters = statements[0]
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        plan = " ".join(str(r) for r in connection.exec_driver_sql(explain + statement, parameters))
+    assert "ix_event_log_status_occurred_at" in plan, plan
+
+
+def test_the_log_has_no_index_of_event_time_alone(engine):
+    """No query reads the log by its events' time alone; such an index cost each logged row a
+    third of its write on the reference data (SQLite)."""
+    indexed = {tuple(index["column_names"]) for index in inspect(engine).get_indexes("event_log")}
+    assert ("status", "occurred_at") in indexed
+    assert ("occurred_at",) not in indexed
