@@ -2,14 +2,16 @@
 
 A full event (the default) describes the whole account: in event time order it replaces every
 field, the attributes, the domains and the contacts. A merge (`merge: true`, what Segment's group
-calls send) sets only the fields it gives, adds its attributes and domains, and leaves the
-contacts alone: a trait the sender did not send keeps its value, as Segment documents.
+and identify calls send) sets only the fields it gives, and adds its attributes, domains and
+contacts (a contact by its email: a merge giving a known email updates that contact): a trait the
+sender did not send keeps its value, as Segment documents.
 
 The same result whatever the arrival order needs each part's time kept (`AccountState.versions`,
-the account row's `versions` column): a field, an attribute or a domain keeps the time of the
-event that set it, and the attributes, the domains and the contacts the time of the last full
-event, which removed whatever older events had set. An event changes a part only if it is not
-older than that part's time (on a tie, the later arrival wins, as for every other row).
+the account row's `versions` column): a field, an attribute, a domain or a contact keeps the time
+of the event that set it, and the attributes, the domains and the contacts the time of the last
+full event, which removed whatever older events had set. An event changes a part only if it is not
+older than that part's time (on a tie, the later arrival wins, as for every other row). Contacts
+stored before their own times were kept date from the last full event, which set them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ class AccountState:
     # "name", …, "attributes" / "domains" / "contacts" (the last full event),
     # "attributes.<key>", "domains.<domain>": the time of the event that set each
     versions: dict[str, datetime] = field(default_factory=dict)
-    contacts: list[ContactData] | None = None  # set when an event of this batch replaced them
+    # The account's contacts by email: None until `load_contacts` (the applier loads them for
+    # the accounts whose events touch contacts); `contacts_changed` once an event changed them.
+    contacts: dict[str, ContactData] | None = None
+    contacts_changed: bool = False
     updated_at: datetime | None = None  # the latest event applied
     claimed: set[str] = field(default_factory=set)  # domains an event of this batch set
 
@@ -64,6 +69,14 @@ class AccountState:
             state.versions = dict.fromkeys(keys, at)
         return state
 
+    def load_contacts(self, stored: list[ContactData]) -> None:
+        """Hold the account's stored contacts (before applying events that touch them)."""
+        self.contacts = {contact.email: contact for contact in stored}
+        since = self.versions.get(CONTACTS, self.updated_at)
+        for email in self.contacts:  # stored before each contact's time was kept
+            if since is not None:
+                self.versions.setdefault(f"{CONTACTS}.{email}", since)
+
     def _newer(self, key: str, at: datetime) -> bool:
         known = self.versions.get(key)
         return known is None or at >= known
@@ -85,9 +98,13 @@ class AccountState:
             self.claimed.update(self._apply_set(DOMAINS, present, domains, at, full=full))
             self.domains = set(present)
             self.claimed &= self.domains
-        if full and self._newer(CONTACTS, at):
-            self.contacts = list(data.contacts)
-            self.versions[CONTACTS] = at
+        if full or data.contacts:
+            if self.contacts is None:
+                raise ValueError(f"the contacts of {self.account_id} were not loaded")
+            before = dict(self.contacts)
+            given_contacts = {contact.email: contact for contact in data.contacts}
+            self._apply_set(CONTACTS, self.contacts, given_contacts, at, full=full)
+            self.contacts_changed |= self.contacts != before
 
     def _apply_set(
         self, part: str, held: dict[str, Any], given: Mapping[str, Any], at: datetime, *, full: bool

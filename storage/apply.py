@@ -41,6 +41,7 @@ from storage.mrr import MrrBefore, VersionPoint, derive_movements, subscription_
 from storage.revisions import SURVEYS, USAGE
 from storage.schemas import (
     AccountUpserted,
+    ContactData,
     CostRecorded,
     FxRateData,
     InvoicePaid,
@@ -215,7 +216,11 @@ _DELETE_SPANS = delete(_COVERAGE).where(
         bindparam("keys", expanding=True)
     )
 )
-_DELETE_CONTACTS = delete(table_of(Contact)).where(table_of(Contact).c.account_id.in_(_ACCOUNTS))
+_CONTACT = table_of(Contact).c
+_CONTACTS_OF = select(_CONTACT.account_id, _CONTACT.email, _CONTACT.name, _CONTACT.phone).where(
+    _CONTACT.account_id.in_(_ACCOUNTS)
+)
+_DELETE_CONTACTS = delete(table_of(Contact)).where(_CONTACT.account_id.in_(_ACCOUNTS))
 _DOMAIN = table_of(AccountDomain).c
 _DELETE_CLAIMS = delete(table_of(AccountDomain)).where(
     tuple_(_DOMAIN.account_id, _DOMAIN.domain).in_(bindparam("pairs", expanding=True))
@@ -437,26 +442,33 @@ class Applier:
             for row in self._run(_ACCOUNTS_OF, accounts=list(part)).mappings():
                 states[row["account_id"]] = AccountState.stored(dict(row))
         had = {account_id: set(state.domains) for account_id, state in states.items()}
+        self._load_contacts(
+            {
+                account_id: states[account_id]
+                for account_id, applied in events.items()
+                if any(not data.merge or data.contacts for _, data in applied)
+            }
+        )
         for account_id, applied in events.items():
             for occurred_at, data in applied:
                 states[account_id].apply(data, occurred_at)
         upsert_newer(
             self.session, Account, [state.row() for state in states.values()], key=("account_id",)
         )
-        replaced = sorted(a for a, state in states.items() if state.contacts is not None)
+        replaced = sorted(a for a, state in states.items() if state.contacts_changed)
         for part in chunks(replaced):
             self._run(_DELETE_CONTACTS, accounts=list(part))
-        contacts = {
-            (account_id, contact.email): {
+        contacts = [
+            {
                 "account_id": account_id,
                 "email": contact.email,
                 "name": contact.name,
                 "phone": contact.phone,
             }
             for account_id in replaced
-            for contact in states[account_id].contacts or ()
-        }
-        insert_ignoring_conflicts(self.session, Contact, list(contacts.values()))
+            for contact in (states[account_id].contacts or {}).values()
+        ]
+        insert_ignoring_conflicts(self.session, Contact, contacts)
         # A domain belongs to the account that claimed it last, by event time, whatever order
         # the claims arrive in; an account's claims of domains it no longer has are withdrawn.
         dropped = sorted(
@@ -478,6 +490,17 @@ class Applier:
             key=("domain",),
             version="updated_at",
         )
+
+    def _load_contacts(self, states: dict[str, AccountState]) -> None:
+        """Give these accounts their stored contacts, which their events change."""
+        stored: dict[str, list[ContactData]] = defaultdict(list)
+        for part in chunks(sorted(states)):
+            for account_id, email, name, phone in self._run(_CONTACTS_OF, accounts=list(part)):
+                stored[account_id].append(
+                    ContactData.model_construct(email=email, name=name, phone=phone)
+                )
+        for account_id, state in states.items():
+            state.load_contacts(stored[account_id])
 
     def _subscriptions(self, items: list[Applicable]) -> None:
         versions = []

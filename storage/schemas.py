@@ -29,6 +29,7 @@ from storage.types import CENT, storable
 
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12 in any currency: beyond any real subscription
 MAX_NAME = 255  # characters of a person's name
+MAX_PHONE = 64  # characters of a contact's phone number
 MAX_EMAIL = 320  # characters of an email address (RFC 5321's limit)
 MAX_COMMENT = 10_000  # characters of a survey comment
 MAX_TYPE = 64  # characters of an event type (the event log's type column)
@@ -121,7 +122,7 @@ class _Data(BaseModel):
 class ContactData(_Data):
     email: Email
     name: Name | None = None
-    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=MAX_PHONE)] | None = None
 
 
 class AccountUpserted(_Data):
@@ -135,14 +136,8 @@ class AccountUpserted(_Data):
     contacts: Annotated[list[ContactData], Field(max_length=1000)] = []
     attributes: Annotated[dict[str, Any], Field(max_length=100)] = {}
     # false: the whole account (fields not given are cleared, contacts replaced); true: only
-    # the fields given change, attributes and domains are added (storage.account_state)
+    # the fields given change, attributes, domains and contacts are added (storage.account_state)
     merge: bool = False
-
-    @model_validator(mode="after")
-    def _merge_without_contacts(self) -> AccountUpserted:
-        if self.merge and self.contacts:
-            raise ValueError("contacts: a merge cannot carry contacts (send the account in full)")
-        return self
 
 
 class SubscriptionUpdated(_Data):

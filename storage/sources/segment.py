@@ -18,8 +18,13 @@ What kpibot does with each call:
   `segment`, `owner_email`, `currency`, `website` (its host is added to the account's domains);
   other scalar traits are added to `attributes`. A merge sets only what the call gives: the
   owner, contacts and other fields another source set are kept (storage/account_state.py).
-- `identify` (and `alias`) → ignored: mapping it to `account.upserted` would replace the
-  account's contacts with one person, so contacts must come from the native endpoint or a CRM.
+- `identify` → `account.upserted` with `merge: true` adding one contact to the user's account
+  (found as for `track`, with the call's own `traits` first: `traits.account_id`,
+  `traits.company.id`): its email is `traits.email`, its name `traits.name` (or `first_name`
+  and `last_name`, or `firstName` and `lastName`), its phone `traits.phone`. A merge adds the
+  person (or updates them, by email) and keeps every other contact. An identify call without an
+  email (or with a placeholder that is no email address) or without an account is ignored; a
+  name or phone longer than kpibot keeps is shortened. `alias` → ignored.
 - any other call (`delete`, a user's data deletion request, has no `messageId`: logged under a
   digest of its body) → ignored.
 
@@ -39,8 +44,16 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from storage.schemas import MAX_NAME, MAX_PHONE
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
-from storage.sources.fields import body_id, instant, native_event, text
+from storage.sources.fields import (
+    body_id,
+    clipped,
+    instant,
+    native_event,
+    optional_email,
+    text,
+)
 
 SIGNATURE_HEADER = "x-signature"
 MAX_ATTRIBUTES = 100
@@ -49,7 +62,8 @@ ACCOUNT_TRAITS = ("name", "plan", "segment", "owner_email", "currency", "website
 
 
 class SegmentSource:
-    """Segment's Webhooks destination: activity → usage, groups → accounts."""
+    """Segment's Webhooks destination: activity → usage, groups → accounts, identified users
+    → contacts."""
 
     name = "segment"
     secret_setting = "SEGMENT_WEBHOOK_SECRET"  # noqa: S105  (the variable's name, not a secret)
@@ -87,7 +101,7 @@ def _message(payload: dict[str, Any], delivery: Delivery) -> dict[str, Any] | st
     call = call.strip().lower()
     message_id = text(payload.get("messageId"))
     at = instant(payload.get("timestamp")) or instant(payload.get("receivedAt"))
-    if call not in ACTIVITY and call != "group":
+    if call not in ACTIVITY and call not in ("group", "identify"):
         # Ignored, whatever else it carries: Segment's `delete` notification (a user's data
         # deletion request) has no messageId, so it is logged under a digest of its body.
         event_id = message_id or body_id(delivery.body)
@@ -98,6 +112,8 @@ def _message(payload: dict[str, Any], delivery: Delivery) -> dict[str, Any] | st
         return "timestamp: missing or not an ISO 8601 time from 1970 to 2999"
     if call in ACTIVITY:
         return _usage(payload, call, message_id, at, delivery.options)
+    if call == "identify":
+        return _identify(payload, message_id, at)
     return _group(payload, message_id, at)
 
 
@@ -121,17 +137,39 @@ def _usage(
     return native_event(message_id, "usage.recorded", at, data)
 
 
-def _account_id(payload: dict[str, Any]) -> str | None:
-    """Return the call's account: context.groupId, then the documented fallbacks."""
+def _account_id(payload: dict[str, Any], *, own_traits: bool = False) -> str | None:
+    """Return the call's account: context.groupId, then the documented fallbacks (with
+    `own_traits`, an identify call's, its own traits before the context's)."""
     context = _object(payload.get("context"))
     traits = _object(context.get("traits"))
+    own = _object(payload.get("traits")) if own_traits else {}
     candidates = (
         context.get("groupId"),
         _object(payload.get("properties")).get("account_id"),
+        own.get("account_id"),
+        _object(own.get("company")).get("id"),
         traits.get("account_id"),
         _object(traits.get("company")).get("id"),
     )
     return next((found for found in map(text, candidates) if found is not None), None)
+
+
+def _identify(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, Any]:
+    """One person as a contact of their account (a merge: the account's others stay)."""
+    traits = _object(payload.get("traits"))
+    email = optional_email(traits.get("email"))  # a placeholder is no contact
+    account_id = _account_id(payload, own_traits=True)
+    if email is None or account_id is None:
+        return native_event(message_id, "segment.identify", at, {})
+    contact: dict[str, Any] = {"email": email}
+    parts = (traits.get(k) for k in ("first_name", "last_name", "firstName", "lastName"))
+    name = text(traits.get("name")) or " ".join(p for p in map(text, parts) if p) or None
+    if name is not None:
+        contact["name"] = clipped(name, MAX_NAME)
+    if (phone := clipped(traits.get("phone"), MAX_PHONE)) is not None:
+        contact["phone"] = phone
+    data = {"account_id": account_id, "merge": True, "contacts": [contact]}
+    return native_event(message_id, "account.upserted", at, data)
 
 
 def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, Any] | str:

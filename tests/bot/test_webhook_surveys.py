@@ -303,6 +303,35 @@ def test_a_segment_group_call_upserts_the_account(server: Any) -> None:
         assert account is not None and (account.name, account.plan) == ("Initech", "enterprise")
 
 
+def test_a_segment_identify_call_makes_a_contact_that_survey_answers_are_attributed_by(
+    server: Any,
+) -> None:
+    crm = make_account("acc-3", "2026-11-01", contacts=[{"email": "bill@initech.example"}])
+    ingest(server.factory, [crm])
+    call = {
+        "type": "identify",
+        "messageId": "i-1",
+        "userId": "user-1",
+        "traits": {"email": "peter@initech.example", "name": "Peter Gibbons"},
+        "context": {"groupId": "acc-3"},
+        "timestamp": "2026-11-22T09:00:00Z",
+    }
+    assert post(server, "segment", call).json()["queued"] == 1
+    with session_scope(server.factory) as session:
+        contacts = session.execute(
+            select(Contact.email, Contact.name).where(Contact.account_id == "acc-3")
+        ).all()
+    assert sorted(contacts) == [
+        ("bill@initech.example", None),  # the CRM's stay
+        ("peter@initech.example", "Peter Gibbons"),
+    ]
+    person = {"id": "77", "email": "peter@initech.example", "name": "Peter"}
+    answer = delighted_response(2, None, 1763891400, person=person, person_properties={})
+    assert post(server, "delighted", answer).status_code == 200
+    stored = response(server, "delighted-5435")
+    assert (stored.account_id, stored.attribution) == ("acc-3", "contact")
+
+
 def test_a_segment_group_call_keeps_what_it_does_not_carry(server: Any) -> None:
     # Segment keeps a trait a group call does not send: the owner and the contacts the CRM
     # gave the account stay, so its detractors still reach its CSM.

@@ -36,7 +36,9 @@ def _stored(session_factory) -> tuple[Any, ...]:
             (a.account_id, a.name, a.owner_email, a.plan, a.segment, a.domains, a.attributes)
             for a in session.scalars(select(Account).order_by(Account.account_id))
         ]
-        contacts = sorted(session.execute(select(Contact.account_id, Contact.email)).all())
+        contacts = sorted(
+            session.execute(select(Contact.account_id, Contact.email, Contact.name)).all()
+        )
         domains = sorted(
             session.execute(select(AccountDomain.domain, AccountDomain.account_id)).all()
         )
@@ -66,7 +68,7 @@ def test_a_merge_keeps_what_it_does_not_give(session_factory):
     assert accounts == [
         ("acc-1", "Initech", "csm@ourco.example", "scale", None, [], {"seats": 40, "tier": "gold"})
     ]
-    assert contacts == [("acc-1", "peter@initech.example")]
+    assert contacts == [("acc-1", "peter@initech.example", None)]
 
 
 def test_a_late_older_full_event_fills_in_around_a_newer_merge(session_factory):
@@ -99,11 +101,47 @@ def test_a_row_written_before_the_times_were_kept_dates_from_its_latest_event(se
     assert (name, plan, segment) == ("Initech", "a", "smb")
 
 
-def test_a_merge_cannot_carry_contacts(session_factory):
-    merge = _account_event(1, "acc-1", 0, True, contacts=[{"email": "x@y.io"}])
-    report = ingest(session_factory, [merge])
-    assert report.rejected == 1
-    assert "a merge cannot carry contacts" in report.rejections[0].reason
+def test_a_merge_adds_its_contacts_and_updates_known_ones_by_email(session_factory):
+    """Segment's identify calls: one person each, added to the account's contacts."""
+    full = _account_event(
+        1,
+        "acc-1",
+        0,
+        False,
+        contacts=[{"email": "peter@initech.example"}, {"email": "bill@initech.example"}],
+    )
+    merges = [
+        _account_event(2, "acc-1", 3, True, contacts=[{"email": "Milton@Initech.example"}]),
+        _account_event(
+            3, "acc-1", 4, True, contacts=[{"email": "peter@initech.example", "name": "Peter"}]
+        ),
+    ]
+    ingest(session_factory, [full])
+    ingest(session_factory, merges)
+    assert _stored(session_factory)[1] == [
+        ("acc-1", "bill@initech.example", None),
+        ("acc-1", "milton@initech.example", None),
+        ("acc-1", "peter@initech.example", "Peter"),
+    ]
+    # A newer full event replaces them all; a merge older than it, arriving late, changes nothing.
+    ingest(session_factory, [_account_event(4, "acc-1", 9, False, contacts=[])])
+    ingest(session_factory, [_account_event(5, "acc-1", 6, True, contacts=[{"email": "x@y.io"}])])
+    assert _stored(session_factory)[1] == []
+
+
+def test_contacts_stored_before_their_times_were_kept_date_from_the_last_full_event(
+    session_factory,
+):
+    full = _account_event(1, "acc-1", 5, False, contacts=[{"email": "peter@initech.example"}])
+    ingest(session_factory, [full])
+    with session_scope(session_factory) as session:  # as a row written before this change
+        account = session.get(Account, "acc-1")
+        assert account is not None
+        account.versions = {k: v for k, v in account.versions.items() if "@" not in k}
+    ingest(session_factory, [_account_event(2, "acc-1", 7, True, contacts=[{"email": "m@i.io"}])])
+    ingest(session_factory, [_account_event(3, "acc-1", 6, False, contacts=[{"email": "b@i.io"}])])
+    # The full event of 6 h removed Peter (set at 5 h) but not the merged contact of 7 h.
+    assert _stored(session_factory)[1] == [("acc-1", "b@i.io", None), ("acc-1", "m@i.io", None)]
 
 
 _events = st.lists(
@@ -144,10 +182,8 @@ def test_any_arrival_order_and_batching_gives_what_time_order_gives(
     built = []
     for n, (account, merge, data) in enumerate(events):
         fields = dict(data)
-        if merge:
-            fields.pop("contacts", None)
-        if "contacts" in fields:
-            fields["contacts"] = [{"email": email} for email in fields["contacts"]]
+        if "contacts" in fields:  # a merge adds its contacts; the name tells which event won
+            fields["contacts"] = [{"email": email, "name": f"n{n}"} for email in fields["contacts"]]
         if "domains" in fields:
             fields["domains"] = [f"{account}-{domain}" for domain in fields["domains"]]
         built.append(_account_event(n, account, n, merge, **fields))  # distinct, increasing

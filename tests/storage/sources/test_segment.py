@@ -1,4 +1,5 @@
-"""Segment: `X-Signature` (HMAC-SHA1), activity calls → usage, group calls → accounts."""
+"""Segment: `X-Signature` (HMAC-SHA1), activity calls → usage, group calls → accounts,
+identify calls → contacts."""
 
 from __future__ import annotations
 
@@ -194,11 +195,76 @@ def test_non_scalar_traits_are_left_out_of_the_attributes() -> None:
     assert "address" not in data["attributes"] and "owner_email" not in data
 
 
-@pytest.mark.parametrize("call", ["identify", "alias"])
-def test_identify_and_alias_are_ignored(call: str) -> None:
-    body = track(type=call, traits={"email": "peter@initech.example", "account_id": "acc-3"})
+def identify(**traits: Any) -> dict[str, Any]:
+    """An identify call, as in Segment's spec (traits of the user)."""
+    return {
+        "type": "identify",
+        "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093dc",
+        "userId": "97980cfea0067",
+        "traits": {
+            "email": "Peter@Initech.example",
+            "first_name": "Peter",
+            "last_name": "Gibbons",
+            "phone": "+1 555 0100",
+            "company": {"id": "acc-3", "name": "Initech"},
+            **traits,
+        },
+        "timestamp": "2026-11-22T09:00:00Z",
+    }
+
+
+def test_an_identify_call_adds_the_person_to_the_contacts_of_their_account() -> None:
+    [event] = mapped(identify())
+    assert event.native["type"] == "account.upserted"
+    assert event.native["data"] == {
+        "account_id": "acc-3",
+        "merge": True,
+        "contacts": [
+            {"email": "peter@initech.example", "name": "Peter Gibbons", "phone": "+1 555 0100"}
+        ],
+    }
+    parsed = parse_event(event.native)
+    assert isinstance(parsed.data, AccountUpserted)
+    assert parsed.data.model_fields_set == {"account_id", "merge", "contacts"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "account"),
+    [
+        ({"account_id": "acc-own"}, "acc-own"),
+        ({"context": {"groupId": "acc-g"}}, "acc-g"),  # the call's context comes first
+    ],
+)
+def test_an_identify_call_finds_its_account_like_a_track_call(
+    changes: dict[str, Any], account: str
+) -> None:
+    call = identify(**{k: v for k, v in changes.items() if k != "context"})
+    call.update({k: v for k, v in changes.items() if k == "context"})
+    [event] = mapped(call)
+    assert event.native["data"]["account_id"] == account
+
+
+def test_an_identify_call_shortens_what_kpibot_does_not_keep_whole() -> None:
+    [event] = mapped(identify(name="P" * 300, phone="5" * 80))
+    [contact] = event.native["data"]["contacts"]
+    assert (len(contact["name"]), len(contact["phone"])) == (255, 64)
+    assert parse_event(event.native).data is not None
+
+
+@pytest.mark.parametrize(
+    "traits",
+    [{"email": None}, {"email": "n/a"}, {"company": None}],  # no email, a placeholder, no account
+)
+def test_an_identify_call_without_email_or_account_is_ignored(traits: dict[str, Any]) -> None:
+    [event] = mapped(identify(**traits))
+    assert event.native["type"] == "segment.identify"
+    assert parse_event(event.native).data is None
+
+
+def test_alias_is_ignored() -> None:
+    body = track(type="alias", previousId="anon-1")
     [event] = mapped(body)
-    assert event.native["type"] == f"segment.{call}"
+    assert event.native["type"] == "segment.alias"
     assert parse_event(event.native).data is None
 
 
