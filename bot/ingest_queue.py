@@ -29,6 +29,13 @@ What stays true per delivery:
 - when the grouped transaction fails as a whole (a database error, an unexpected exception),
   every delivery of the group is stored again alone, in its own transaction, so each gets the
   outcome it would have had alone (a transient error retried, `DatabaseBusy` when it persists).
+  A lock that stays taken (SQLite's write lock during `kpibot rebuild`, say) is the same for every
+  delivery: the group is then tried again as a whole, and every delivery of it is answered
+  `DatabaseBusy` (503) when it persists. Each try waits at most `LOCK_WAIT_SECONDS` for a lock
+  (the store's factory: `storage.db.waiting_at_most`), so a delivery is answered within about
+  10 s, before its sender gives up (providers wait 10 to 30 s). On PostgreSQL, a large group that
+  cannot get its accounts' locks in time is queued instead, as during a rebuild: the apply worker
+  applies it once they are free.
 
 Groups never mix sources, and one source has one group in flight at a time (SQLite has one writer
 anyway; on PostgreSQL a group's size is what saves the commits).
@@ -63,6 +70,7 @@ from storage.ingest import (
 )
 
 STORE_ATTEMPTS = 3
+LOCK_WAIT_SECONDS = 3.0  # the longest one try waits for a lock (see the module's docstring)
 # From this many events a group is applied in its own transaction: a batch costs about as much as
 # 30 events on its own, so waiting for more gains little there.
 APPLY_INLINE_FROM = 50
@@ -137,6 +145,7 @@ class IngestQueue:
         self.limits = limits or GroupLimits()
         self.observe = observe
         self._sources: dict[str, _SourceQueue] = {}
+        self._postgresql = factory.kw["bind"].dialect.name == "postgresql"
 
     async def ingest(
         self, source: str, items: Sequence[RawEvent | Malformed | Prepared], received_at: datetime
@@ -238,8 +247,14 @@ class IngestQueue:
             items = [item for delivery in group for item in delivery.items]
             received_at = min(delivery.received_at for delivery in group)
             try:
-                report = await run_in_threadpool(self._commit, source, items, received_at)
-            except Exception as error:  # any failure: each delivery gets its outcome alone
+                report = await self._commit_retried(source, items, received_at)
+            except DatabaseBusy as busy:  # a lock that stays taken: the same for each delivery
+                for delivery in group:
+                    if not delivery.answer.done():
+                        delivery.answer.set_exception(busy)
+                self._observe(source, len(group), fell_back=False)
+                return
+            except Exception as error:  # any other failure: each delivery gets its outcome alone
                 log.warning(
                     "webhook %s: a group of %d deliveries failed (%s); storing each alone",
                     source,
@@ -263,11 +278,16 @@ class IngestQueue:
         self._observe(source, len(group), fell_back=len(group) > 1)
 
     async def _store_alone(self, source: str, delivery: _Delivery) -> IngestReport:
+        return await self._commit_retried(source, delivery.items, delivery.received_at)
+
+    async def _commit_retried(
+        self, source: str, items: list[Any], received_at: datetime
+    ) -> IngestReport:
+        """Store `items` in one transaction, tried again on a transient error (a lock not got
+        in time, a deadlock); `DatabaseBusy` once every attempt met one."""
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                return await run_in_threadpool(
-                    self._commit, source, delivery.items, delivery.received_at
-                )
+                return await run_in_threadpool(self._commit, source, items, received_at)
             except DBAPIError as error:
                 if not transient(error):
                     raise
@@ -278,15 +298,24 @@ class IngestQueue:
         try:
             return self._commit_once(source, items, received_at)
         except Exception as error:
-            if len(items) < APPLY_INLINE_FROM or not fault_of_the_events(error):
+            if len(items) < APPLY_INLINE_FROM:
                 raise
-            # Applying failed because of an event (a value the database cannot hold, a bug it
-            # triggers): the group is queued instead, and the apply worker, which applies a
-            # failing batch again event by event, rejects only the event at fault.
+            if fault_of_the_events(error):
+                # Applying failed because of an event (a value the database cannot hold, a bug
+                # it triggers): the apply worker, which applies a failing batch again event by
+                # event, rejects only the event at fault.
+                why = "applying it failed"
+            elif self._postgresql and isinstance(error, DBAPIError) and transient(error):
+                # Its accounts' locks were not free in time (a long import holds them, say), or
+                # a deadlock: logging it as queued takes none, and the worker applies it later.
+                why = "its accounts were not free in time"
+            else:
+                raise
             log.warning(
-                "webhook %s: applying a group of %d events failed (%s); queueing it instead",
+                "webhook %s: a group of %d events is queued instead: %s (%s)",
                 source,
                 len(items),
+                why,
                 type(error).__name__,
             )
             return self._commit_once(source, items, received_at, defer=True)

@@ -39,7 +39,7 @@ from starlette.types import Receive, Scope, Send
 
 from bot.apply_worker import ApplyWorker
 from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
-from bot.ingest_queue import DatabaseBusy, IngestQueue
+from bot.ingest_queue import LOCK_WAIT_SECONDS, DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
 from storage.db import (
@@ -49,6 +49,7 @@ from storage.db import (
     make_session_factory,
     ping,
     read_only,
+    waiting_at_most,
 )
 from storage.deferred import AppliedBatch
 from storage.ingest import OUTCOMES, IngestReport, prepare
@@ -166,7 +167,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     )
     metrics.backlog.set_function(lambda: applier.backlog)
     queue = IngestQueue(
-        factory,
+        make_session_factory(waiting_at_most(engine, LOCK_WAIT_SECONDS)),
         settings.ingest_config,
         applier,
         limits=settings.group_limits,

@@ -939,7 +939,7 @@ class Applier:
         if self.dialect != "postgresql" or self.alone:
             return
         hold_off_rebuild(self.session)
-        self._hold({_lock_key(a) for a in account_ids})
+        self._hold({account_lock_key(a) for a in account_ids})
 
     def lock_responses(self, response_ids: Iterable[str]) -> None:
         """On PostgreSQL, hold these survey responses until commit, before reading whom they
@@ -1044,7 +1044,7 @@ ACCOUNT_LOCKS = 4_096
 RESPONSE_LOCKS = 1_024
 
 
-def _lock_key(account_id: str) -> int:
+def account_lock_key(account_id: str) -> int:
     """The advisory lock key of an account: one of `ACCOUNT_LOCKS`."""
     bucket = _advisory_key(f"kpibot.account:{account_id}") % ACCOUNT_LOCKS
     return _advisory_key(f"kpibot.accounts:{bucket}")

@@ -23,6 +23,7 @@ from storage.types import storable
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 log = logging.getLogger("kpibot.db")
 READ_ONLY_OPTION = "kpibot_read_only"
+LOCK_WAIT_OPTION = "kpibot_lock_wait_ms"  # see `waiting_at_most`
 
 
 def normalise_url(url: str) -> str:
@@ -76,7 +77,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     if "connect_timeout" not in parsed.query:
         kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "begin", _begin_postgresql)
+    return engine
 
 
 CONNECT_TIMEOUT_S = 10  # a PostgreSQL server that does not answer fails health checks this soon
@@ -142,10 +145,34 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin(connection: Any) -> None:
     # Readers never block writers in WAL mode; a writer takes the write lock up front.
-    if connection.get_execution_options().get(READ_ONLY_OPTION):
+    options = connection.get_execution_options()
+    if options.get(READ_ONLY_OPTION):
         connection.exec_driver_sql("BEGIN")
-    else:
+        return
+    wait = options.get(LOCK_WAIT_OPTION)
+    if wait is None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    # Once the lock is held nothing else waits for it: the connection's own timeout comes back.
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(wait)}")
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _begin_postgresql(connection: Any) -> None:
+    wait = connection.get_execution_options().get(LOCK_WAIT_OPTION)
+    if wait is not None:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait)}")
+
+
+def waiting_at_most(engine: Engine, seconds: float) -> Engine:
+    """Return a view of `engine` whose transactions wait at most `seconds` for a lock (SQLite's
+    write lock at BEGIN, PostgreSQL's row and advisory locks), then fail with an error that
+    `transient` recognises, instead of the connection's default (30 s on SQLite, no limit on
+    PostgreSQL): a webhook sender gives up after 10 to 30 s, and should hear 503 before."""
+    return engine.execution_options(**{LOCK_WAIT_OPTION: round(seconds * 1000)})
 
 
 class WalCheckpointer:

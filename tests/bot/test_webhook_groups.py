@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
-from storage.apply import IngestConfig
+from bot import web
+from storage.apply import IngestConfig, account_lock_key
 from storage.db import session_scope
 from storage.tables import EventLog, Invoice
 from tests.builders import PausedRebuild, make_account, make_fx, make_invoice
@@ -306,3 +308,42 @@ def test_a_large_delivery_with_an_amount_the_store_cannot_hold_loses_only_that_e
             select(EventLog.status, EventLog.reason).where(EventLog.event_id == huge["id"])
         ).one()
     assert status == "rejected" and reason.startswith("could not be applied")
+
+
+def test_a_lock_that_stays_taken_is_answered_before_the_sender_gives_up(web_server, monkeypatch):
+    """Providers wait 10 to 30 s for an answer. SQLite: another writer holds the store's one
+    write lock (a rebuild, say); each delivery of a group must not wait 30 s per try, nor be
+    tried again alone: every one is answered 503 within the bounded tries, and nothing is
+    stored. PostgreSQL: another transaction holds the accounts of a large group; the group is
+    queued instead of waiting, and applied once the accounts are free."""
+    monkeypatch.setattr(web, "LOCK_WAIT_SECONDS", 0.3)
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET)
+    if server.engine.dialect.name == "sqlite":
+        holder = sqlite3.connect(server.engine.url.database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            singles = [make_invoice("2026-01-02", invoice_id=f"inv-{n}") for n in range(3)]
+            responses = _post_together(server, singles)
+            waited = time.monotonic() - started
+        finally:
+            holder.rollback()
+            holder.close()
+        assert [r.status_code for r in responses] == [503] * 3
+        assert {r.headers["retry-after"] for r in responses} == {"1"}
+        assert waited < 5  # 3 tries of 0.3 s, where each delivery alone would wait 3 × 30 s
+        assert _stored(server) == (0, set())
+        [again] = _post_together(server, singles[:1])
+        assert again.status_code == 200
+        return
+    batch = {"events": [make_invoice("2026-01-02", invoice_id=f"inv-{n}") for n in range(60)]}
+    with server.engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": account_lock_key("acc-1")})
+        started = time.monotonic()
+        [response] = _post_together(server, [batch])
+        waited = time.monotonic() - started
+        assert response.status_code == 200 and _counts(response) == (60, 0, 0, 0)
+        assert waited < 5
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": account_lock_key("acc-1")})
+        holder.commit()
+    assert _stored(server) == (60, {f"inv-{n}" for n in range(60)})

@@ -9,13 +9,16 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from storage.db import (
     background_checkpoints,
     fault_of_the_events,
     make_engine,
+    read_only,
     refresh_statistics,
+    transient,
+    waiting_at_most,
 )
 from tests.builders import ingest, make_account
 
@@ -110,3 +113,31 @@ def test_a_database_failure_is_not_blamed_on_the_events(error, theirs):
     # Statements on the drivers' own cursors (COPY) raise the drivers' errors: a lost connection
     # must leave the events queued for a retry, not reject them.
     assert fault_of_the_events(error) is theirs
+
+
+def test_a_waiting_view_gives_up_on_a_taken_lock_in_its_own_time(engine):
+    """`waiting_at_most` bounds a transaction's wait for a lock (webhooks must answer before
+    their senders give up); the error is one `transient` knows, and the pooled connection keeps
+    the default wait for everyone else (the apply worker, the command line)."""
+    quick = waiting_at_most(engine, 0.2)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as holder:
+        if sqlite:
+            holder.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+            holder.commit()
+            holder.exec_driver_sql("INSERT INTO t VALUES (1)")  # holds the write lock
+        else:
+            holder.exec_driver_sql("SELECT pg_advisory_xact_lock(42)")
+        started = time.monotonic()
+        with pytest.raises(DBAPIError) as refused, quick.begin() as waiting:
+            waiting.exec_driver_sql("SELECT 1" if sqlite else "SELECT pg_advisory_xact_lock(42)")
+        assert time.monotonic() - started < 5
+        assert transient(refused.value)
+        holder.rollback()
+    reader = read_only(engine)  # (two writers' BEGIN IMMEDIATE would wait for each other)
+    with reader.connect() as first, reader.connect() as second:  # the pool's two connections
+        for connection in (first, second):
+            if sqlite:
+                assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+            else:
+                assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
