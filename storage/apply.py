@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -316,6 +317,10 @@ class Applier:
     # Accounts a written survey response belongs to, or belonged to before (an update may move it)
     responses_changed: set[str] = field(default_factory=set)
     _derive_from: dict[str, date] = field(default_factory=dict)  # account → first day to derive
+    # Accounts whose currency this batch changed, and whether it added FX rates: the renewals
+    # that follow their account's currency are resolved again (`_follow_account_currencies`).
+    _currency_changed: set[str] = field(default_factory=set)
+    _rates_added: bool = False
     _locked: set[int] = field(default_factory=set)
 
     @cached_property
@@ -356,6 +361,7 @@ class Applier:
         self._responses(by_type.pop("survey.responded", []))
         self._usage(by_type.pop("usage.recorded", []))
         self._renewals(by_type.pop("renewal.updated", []))
+        self._follow_account_currencies()
         self._costs(by_type.pop("cost.recorded", []))
         if by_type:
             raise AssertionError(f"no applier for {sorted(by_type)}")
@@ -396,6 +402,7 @@ class Applier:
         )
         for rate in (rates[tuple(key)][0] for key in won):  # a correction older than the stored
             if self.fx.add(rate.base, rate.quote, rate.on, rate.rate):  # rate changes nothing
+                self._rates_added = True
                 reporting = self.config.reporting_currency
                 self._reconvert_from(rate.quote if rate.base == reporting else rate.base, rate.on)
 
@@ -449,9 +456,13 @@ class Applier:
                 if any(not data.merge or data.contacts for _, data in applied)
             }
         )
+        currencies = {account_id: states[account_id].fields.get("currency") for account_id in ids}
         for account_id, applied in events.items():
             for occurred_at, data in applied:
                 states[account_id].apply(data, occurred_at)
+        self._currency_changed.update(
+            a for a in ids if states[a].fields.get("currency") != currencies[a]
+        )
         upsert_newer(
             self.session, Account, [state.row() for state in states.values()], key=("account_id",)
         )
@@ -810,6 +821,7 @@ class Applier:
                     "due_on": data.due_on,
                     "amount": data.amount,
                     "currency": currency,
+                    "currency_given": data.currency is not None,
                     "amount_reporting": self.fx.convert(data.amount, currency, data.due_on),
                     "outcome": data.outcome,
                     "renewed_amount": renewed,
@@ -821,6 +833,51 @@ class Applier:
             )
         rows = newest_by_key(rows, key=("contract_id",), version="updated_at")
         upsert_newer(self.session, Renewal, rows, key=("contract_id",), version="updated_at")
+
+    def _follow_account_currencies(self) -> None:
+        """Give each renewal whose event named no currency its account's currency as it is now
+        (else the reporting currency), converted again: after this batch changed the currency
+        of its account, or added FX rates (which a currency lacked for it before).
+
+        Whatever order the account's and the renewal's events arrive in, the renewal ends in the
+        account's currency. One that the new currency cannot convert on its due day (no rate)
+        keeps its currency until a rate for it arrives, and follows then.
+        """
+        if not self._currency_changed and not self._rates_added:
+            return
+        query = select(
+            col(Renewal.contract_id),
+            col(Renewal.due_on),
+            col(Renewal.amount),
+            col(Renewal.renewed_amount),
+            col(Renewal.currency),
+            col(Account.currency),
+        ).outerjoin(Account, col(Account.account_id) == col(Renewal.account_id))
+        query = query.where(col(Renewal.currency_given).is_(False))
+        parts: Iterable[Sequence[str] | None] = [None]
+        if not self._rates_added:  # only the accounts whose currency changed
+            parts = chunks(sorted(self._currency_changed))
+        changed = []
+        for part in parts:
+            found = query if part is None else query.where(col(Renewal.account_id).in_(part))
+            for contract_id, due_on, amount, renewed, stored, account in self.session.execute(
+                found
+            ):
+                currency = account or self.config.reporting_currency
+                if currency == stored or not self.fx.has_rate(currency, due_on):
+                    continue
+                changed.append(
+                    {
+                        "contract_id": contract_id,
+                        "currency": currency,
+                        "amount_reporting": self.fx.convert(amount, currency, due_on),
+                        "renewed_amount_reporting": None
+                        if renewed is None
+                        else self.fx.convert(renewed, currency, due_on),
+                    }
+                )
+        if changed:
+            self.session.execute(update(Renewal), changed)  # by primary key
 
     def _account_currencies(self, account_ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

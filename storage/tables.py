@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Table, Text, UniqueConstraint, text
+from sqlalchemy import true as sa_true
 from sqlmodel import Field, SQLModel
 
 from storage.types import DecimalText, Money, UTCDateTime
@@ -268,6 +269,9 @@ class Renewal(SQLModel, table=True):
     due_on: date
     amount: Decimal = Field(sa_type=Money)
     currency: str = Field(max_length=3)
+    # False: the event named none, and the renewal follows its account's currency (else the
+    # reporting currency), as it is now (`storage.apply`)
+    currency_given: bool = Field(default=True, sa_column_kwargs={"server_default": sa_true()})
     amount_reporting: Decimal = Field(sa_type=Money)
     outcome: str = Field(max_length=16)  # pending | renewed | churned
     renewed_amount: Decimal | None = Field(default=None, sa_type=Money)
