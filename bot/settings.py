@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
     )
+    stripe_api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY"))
+    stripe_api_url: str = Field("https://api.stripe.com", validation_alias=_env("STRIPE_API_URL"))
     delighted_api_key: SecretStr | None = Field(None, validation_alias=_env("DELIGHTED_API_KEY"))
     typeform_webhook_secret: SecretStr | None = Field(
         None, validation_alias=_env("TYPEFORM_WEBHOOK_SECRET")
@@ -106,6 +108,7 @@ class Settings(BaseSettings):
     @field_validator(
         "webhook_secret",
         "stripe_webhook_secret",
+        "stripe_api_key",
         "delighted_api_key",
         "typeform_webhook_secret",
         "zendesk_webhook_secret",

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,9 +42,11 @@ from bot.dispatcher import OutboxDispatcher, ledger_warmer, make_notifier
 from bot.ingest_queue import LOCK_WAIT_SECONDS, DatabaseBusy, IngestQueue
 from bot.settings import Settings
 from bot.slack_app import RECEIVED_AT, create_app, shutdown
+from bot.stripe_api import StripeApiUnavailable, StripeDiscounts
 from storage.db import (
     DatabaseFileGone,
     background_checkpoints,
+    dumps,
     fault_of_the_events,
     make_session_factory,
     ping,
@@ -173,6 +175,12 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         limits=settings.group_limits,
         observe=metrics.group,
     )
+    stripe_key = settings.stripe_api_key
+    stripe_api = (
+        StripeDiscounts(stripe_key.get_secret_value(), base_url=settings.stripe_api_url)
+        if stripe_key
+        else None
+    )
     slack = None
     signing = settings.slack_signing_secret
     # Checked before Bolt parses anything: an unsigned body never reaches a parser or the log.
@@ -184,7 +192,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         name = scope["path_params"]["source"]
         started = time.perf_counter()
         try:
-            answer = await _webhook(scope, receive, name, settings, queue, metrics)
+            answer = await _webhook(scope, receive, name, settings, queue, metrics, stripe_api)
         except Exception:  # a bug: the sender retries, and /metrics counts the 500
             log.exception("webhook %s: the delivery failed", name[:40])
             answer = _error(500, "internal error: nothing was stored; retry later")
@@ -331,6 +339,7 @@ async def _webhook(
     settings: Settings,
     queue: IngestQueue,
     metrics: WebMetrics,
+    stripe_api: StripeDiscounts | None = None,
 ) -> _Answer:
     secret = settings.source_secret(name)
     source = get_source(name) if secret else None
@@ -356,9 +365,22 @@ async def _webhook(
             raise WebhookRejected(400, "the body is not UTF-8 JSON") from None
         except (ValueError, RecursionError) as error:
             raise WebhookRejected(400, f"the body is not JSON: {error}") from None
+        if name == "stripe" and stripe_api is not None:
+            # Discounts given as ids, read from Stripe's API; logged as read (see bot.stripe_api)
+            expanded = await stripe_api.expand(payload)
+            if expanded is not None:
+                payload = expanded
+                delivery = replace(delivery, body=dumps(expanded).encode())
         events = source.events(payload, delivery)
     except WebhookRejected as rejected:
         return _error(rejected.status, rejected.reason)
+    except StripeApiUnavailable as unavailable:
+        log.warning("webhook %s: %s; nothing was stored", name, unavailable)
+        return _Answer(
+            503,
+            {"error": f"{unavailable}: nothing was stored; retry later"},
+            ((b"retry-after", b"60"),),
+        )
     # Parsed here, while the group before this one is being stored, not inside its transaction.
     items = prepare(e.item() for e in events)
     try:

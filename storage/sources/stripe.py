@@ -397,7 +397,8 @@ def _unit_amount(price: _At) -> Decimal:
 def _discounts(holder: _At, currency: str, now: int) -> list[_Discount]:
     """The recurring discounts in force at `now` among those expanded in the payload.
 
-    `discounts` holds ids unless expanded (Stripe's default in webhooks): ids are skipped. The
+    `discounts` holds ids unless expanded (Stripe's default in webhooks): ids are skipped (with
+    `STRIPE_API_KEY` set, `bot.stripe_api` writes them out before the mapping). The
     legacy `discount` object is used when present and not already among the expanded ones.
     """
     found = {entry.opt("id", str) or entry.path: entry for entry in holder.objects("discounts")}

@@ -13,9 +13,12 @@ from sqlalchemy import func, select
 
 from storage.db import session_scope
 from storage.tables import EventLog, Invoice, MrrMovement
+from tests.fake_stripe import FakeStripe
 from tests.storage.sources.test_stripe import (
     DAY,
     JAN_15,
+    coupon,
+    discount,
     invoice,
     item,
     price,
@@ -188,4 +191,85 @@ def test_without_a_secret_the_route_is_not_there(web_server):
     server = web_server()
     response = post(server, stripe_event("invoice.paid", invoice()))
     assert response.status_code == 404
+    assert count(server, EventLog) == 0
+
+
+SUBSCRIPTION_ID = "sub_1MowQVLkdIwHu7ixeRlqHVzs"
+
+
+def _clover_discount() -> dict:
+    """A Discount as Stripe's API gives it since 2025-09-30.clover: its coupon an id in `source`."""
+    found = discount(id="di_25", source={"coupon": "co_25", "type": "coupon"})
+    del found["coupon"]
+    return found
+
+
+def _discounted_by_id() -> dict:
+    """A $100 subscription whose 25 % coupon the webhook gives only as a Discount id."""
+    return stripe_event(
+        "customer.subscription.created",
+        subscription(item(price(10000), 1), discounts=["di_25"]),
+        event_id="evt_discounted",
+    )
+
+
+@pytest.fixture
+def stripe_api():
+    with FakeStripe() as fake:
+        fake.subscriptions[SUBSCRIPTION_ID] = subscription(
+            item(price(10000), 1), discounts=[_clover_discount()]
+        )
+        fake.coupons["co_25"] = coupon(id="co_25", percent_off=25, name="25% off")
+        yield fake
+
+
+def test_discounts_given_as_ids_are_read_from_stripes_api(web_server, stripe_api):
+    server = web_server(
+        stripe_webhook_secret=SECRET,
+        stripe_api_key=stripe_api.api_key,
+        stripe_api_url=stripe_api.base_url,
+    )
+    response = post(server, _discounted_by_id())
+    assert response.status_code == 200, response.text
+    assert movements(server) == [("cus_NffrFeUfNV2Hib", "new", Decimal("75"))]
+    assert stripe_api.requests == [f"/v1/subscriptions/{SUBSCRIPTION_ID}", "/v1/coupons/co_25"]
+    assert stripe_api.queries[0] == {"expand[]": ["discounts", "items.data.discounts"]}
+    with session_scope(server.factory) as session:  # logged as read: a replay needs no API
+        [body] = session.scalars(select(EventLog.body)).all()
+    [logged] = json.loads(body)["data"]["object"]["discounts"]
+    assert logged["source"]["coupon"]["percent_off"] == 25
+
+
+def test_without_an_api_key_discounts_given_as_ids_are_skipped(server):
+    assert post(server, _discounted_by_id()).status_code == 200
+    assert movements(server) == [("cus_NffrFeUfNV2Hib", "new", Decimal("100"))]
+
+
+def test_stripes_api_failing_answers_503_so_that_stripe_sends_the_event_again(
+    web_server, stripe_api
+):
+    server = web_server(
+        stripe_webhook_secret=SECRET,
+        stripe_api_key=stripe_api.api_key,
+        stripe_api_url=stripe_api.base_url,
+    )
+    stripe_api.failing = 503
+    refused = post(server, _discounted_by_id())
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "60"
+    assert count(server, EventLog) == 0
+    stripe_api.failing = None  # Stripe sends it again later
+    assert post(server, _discounted_by_id()).status_code == 200
+    assert movements(server) == [("cus_NffrFeUfNV2Hib", "new", Decimal("75"))]
+
+
+def test_a_key_stripe_refuses_is_503_and_nothing_is_stored(web_server, stripe_api):
+    server = web_server(
+        stripe_webhook_secret=SECRET,
+        stripe_api_key="rk_test_" + "NotTheRightKey000000000000",
+        stripe_api_url=stripe_api.base_url,
+    )
+    refused = post(server, _discounted_by_id())
+    assert refused.status_code == 503
+    assert "401" in refused.json()["error"]
     assert count(server, EventLog) == 0
