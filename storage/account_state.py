@@ -39,10 +39,11 @@ class AccountState:
     # "name", …, "attributes" / "domains" / "contacts" (the last full event),
     # "attributes.<key>", "domains.<domain>": the time of the event that set each
     versions: dict[str, datetime] = field(default_factory=dict)
-    # The account's contacts by email: None until `load_contacts` (the applier loads them for
-    # the accounts whose events touch contacts); `contacts_changed` once an event changed them.
+    # The account's contacts by email, as far as this batch knows them: all of them once
+    # `load_contacts` ran (the applier loads them where a full event replaces them), else only
+    # those its merges set (a merge needs no other: each contact's time is in `versions`).
     contacts: dict[str, ContactData] | None = None
-    contacts_changed: bool = False
+    _stored_contacts: dict[str, ContactData] | None = None  # as loaded (None: not loaded)
     updated_at: datetime | None = None  # the latest event applied
     claimed: set[str] = field(default_factory=set)  # domains an event of this batch set
 
@@ -70,8 +71,10 @@ class AccountState:
         return state
 
     def load_contacts(self, stored: list[ContactData]) -> None:
-        """Hold the account's stored contacts (before applying events that touch them)."""
+        """Hold the account's stored contacts (before applying a full event, which replaces
+        them)."""
         self.contacts = {contact.email: contact for contact in stored}
+        self._stored_contacts = dict(self.contacts)
         since = self.versions.get(CONTACTS, self.updated_at)
         for email in self.contacts:  # stored before each contact's time was kept
             if since is not None:
@@ -99,12 +102,21 @@ class AccountState:
             self.domains = set(present)
             self.claimed &= self.domains
         if full or data.contacts:
-            if self.contacts is None:
+            if full and self._stored_contacts is None:
                 raise ValueError(f"the contacts of {self.account_id} were not loaded")
-            before = dict(self.contacts)
+            if self.contacts is None:
+                self.contacts = {}
             given_contacts = {contact.email: contact for contact in data.contacts}
             self._apply_set(CONTACTS, self.contacts, given_contacts, at, full=full)
-            self.contacts_changed |= self.contacts != before
+
+    def contact_changes(self) -> tuple[list[str], list[ContactData]]:
+        """The emails of the stored contacts to delete, and the contacts to write (new or
+        changed; every one a merge set, when they were not loaded)."""
+        if self.contacts is None:
+            return [], []
+        stored = self._stored_contacts or {}
+        removed = sorted(stored.keys() - self.contacts.keys())
+        return removed, [c for email, c in self.contacts.items() if stored.get(email) != c]
 
     def _apply_set(
         self, part: str, held: dict[str, Any], given: Mapping[str, Any], at: datetime, *, full: bool

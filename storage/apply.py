@@ -221,7 +221,9 @@ _CONTACT = table_of(Contact).c
 _CONTACTS_OF = select(_CONTACT.account_id, _CONTACT.email, _CONTACT.name, _CONTACT.phone).where(
     _CONTACT.account_id.in_(_ACCOUNTS)
 )
-_DELETE_CONTACTS = delete(table_of(Contact)).where(_CONTACT.account_id.in_(_ACCOUNTS))
+_DELETE_CONTACTS = delete(table_of(Contact)).where(
+    tuple_(_CONTACT.account_id, _CONTACT.email).in_(bindparam("pairs", expanding=True))
+)
 _DOMAIN = table_of(AccountDomain).c
 _DELETE_CLAIMS = delete(table_of(AccountDomain)).where(
     tuple_(_DOMAIN.account_id, _DOMAIN.domain).in_(bindparam("pairs", expanding=True))
@@ -449,11 +451,11 @@ class Applier:
             for row in self._run(_ACCOUNTS_OF, accounts=list(part)).mappings():
                 states[row["account_id"]] = AccountState.stored(dict(row))
         had = {account_id: set(state.domains) for account_id, state in states.items()}
-        self._load_contacts(
+        self._load_contacts(  # a full event replaces them; a merge only adds
             {
                 account_id: states[account_id]
                 for account_id, applied in events.items()
-                if any(not data.merge or data.contacts for _, data in applied)
+                if any(not data.merge for _, data in applied)
             }
         )
         currencies = {account_id: states[account_id].fields.get("currency") for account_id in ids}
@@ -466,20 +468,20 @@ class Applier:
         upsert_newer(
             self.session, Account, [state.row() for state in states.values()], key=("account_id",)
         )
-        replaced = sorted(a for a, state in states.items() if state.contacts_changed)
-        for part in chunks(replaced):
-            self._run(_DELETE_CONTACTS, accounts=list(part))
-        contacts = [
-            {
-                "account_id": account_id,
-                "email": contact.email,
-                "name": contact.name,
-                "phone": contact.phone,
-            }
-            for account_id in replaced
-            for contact in (states[account_id].contacts or {}).values()
-        ]
-        insert_ignoring_conflicts(self.session, Contact, contacts)
+        # Only the contacts that changed are written: an account of thousands of users (each
+        # added by a Segment identify call) is not rewritten whole for one more.
+        removed: list[tuple[str, str]] = []
+        contacts: list[dict[str, Any]] = []
+        for account_id in ids:
+            gone, written = states[account_id].contact_changes()
+            removed += [(account_id, email) for email in gone]
+            contacts += [
+                {"account_id": account_id, "email": c.email, "name": c.name, "phone": c.phone}
+                for c in written
+            ]
+        for pairs in chunks(removed):
+            self._run(_DELETE_CONTACTS, pairs=list(pairs))
+        upsert_newer(self.session, Contact, contacts, key=("account_id", "email"))
         # A domain belongs to the account that claimed it last, by event time, whatever order
         # the claims arrive in; an account's claims of domains it no longer has are withdrawn.
         dropped = sorted(
