@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -119,7 +119,7 @@ class WarmerPace:
     _seen: Mapping[str, State] | None = None
     _changed_at: float = 0.0
     _warmed: Mapping[str, State] | None = None
-    _warmed_at: float | None = field(default=None)
+    _warmed_at: float | None = None
 
     def due(self, seen: Mapping[str, State], now: float) -> bool:
         """Note the revisions `seen` at `now`; True when a round should run now (it is then

@@ -429,11 +429,11 @@ class Applier:
         for renewal in self.session.scalars(
             select(Renewal).where(col(Renewal.currency) == currency, col(Renewal.due_on) >= on)
         ):
-            renewal.amount_reporting = self.fx.convert(renewal.amount, currency, renewal.due_on)
-            if renewal.renewed_amount is not None:
-                renewal.renewed_amount_reporting = self.fx.convert(
-                    renewal.renewed_amount, currency, renewal.due_on
-                )
+            converted = self._renewal_reporting(
+                renewal.amount, renewal.renewed_amount, currency, renewal.due_on
+            )
+            for name, value in converted.items():
+                setattr(renewal, name, value)
         self.session.flush()
 
     def _accounts(self, items: list[Applicable]) -> None:
@@ -824,12 +824,9 @@ class Applier:
                     "amount": data.amount,
                     "currency": currency,
                     "currency_given": data.currency is not None,
-                    "amount_reporting": self.fx.convert(data.amount, currency, data.due_on),
                     "outcome": data.outcome,
                     "renewed_amount": renewed,
-                    "renewed_amount_reporting": None
-                    if renewed is None
-                    else self.fx.convert(renewed, currency, data.due_on),
+                    **self._renewal_reporting(data.amount, renewed, currency, data.due_on),
                     "updated_at": item.event.occurred_at,
                 }
             )
@@ -856,30 +853,36 @@ class Applier:
             col(Account.currency),
         ).outerjoin(Account, col(Account.account_id) == col(Renewal.account_id))
         query = query.where(col(Renewal.currency_given).is_(False))
-        parts: Iterable[Sequence[str] | None] = [None]
-        if not self._rates_added:  # only the accounts whose currency changed
-            parts = chunks(sorted(self._currency_changed))
+        queries = (  # new rates: any of them; else only the accounts whose currency changed
+            [query]
+            if self._rates_added
+            else [
+                query.where(col(Renewal.account_id).in_(part))
+                for part in chunks(sorted(self._currency_changed))
+            ]
+        )
         changed = []
-        for part in parts:
-            found = query if part is None else query.where(col(Renewal.account_id).in_(part))
+        for found in queries:
             for contract_id, due_on, amount, renewed, stored, account in self.session.execute(
                 found
             ):
                 currency = account or self.config.reporting_currency
-                if currency == stored or not self.fx.has_rate(currency, due_on):
-                    continue
-                changed.append(
-                    {
-                        "contract_id": contract_id,
-                        "currency": currency,
-                        "amount_reporting": self.fx.convert(amount, currency, due_on),
-                        "renewed_amount_reporting": None
-                        if renewed is None
-                        else self.fx.convert(renewed, currency, due_on),
-                    }
-                )
+                if currency != stored and self.fx.has_rate(currency, due_on):
+                    converted = self._renewal_reporting(amount, renewed, currency, due_on)
+                    changed.append({"contract_id": contract_id, "currency": currency, **converted})
         if changed:
             self.session.execute(update(Renewal), changed)  # by primary key
+
+    def _renewal_reporting(
+        self, amount: Decimal, renewed: Decimal | None, currency: str, due_on: date
+    ) -> dict[str, Decimal | None]:
+        """A renewal's amounts in the reporting currency, at its due day's rate."""
+        return {
+            "amount_reporting": self.fx.convert(amount, currency, due_on),
+            "renewed_amount_reporting": None
+            if renewed is None
+            else self.fx.convert(renewed, currency, due_on),
+        }
 
     def _account_currencies(self, account_ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from datetime import UTC, date, datetime
 from typing import Any
@@ -130,6 +131,16 @@ def ingest(factory: Any, events: list[Any], *, currency: str = "USD", timezone: 
         return ingest_events(
             session, events, config=IngestConfig(reporting_currency=currency, timezone=timezone)
         )
+
+
+def ingest_shuffled(factory: Any, events: list[Any], *, seed: int, batches: int) -> None:
+    """Ingest `events` in a random order (`seed`), split into `batches` batches: with each one
+    by one in time order, what order-independence tests compare."""
+    shuffled = events[:]
+    random.Random(seed).shuffle(shuffled)
+    size = -(-len(shuffled) // batches)
+    for start in range(0, len(shuffled), size):
+        ingest(factory, shuffled[start : start + size])
 
 
 def movements(factory: Any, account_id: str | None = None) -> list[tuple[str, str, str]]:

@@ -7,7 +7,6 @@ what makes any arrival order, in any batches, give that result.
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy import event as sa_event
 
 from storage.db import session_scope
 from storage.tables import Account, AccountDomain, Contact, EventLog
-from tests.builders import event, ingest
+from tests.builders import event, ingest, ingest_shuffled
 
 T0 = datetime(2026, 3, 2, 9)
 
@@ -215,11 +214,7 @@ def test_any_arrival_order_and_batching_gives_what_time_order_gives(
     expected = _stored(session_factory)
 
     _reset(session_factory)
-    shuffled = built[:]
-    random.Random(seed).shuffle(shuffled)
-    size = -(-len(shuffled) // batches)
-    for start in range(0, len(shuffled), size):
-        ingest(session_factory, shuffled[start : start + size])
+    ingest_shuffled(session_factory, built, seed=seed, batches=batches)
     assert _stored(session_factory) == expected
 
 

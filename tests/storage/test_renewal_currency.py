@@ -3,7 +3,6 @@ as the account is now: the same whatever order the account's and the renewal's e
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy import delete, select
 
 from storage.db import session_scope
 from storage.tables import Account, EventLog, FxRate, Renewal
-from tests.builders import event, ingest, make_account, make_fx
+from tests.builders import event, ingest, ingest_shuffled, make_account, make_fx
 
 RATES = [make_fx("2026-01-01", "1.10"), make_fx("2026-01-01", "1.25", base="GBP")]
 
@@ -99,9 +98,5 @@ def test_any_arrival_order_gives_what_time_order_gives(session_factory, steps, s
 
     _reset(session_factory)
     ingest(session_factory, RATES)
-    shuffled = built[:]
-    random.Random(seed).shuffle(shuffled)
-    size = -(-len(shuffled) // batches)
-    for start in range(0, len(shuffled), size):
-        ingest(session_factory, shuffled[start : start + size])
+    ingest_shuffled(session_factory, built, seed=seed, batches=batches)
     assert _stored(session_factory) == expected
