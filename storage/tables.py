@@ -109,7 +109,10 @@ class SubscriptionVersion(SQLModel, table=True):
     subscription_id: str = Field(max_length=255)
     account_id: str = Field(max_length=255)
     effective_at: datetime = Field(sa_type=UTCDateTime)
-    event_log_id: int | None = Field(default=None, foreign_key="event_log.id")
+    # The logged event that made it. Not a foreign key: versions are written in the transaction
+    # that logs their event, in an append-only log, and the constraint cost each version written
+    # (and each log row a replay deletes) more than the version itself (migration d5a7c9e1f3b4).
+    event_log_id: int | None = None
     status: str = Field(max_length=16)
     amount: Decimal = Field(sa_type=DecimalText)
     currency: str = Field(max_length=3)
