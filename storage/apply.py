@@ -137,7 +137,8 @@ _DIALECTS = ("postgresql", "sqlite")
 # Both statements read only the starting accounts' rows, through the indexes, whatever the tables
 # hold. SQLite's planner does that with plain joins. PostgreSQL's hashed the whole tables (each
 # group read every version and movement of the store: 20 ms a group on the reference data, and
-# growing with the store), so there each account's rows are read by LATERAL subqueries.
+# growing with the store), so there each account's rows are read by LATERAL subqueries, the last
+# one kept a subquery (OFFSET 0) so that the planner cannot merge it back into a hash join.
 _VERSIONS_SINCE_SQL = {
     "sqlite": (
         ", owned AS (SELECT DISTINCT start.account_id, start.since, o.subscription_id"
@@ -160,7 +161,7 @@ _VERSIONS_SINCE_SQL = {
         "  AND n.effective_at < start.since) AS in_force"
         " CROSS JOIN LATERAL (SELECT * FROM subscription_version AS s"
         "  WHERE s.subscription_id = owned.subscription_id"
-        "  AND s.effective_at >= coalesce(in_force.effective_at, start.since)) AS v"
+        "  AND s.effective_at >= coalesce(in_force.effective_at, start.since) OFFSET 0) AS v"
     ),
 }
 _VERSIONS_SINCE = {
@@ -188,7 +189,7 @@ _MOVEMENTS_SINCE_SQL = {
         "  WHERE p.account_id = start.account_id AND p.day < start.day) AS before"
         " CROSS JOIN LATERAL (SELECT * FROM mrr_movement AS a"
         "  WHERE a.account_id = start.account_id AND a.day >= coalesce(before.day, start.day)"
-        "  OFFSET 0) AS m"  # (a subquery PostgreSQL keeps as it is: it would hash the table again)
+        "  OFFSET 0) AS m"
     ),
 }
 _MOVEMENTS_SINCE = {
