@@ -13,11 +13,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
-from sqlalchemy import event as sa_event
 
 from storage.db import session_scope
 from storage.tables import Account, AccountDomain, Contact, EventLog
 from tests.builders import event, ingest, ingest_shuffled
+from tests.query_plans import statements_run
 
 T0 = datetime(2026, 3, 2, 9)
 
@@ -134,18 +134,10 @@ def test_a_merge_neither_reads_nor_rewrites_the_accounts_other_contacts(engine, 
     not cost reading and rewriting them all (it took 100 ms at 5,000 contacts)."""
     crm = [{"email": f"user{n}@initech.example"} for n in range(50)]
     ingest(session_factory, [_account_event(1, "acc-1", 0, False, contacts=crm)])
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "contact" in statement.lower():
-            statements.append(statement.split()[0].upper())
-
-    sa_event.listen(engine, "before_cursor_execute", seen)
-    try:
-        merge = _account_event(2, "acc-1", 3, True, contacts=[{"email": "new@initech.example"}])
+    merge = _account_event(2, "acc-1", 3, True, contacts=[{"email": "new@initech.example"}])
+    with statements_run(engine, lambda statement: "contact" in statement.lower()) as run:
         ingest(session_factory, [merge])
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", seen)
+    statements = [statement.split()[0].upper() for statement, _ in run]
     assert statements == ["INSERT"]  # its one contact, upserted; no read, no delete
     assert len(_stored(session_factory)[1]) == 51
 

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from storage import revisions
 from storage.apply import IngestConfig
@@ -18,6 +18,7 @@ from storage.ingest import IngestReport, ingest_events, mark_rejected
 from storage.revisions import STOCKS
 from storage.tables import EventLog, Invoice
 from tests.builders import make_fx, make_invoice, make_subscription, movements
+from tests.query_plans import query_plan, statements_run
 
 CONFIG = IngestConfig()
 
@@ -220,12 +221,6 @@ def test_the_sweep_reads_queued_rows_by_their_own_index_whatever_the_statistics(
             [make_invoice("2026-01-02", invoice_id=f"i{n}") for n in range(50)],
             config=CONFIG,
         )
-    statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM event_log" in statement and "status" in statement:
-            statements.append((statement, parameters))
-
     with engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")
         if engine.dialect.name == "sqlite":  # as on the reference data: a million applied rows
@@ -235,24 +230,22 @@ def test_the_sweep_reads_queued_rows_by_their_own_index_whatever_the_statistics(
             )
             connection.exec_driver_sql("ANALYZE sqlite_schema")  # read the statistics again
         connection.commit()
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with session_scope(session_factory) as session:
-            assert (
-                queued_rows(session, received_before=datetime.now(UTC), after_id=0, limit=10) == []
-            )
-            assert list_events(session, status="rejected") == []
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with (
+        statements_run(engine, _reads_the_log_by_status) as statements,
+        session_scope(session_factory) as session,
+    ):
+        assert queued_rows(session, received_before=datetime.now(UTC), after_id=0, limit=10) == []
+        assert list_events(session, status="rejected") == []
     assert len(statements) == 2
-    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":  # a table this small would be read whole anyway
             connection.exec_driver_sql("SET enable_seqscan = off")
         for (statement, parameters), index in zip(
             statements, ("ix_event_log_queued", "ix_event_log_rejected"), strict=True
         ):
-            plan = " ".join(
-                str(row) for row in connection.exec_driver_sql(explain + statement, parameters)
-            )
+            plan = " ".join(query_plan(connection, statement, parameters))
             assert index in plan, plan
+
+
+def _reads_the_log_by_status(statement: str) -> bool:
+    return "FROM event_log" in statement and "status" in statement

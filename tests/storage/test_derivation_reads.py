@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from storage.apply import Applier, IngestConfig
 from storage.db import analyze, session_scope
 from storage.tables import MrrMovement, SubscriptionVersion, table_of
+from tests.query_plans import query_plan, statements_run
 
 ACCOUNTS = 2_000
 DERIVED = 400  # what a webhook group of the benchmark touches
@@ -58,44 +59,37 @@ def _store(engine: Engine) -> None:
     analyze(engine)
 
 
+def _reads_the_tables(statement: str) -> bool:
+    return statement.lstrip().upper().startswith(("WITH", "SELECT")) and any(
+        t in statement for t in TABLES
+    )
+
+
 def _whole_table_reads(engine: Engine, statement: str, parameters: Any) -> list[str]:
     """The plan's steps that read one of `TABLES` whole."""
     with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            # SQLite names each table by its alias: any SCAN but of the bound rows (json_each)
-            # or of a subquery's materialised result reads a table whole.
-            plan = [
-                str(row[-1])
-                for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            ]
-            return [
-                step
-                for step in plan
-                if step.startswith("SCAN ")
-                and "VIRTUAL TABLE" not in step
-                and step.split()[1] not in {"owned", "start"}
-            ]
-        plan = [str(r[0]) for r in connection.exec_driver_sql("EXPLAIN " + statement, parameters)]
-        return [step for step in plan if any(f"Seq Scan on {t}" in step for t in TABLES)]
+        plan = query_plan(connection, statement, parameters)
+    if engine.dialect.name == "sqlite":
+        # SQLite names each table by its alias: any SCAN but of the bound rows (json_each) or
+        # of a subquery's materialised result reads a table whole.
+        return [
+            step
+            for step in plan
+            if step.startswith("SCAN ")
+            and "VIRTUAL TABLE" not in step
+            and step.split()[1] not in {"owned", "start"}
+        ]
+    return [step for step in plan if any(f"Seq Scan on {t}" in step for t in TABLES)]
 
 
 def test_deriving_some_accounts_reads_only_their_rows(engine, session_factory):
     _store(engine)
-    statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith(("WITH", "SELECT")) and any(
-            t in statement for t in TABLES
-        ):
-            statements.append((statement, parameters))
-
     since = {f"acc-{n:05d}": date(2024, 2, 15) for n in range(0, ACCOUNTS, ACCOUNTS // DERIVED)}
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with session_scope(session_factory) as session:
-            Applier(session, IngestConfig()).derive_movements(since)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with (
+        statements_run(engine, _reads_the_tables) as statements,
+        session_scope(session_factory) as session,
+    ):
+        Applier(session, IngestConfig()).derive_movements(since)
     assert len(statements) >= 2  # the versions in force and since, the movements since
     for statement, parameters in statements:
         assert _whole_table_reads(engine, statement, parameters) == [], statement

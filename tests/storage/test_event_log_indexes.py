@@ -4,15 +4,15 @@ logged row)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 
 from metrics.compute import data_as_of
 from storage.apply import IngestConfig
 from storage.db import session_scope
 from storage.ingest import ingest_events
 from tests.builders import make_invoice
+from tests.query_plans import query_plan, statements_run
 
 
 def test_the_freshness_of_the_figures_is_read_from_the_status_index(engine, session_factory):
@@ -24,26 +24,16 @@ def test_the_freshness_of_the_figures_is_read_from_the_status_index(engine, sess
             [make_invoice(f"2026-01-{n + 1:02d}", invoice_id=f"i{n}") for n in range(20)],
             config=IngestConfig(),
         )
-    statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "event_log" in statement:
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with session_scope(session_factory) as session:
-            assert data_as_of(session) == datetime(2026, 1, 20, 12, tzinfo=UTC)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with (
+        statements_run(engine, lambda statement: "event_log" in statement) as statements,
+        session_scope(session_factory) as session,
+    ):
+        assert data_as_of(session) == datetime(2026, 1, 20, 12, tzinfo=UTC)
     assert len(statements) == 1
-    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
-        if not sqlite:  # a table this small would be read whole anyway
+        if engine.dialect.name == "postgresql":  # a table this small would be read whole anyway
             connection.exec_driver_sql("SET enable_seqscan = off")
-        statement, parameters = statements[0]
-        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
-        plan = " ".join(str(r) for r in connection.exec_driver_sql(explain + statement, parameters))
+        plan = " ".join(query_plan(connection, *statements[0]))
     assert "ix_event_log_status_occurred_at" in plan, plan
 
 
