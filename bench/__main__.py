@@ -40,13 +40,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from bench.traffic import onto_accounts, send, spread, unique_events
 from tests.signing import TEST_WEBHOOK_SECRET
@@ -421,30 +423,30 @@ def _drained(url: str, *, started: float) -> float:
     Each look is one probe of the queued rows' partial index: counting the whole event log
     instead took 80 to 110 ms on the reference data, and that time (and PostgreSQL's CPU for it)
     was the benchmark's, not the server's."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            while connection.execute(_ANY_QUEUED).scalar():
-                connection.rollback()
-                time.sleep(0.01)
-            return time.perf_counter() - started
-    finally:
-        engine.dispose()
-
-
-_ANY_QUEUED = text("SELECT EXISTS (SELECT 1 FROM event_log WHERE status = 'queued')")
+    with _connected(url) as connection:
+        while connection.execute(_ANY_QUEUED).scalar():
+            connection.rollback()
+            time.sleep(0.01)
+        return time.perf_counter() - started
 
 
 def _applied(url: str) -> int:
     """How many events the event log holds as applied."""
+    with _connected(url) as connection:
+        return int(connection.execute(_APPLIED).scalar_one())
+
+
+_ANY_QUEUED = text("SELECT EXISTS (SELECT 1 FROM event_log WHERE status = 'queued')")
+_APPLIED = text("SELECT count(*) FROM event_log WHERE status = 'applied'")
+
+
+@contextmanager
+def _connected(url: str) -> Iterator[Connection]:
+    """A connection to `url` on an engine of its own, disposed of on exit."""
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return int(
-                connection.execute(
-                    text("SELECT count(*) FROM event_log WHERE status = 'applied'")
-                ).scalar_one()
-            )
+            yield connection
     finally:
         engine.dispose()
 
