@@ -9,7 +9,8 @@ Subscriptions and Coupons), the Stripe route writes them out before mapping the 
 - `GET /v1/subscriptions/{id}`, expanding `discounts` and `items.data.discounts`: the Discount
   objects now on the subscription, by id. An id of the event that is no longer there (the
   discount was removed since) stays an id, and is skipped as before;
-- `GET /v1/coupons/{id}` for each coupon given as an id, kept in memory: a coupon's terms
+- `GET /v1/coupons/{id}` for each coupon given as an id, expanding `currency_options` (an amount
+  off in other currencies, which Stripe leaves out otherwise), kept in memory: a coupon's terms
   (`percent_off`, `amount_off`, `duration`) never change once created.
 
 The event is then logged as expanded, so a replay maps it again without the API. Stripe's API
@@ -32,6 +33,8 @@ log = logging.getLogger("kpibot.stripe_api")
 
 STRIPE_API_URL = "https://api.stripe.com"
 TIMEOUT_SECONDS = 5.0  # per request: the route answers within Stripe's 20 s wait
+# A Coupon's fields Stripe leaves out unless expanded: what an amount off is in each currency
+COUPON_EXPANDS = ("currency_options",)
 
 
 class StripeApiUnavailable(Exception):
@@ -97,7 +100,7 @@ class StripeDiscounts:
             return
         coupon = self._coupons.get(coupon_id)
         if coupon is None:
-            coupon = await self._get(http, f"/v1/coupons/{coupon_id}")
+            coupon = await self._get(http, f"/v1/coupons/{coupon_id}", COUPON_EXPANDS)
             if coupon is None:
                 log.warning("Stripe has no coupon %s: its discount is skipped", coupon_id)
                 return

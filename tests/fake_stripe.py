@@ -7,7 +7,8 @@
         assert stripe.requests == ["/v1/subscriptions/sub_1", "/v1/coupons/co_1"]
 
 Requests must carry the key as Stripe's API takes it (HTTP basic auth, the key as user name);
-others get 401. `failing = 503` answers every request with that status instead.
+others get 401. A coupon's `currency_options` and `applies_to` are left out unless the request
+expands them, as Stripe does. `failing = 503` answers every request with that status instead.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class FakeStripe:
                         kind, {}
                     )
                     if object_id in found:
-                        self._answer(200, found[object_id])
+                        self._answer(200, _as_stripe_gives(kind, found[object_id], address.query))
                     else:
                         self._answer(404, {"error": {"type": "invalid_request_error"}})
 
@@ -75,3 +76,15 @@ class FakeStripe:
     def __exit__(self, *_exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# Fields of an object Stripe's API leaves out unless the request expands them (Coupon object:
+# "This field is not included by default. To include it in the response, expand …").
+_INCLUDED_ONLY_EXPANDED = {"coupons": ("currency_options", "applies_to")}
+
+
+def _as_stripe_gives(kind: str, found: dict[str, Any], query: str) -> dict[str, Any]:
+    """`found` as Stripe answers a GET with this query: without the fields it did not expand."""
+    expanded = set(parse_qs(query).get("expand[]", []))
+    left_out = [f for f in _INCLUDED_ONLY_EXPANDED.get(kind, ()) if f not in expanded]
+    return {key: value for key, value in found.items() if key not in left_out}

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from storage.mrr import PAYING_STATUSES
 from storage.schemas import MAX_TYPE, known_currencies
 from storage.sources.base import (
     Delivery,
@@ -321,10 +322,10 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     try:
         lines = [line for item in items if (line := _line(item, currency, now)) is not None]
     except BadField:
-        if status != "canceled":
+        if status in PAYING_STATUSES:
             raise
-        # A canceled subscription carries no MRR whatever its prices: one kpibot cannot read
-        # (a tiered price) must still end the subscription's MRR.
+        # A subscription canceled, paused (or unpaid) or in trial carries no MRR whatever its
+        # prices: one kpibot cannot read (a tiered price) must still end its MRR.
         return {**state, "amount": "0"}
     # One billing period when the items share it (exact); else every item as a monthly amount.
     periods = {(line.interval, line.interval_count) for line in lines}
@@ -374,12 +375,35 @@ def _line(item: _At, currency: str, now: int) -> _Line | None:
         packages, left = divmod(quantity, transform.whole("divide_by", least=1))
         quantity = packages + (1 if left and transform.opt("round", str) == "up" else 0)
     return _Line(
-        _unit_amount(price), quantity, interval, interval_count, _discounts(item, currency, now)
+        _unit_amount(_in_currency(price, currency)),
+        quantity,
+        interval,
+        interval_count,
+        _discounts(item, currency, now),
     )
 
 
+def _in_currency(price: _At, currency: str) -> _At:
+    """What holds the price's amount in the subscription's `currency`: the price itself, or, for
+    a multi-currency price billed in another of its currencies, its `currency_options` entry."""
+    if price.value.get("currency") is None or _currency(price) == currency:
+        return price
+    options = price.expanded("currency_options")
+    option = options.expanded(currency.lower()) if options else None
+    if option is None:
+        # Stripe includes a price's other currencies only when expanded: its `unit_amount` is in
+        # its default currency, and would be counted in the subscription's as if it were.
+        raise BadField(
+            price.at("currency"),
+            f"{_currency(price)}, while the subscription is billed in {currency}, and the "
+            f"price's amount in {currency} (its currency_options) is not in the payload",
+        )
+    return option
+
+
 def _unit_amount(price: _At) -> Decimal:
-    """The price per unit in minor units: `unit_amount_decimal` (exact) or `unit_amount`."""
+    """The price per unit in minor units: `unit_amount_decimal` (exact) or `unit_amount` (of a
+    Price, or of its `currency_options` entry for one currency)."""
     text = price.opt("unit_amount_decimal", str)
     if text is not None:
         try:

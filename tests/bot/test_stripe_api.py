@@ -13,6 +13,7 @@ from tests.storage.sources.test_stripe import (
     coupon,
     discount,
     item,
+    native,
     price,
     stripe_event,
     subscription,
@@ -70,6 +71,21 @@ def test_an_event_without_discount_ids_asks_nothing(payload: Any) -> None:
     with FakeStripe() as stripe:
         assert _expand(stripe, payload) is None
         assert stripe.requests == []
+
+
+def test_an_amount_off_coupon_in_another_currency_is_read_with_its_currency_options() -> None:
+    # A USD coupon on a EUR subscription takes off its EUR amount, which Stripe's API gives only
+    # when asked to expand the coupon's currency_options.
+    with FakeStripe() as stripe:
+        dollars = coupon(id="co_usd5", percent_off=None, amount_off=500, currency="usd")
+        stripe.coupons["co_usd5"] = dollars | {"currency_options": {"eur": {"amount_off": 400}}}
+        line = item(price(2000, currency="eur"), 1)
+        stripe.subscriptions[SUBSCRIPTION_ID] = subscription(
+            line, currency="eur", discounts=[_clover("di_eur", "co_usd5")]
+        )
+        obj = subscription(line, currency="eur", discounts=["di_eur"])
+        expanded = _expand(stripe, stripe_event("customer.subscription.updated", obj))
+    assert native(expanded)["data"]["discount_amount"] == "4"
 
 
 def test_a_subscription_stripe_does_not_have_leaves_the_event_as_it_is() -> None:

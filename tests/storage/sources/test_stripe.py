@@ -423,6 +423,22 @@ def test_a_deleted_subscription_on_a_price_kpibot_cannot_read_still_ends():
     assert "tiered prices are not supported" in (refused[0].reason or "")
 
 
+@pytest.mark.parametrize(
+    ("stripe_status", "status"),
+    [("unpaid", "paused"), ("paused", "paused"), ("incomplete_expired", "canceled")],
+)
+def test_a_subscription_that_stops_paying_on_a_price_kpibot_cannot_read_ends_its_mrr(
+    stripe_status: str, status: str
+):
+    # Stripe counts an unpaid or paused subscription out of MRR whatever its price: the event
+    # must not be refused for a price kpibot cannot read, or the MRR it had would stay.
+    tiered = price(None, billing_scheme="tiered", tiers_mode="volume")
+    stopped = subscription(item(tiered), status=stripe_status)
+    data = native(stripe_event("customer.subscription.updated", stopped))["data"]
+    assert (data["status"], data["amount"]) == (status, "0")
+    assert mrr(data) == 0
+
+
 def test_paused_then_resumed():
     paused = native(stripe_event("customer.subscription.paused", subscription(status="paused")))
     resumed = native(stripe_event("customer.subscription.resumed", subscription(status="active")))
@@ -516,6 +532,24 @@ def test_an_amount_off_coupon_in_another_currency_uses_its_currency_options():
     assert (
         "discount_amount" not in native(stripe_event("customer.subscription.updated", sub))["data"]
     )
+
+
+def test_a_multi_currency_price_counts_its_amount_in_the_subscription_currency():
+    # A USD price with a EUR option, bought in EUR: Stripe bills its EUR amount, which the payload
+    # holds only when the price's currency_options are expanded.
+    dollars = price(2000, currency="usd", currency_options={"eur": {"unit_amount": 1800}})
+    sub = subscription(item(dollars), currency="eur")
+    data = native(stripe_event("customer.subscription.updated", sub))["data"]
+    assert (data["amount"], data["currency"]) == ("18", "EUR")
+    del dollars["currency_options"]
+    [refused] = deliver(stripe_event("customer.subscription.updated", sub))
+    assert refused.reason == (
+        "data.object.items.data[0].price.currency: USD, while the subscription is billed in EUR, "
+        "and the price's amount in EUR (its currency_options) is not in the payload"
+    )
+    # Once it no longer pays, the subscription ends its MRR all the same.
+    ended = native(stripe_event("customer.subscription.deleted", sub))["data"]
+    assert (ended["status"], ended["amount"]) == ("canceled", "0")
 
 
 def test_an_item_discount_applies_to_its_item_only():
