@@ -8,8 +8,10 @@ The body is `{"event_id", "event_type": "form_response", "form_response": {…}}
 `definition.fields` and `answers` [{`field` {`id`, `type`, `ref`}, `type`, and the value under the
 key named by `type`: `number`, `email`, `text`, `choice` {`label`}, …}].
 
-What kpibot reads (the refs come from settings, see docs/webhooks/typeform.md):
-- the score: the answer whose `field.ref` is `score_ref` (`number`, as opinion scale, rating
+What kpibot reads (the refs come from settings, see docs/webhooks/typeform.md); an answer's ref is
+its `field.ref`, or, when its field gives only an id (as in Typeform's example payload), the ref
+`definition.fields` gives that id:
+- the score: the answer whose ref is `score_ref` (`number`, as opinion scale, rating
   and NPS questions send it; a choice whose label is a whole number also works);
 - the email: the answer whose ref is `email_ref`, else the hidden field of that name;
 - the account: the hidden field `account_ref`, when present (else attribution is by email);
@@ -109,13 +111,7 @@ def _response(
         return "form_response.answers: must be a list"
     hidden = response.get("hidden")
     hidden = hidden if isinstance(hidden, dict) else {}
-    by_ref = {
-        answer["field"]["ref"]: answer
-        for answer in answers
-        if isinstance(answer, dict)
-        and isinstance(answer.get("field"), dict)
-        and isinstance(answer["field"].get("ref"), str)
-    }
+    by_ref = _answers_by_ref(answers, response.get("definition"))
     score_answer = by_ref.get(score_ref)
     if score_answer is None:
         return (
@@ -174,6 +170,32 @@ def parse_scale(value: str) -> tuple[int, int] | None:
         return None
     low, high = int(found.group(1)), int(found.group(2))
     return (low, high) if low < high <= 100 else None
+
+
+def _answers_by_ref(answers: list[Any], definition: Any) -> dict[str, dict[str, Any]]:
+    """Return the answers by their field's ref: the answer's own `field.ref`, else the ref its
+    `field.id` has in `definition.fields` (Typeform's example payload gives answers' fields only
+    an id and a type, and the refs in the definition)."""
+    fields = definition.get("fields") if isinstance(definition, dict) else None
+    ref_of_id = {
+        field["id"]: field["ref"]
+        for field in (fields if isinstance(fields, list) else [])
+        if isinstance(field, dict)
+        and isinstance(field.get("id"), str)
+        and isinstance(field.get("ref"), str)
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        field = answer.get("field") if isinstance(answer, dict) else None
+        if not isinstance(field, dict):
+            continue
+        ref = field.get("ref")
+        if not isinstance(ref, str):
+            field_id = field.get("id")
+            ref = ref_of_id.get(field_id) if isinstance(field_id, str) else None
+        if ref is not None:
+            found[ref] = answer  # (the last answer to a field, should one come twice)
+    return found
 
 
 def _csat_scale(

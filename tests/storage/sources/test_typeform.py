@@ -153,6 +153,20 @@ def test_an_answer_is_found_by_the_configured_refs() -> None:
     assert isinstance(parse_event(event.native).data, SurveyResponded)
 
 
+def test_answers_whose_fields_give_only_an_id_are_found_by_the_definitions_refs() -> None:
+    # Typeform's example payload gives an answer's field its id and type, and the ref only in
+    # definition.fields.
+    body = form_response(score=9)
+    for given in body["form_response"]["answers"]:
+        del given["field"]["ref"]
+    [event] = mapped(body)
+    assert event.reason is None
+    data = event.native["data"]
+    assert (data["score"], data["respondent_email"]) == (9, "lian@acme.example")
+    # The comment and the name are not in the definition: without a ref they are not found.
+    assert data.get("comment") is None and data.get("respondent_name") is None
+
+
 def test_the_email_may_come_from_a_hidden_field() -> None:
     body = form_response(
         hidden={"work_email": "ceo@acme.example"},
