@@ -524,9 +524,13 @@ def _integer(text: str) -> int | str:
 def _account_events(
     rows: Iterator[tuple[int, dict[str, str]]], context: _Context
 ) -> Iterator[Located]:
-    """One event per account with all its rows' contacts (an upsert replaces the contacts)."""
+    """One event per account with all its rows' contacts: a complete description (it replaces
+    the account's fields, contacts and domains), or, from a file without every describing
+    column, a merge of what its columns give (`_partial`)."""
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    header: set[str] = set()
     for line, row in rows:
+        header.update(_column(key) for key in row if isinstance(key, str))
         try:
             cells = _cells(row, context.kind)
         except _BadRow as bad:
@@ -534,7 +538,19 @@ def _account_events(
             continue
         groups.setdefault(cells["account_id"], []).append((line, cells))
     for account_id, group in groups.items():
-        yield _account_event(account_id, group, context)
+        yield _account_event(account_id, group, context, _partial(header))
+
+
+# What a file must have columns for to describe its accounts completely
+_DESCRIBING = frozenset({"name", "owner_email", "segment", "plan", "currency", "domains"})
+
+
+def _partial(header: set[str]) -> set[str] | None:
+    """The account columns of a file that describes only some of its accounts' parts (a merge:
+    the parts it has no column for stay as they are); None for a complete description."""
+    if _DESCRIBING <= header and "contact_email" in header:
+        return None
+    return header
 
 
 def _comparable(column: str, value: str) -> str:
@@ -543,7 +559,10 @@ def _comparable(column: str, value: str) -> str:
 
 
 def _account_event(
-    account_id: str, group: list[tuple[int, dict[str, str]]], context: _Context
+    account_id: str,
+    group: list[tuple[int, dict[str, str]]],
+    context: _Context,
+    partial: set[str] | None = None,
 ) -> Located:
     lines = tuple(line for line, _cells in group)
     fields: dict[str, tuple[int, str]] = {}
@@ -581,11 +600,18 @@ def _account_event(
         raw = dumps({"file": context.source_name, "lines": list(lines), "rows": rows})
         return lines, Malformed(raw, "; ".join(problems), event_id)
     data: dict[str, Any] = {"account_id": account_id}
+    if partial is not None:
+        # Only the columns the file has: a field's empty cell clears it, and the domains and
+        # contacts it gives are added to the account's.
+        data["merge"] = True
+        data.update({c: None for c in _ACCOUNT_FIELDS if c in partial and c != "updated_at"})
     data.update({c: v for c, v in values.items() if c != "updated_at"})
     # Sorted, so that the id is the same whatever the order of the rows (a re-export): a file
     # whose rows were in this order already keeps the id it had when its rows' order counted.
-    data["domains"] = sorted(domains)
-    data["contacts"] = [contacts[email] for email in sorted(contacts)]
+    if partial is None or "domains" in partial:
+        data["domains"] = sorted(domains)
+    if partial is None or "contact_email" in partial:
+        data["contacts"] = [contacts[email] for email in sorted(contacts)]
     stated = _iso(at) if "updated_at" in fields else None  # the import time is not part of the id
     event_id = _event_id("account", account_id, _digest([data, stated]))
     return lines, _event(context, event_id, at, data, lines[0])

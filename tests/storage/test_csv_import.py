@@ -92,6 +92,30 @@ def test_accounts_merge_the_contacts_and_domains_of_their_rows(session_factory, 
     assert _count(session_factory, AccountDomain) == 4
 
 
+def test_a_file_with_only_some_account_columns_changes_only_those(session_factory, tmp_path):
+    """A file that lacks some of the columns describing an account (here: all but segment)
+    updates what it has columns for, and leaves the rest as it is, rather than clear it."""
+    import_csv(session_factory, "accounts", _csv(tmp_path, ACCOUNTS), config=UTC_CONFIG)
+    segments = _csv(tmp_path, "account_id,segment\nacc-1,Mid-market\nacc-2,\n", "seg.csv")
+    report = import_csv(session_factory, "accounts", segments, config=UTC_CONFIG)
+    assert (report.applied, report.rejected) == (2, 0)
+    acme, globex = _rows(session_factory, Account, Account.account_id)
+    assert (acme.name, acme.owner_email, acme.segment, acme.plan) == (
+        "Acme",
+        "csm@us.io",
+        "Mid-market",
+        "pro",
+    )
+    assert acme.domains == ["acme.com", "acme.de", "acme.fr"]
+    assert (globex.name, globex.segment) == ("Globex", None)  # an empty cell clears its field
+    assert _count(session_factory, Contact) == 2
+    # Contacts and domains a partial file gives are added: none is removed.
+    added = "account_id,contact_email,contact_name\nacc-1,cy@acme.com,Cy\n"
+    import_csv(session_factory, "accounts", _csv(tmp_path, added, "c.csv"), config=UTC_CONFIG)
+    emails = [c.email for c in _rows(session_factory, Contact, Contact.email)]
+    assert emails == ["ann@acme.com", "bob@acme.com", "cy@acme.com"]
+
+
 def test_an_account_without_updated_at_is_described_as_of_the_import(session_factory, tmp_path):
     before = datetime.now(UTC)
     import_csv(session_factory, "accounts", _csv(tmp_path, ACCOUNTS), config=UTC_CONFIG)
@@ -520,8 +544,8 @@ def test_an_accounts_file_whose_rows_were_in_order_keeps_the_event_id_it_had():
     """An account's id was made from its contacts and domains in the rows' order: a file whose
     rows were in sorted order (contacts by email, domains) keeps that id, so the file imported
     before its order stopped counting is a duplicate when it is imported again."""
-    text = "account_id,name,owner_email,domains,contact_email,contact_name\n"
-    text += "acme,Acme,Lea@yourco.com,acme.com;acme.fr,ann@acme.com,Ann\n"
-    text += "acme,,,acme.fr,bob@acme.com,\n"
+    text = "account_id,name,owner_email,segment,plan,currency,domains,contact_email,contact_name\n"
+    text += "acme,Acme,Lea@yourco.com,,,,acme.com;acme.fr,ann@acme.com,Ann\n"
+    text += "acme,,,,,,acme.fr,bob@acme.com,\n"
     [event] = csv_events("accounts", csv.DictReader(io.StringIO(text)), source_name="a.csv")
     assert event["id"] == "import:account:acme:b075eb67ffb58470353766ba"  # as made before
