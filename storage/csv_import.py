@@ -548,7 +548,7 @@ _DESCRIBING = frozenset({"name", "owner_email", "segment", "plan", "currency", "
 def _partial(header: set[str]) -> set[str] | None:
     """The account columns of a file that describes only some of its accounts' parts (a merge:
     the parts it has no column for stay as they are); None for a complete description."""
-    if _DESCRIBING <= header and "contact_email" in header:
+    if header >= _DESCRIBING and "contact_email" in header:
         return None
     return header
 

@@ -157,8 +157,8 @@ def test_answers_whose_fields_give_only_an_id_are_found_by_the_definitions_refs(
     # Typeform's example payload gives an answer's field its id and type, and the ref only in
     # definition.fields.
     body = form_response(score=9)
-    for given in body["form_response"]["answers"]:
-        del given["field"]["ref"]
+    for sent in body["form_response"]["answers"]:
+        del sent["field"]["ref"]
     [event] = mapped(body)
     assert event.reason is None
     data = event.native["data"]
