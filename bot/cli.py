@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ def main(ctx: click.Context) -> None:
 def _database(settings: Settings, *, create: bool = True) -> Iterator[sessionmaker[Session]]:
     """The store, migrated (`_open_store` says when it may be created)."""
     from alembic.util.exc import CommandError
+    from sqlalchemy.exc import OperationalError
 
     from storage.db import make_session_factory
     from storage.migrate import upgrade
@@ -48,11 +50,19 @@ def _database(settings: Settings, *, create: bool = True) -> Iterator[sessionmak
     engine = _open_store(settings, create=create)
     try:
         try:
-            upgrade(engine)
+            upgrade(engine)  # the first connection
         except CommandError as error:
             raise click.ClickException(
                 f"cannot migrate {_safe_url(settings.database_url)}: {error} "
                 "(was it made by another version of kpibot?)"
+            ) from None
+        except OperationalError as error:
+            if "database is locked" in str(error):
+                raise  # `_unless_locked` says it
+            # The driver's first line names the host and port, never the password.
+            why = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(
+                f"cannot open {_safe_url(settings.database_url)}: {why}"
             ) from None
         yield make_session_factory(engine)
     finally:
@@ -173,7 +183,7 @@ def _show_rejections(report: IngestReport, *, replayed: bool = False) -> None:
     without one by its event log id as `webhooks list` shows it (#N); never by the replay's own
     order, which would read as one."""
     for rejection in report.rejections[:SHOWN_REJECTIONS]:
-        who = f" ({rejection.event_id})" if rejection.event_id else ""
+        who = f" ({_shown(rejection.event_id)})" if rejection.event_id else ""
         if not who and rejection.log_id is not None:
             who = f" (#{rejection.log_id})"
         what = "still rejected" if replayed else f"rejected event #{rejection.index + 1}"
@@ -190,7 +200,6 @@ def _show_rejections(report: IngestReport, *, replayed: bool = False) -> None:
 @click.pass_obj
 def kpi(settings: Settings, text: tuple[str, ...], output: str, as_of: str | None) -> None:
     """Answer a KPI question exactly as /kpi does: kpibot kpi churn last-quarter by plan."""
-    import json
 
     from metrics.answer import answer_text
     from metrics.ask import ask
@@ -434,7 +443,13 @@ def webhooks_list(settings: Settings, status: str | None, source: str | None, li
     for row in rows:
         when = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
         fields = [f"#{row.id}", when, row.source, row.event_id or "-", row.type or "-", row.status]
-        click.echo("  ".join([*fields, row.reason or ""]).rstrip())
+        click.echo("  ".join(_shown(text) for text in [*fields, row.reason or ""]).rstrip())
+
+
+def _shown(text: str) -> str:
+    """`text` as one line of a listing: a sender's text with a line break or a control character
+    (an escape sequence a terminal would obey) is shown quoted, with them escaped."""
+    return text if text.isprintable() else json.dumps(text)
 
 
 @webhooks.command("replay")
@@ -460,13 +475,12 @@ def webhooks_replay(
         raise click.UsageError("give event log ids (see `kpibot webhooks list`), --source or --all")
     with _unless_locked(settings), _database(settings, create=False) as factory:
         with session_scope(factory) as session:
-            rejected = set(
-                session.scalars(
-                    select(col(EventLog.id)).where(
-                        col(EventLog.id).in_(ids), col(EventLog.status) == "rejected"
-                    )
-                )
+            query = select(col(EventLog.id)).where(
+                col(EventLog.id).in_(ids), col(EventLog.status) == "rejected"
             )
+            if source:  # the ids of another source are not replayed either
+                query = query.where(col(EventLog.source) == source)
+            rejected = set(session.scalars(query))
         report = replay_rejected(
             factory,
             config=settings.ingest_config,
@@ -480,7 +494,7 @@ def webhooks_replay(
     if missing:
         listed = ", ".join(f"#{n}" for n in missing)
         click.echo(
-            f"not rejected events, left as they are: {listed} "
+            f"not rejected events{f' of {source}' if source else ''}, left as they are: {listed} "
             "(see `kpibot webhooks list --status rejected`)",
             err=True,
         )

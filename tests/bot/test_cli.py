@@ -115,6 +115,50 @@ def test_replay_exits_1_while_an_event_stays_rejected_or_an_id_is_not_a_rejected
     assert "#" not in everything.stderr  # a replay's order is no event log id
 
 
+def test_replay_of_ids_of_another_source_than_given_says_it_replayed_none(
+    database_url, tmp_path: Path
+):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(make_invoice("2026-01-01", currency="XYZ")) + "\n")
+    assert run(["ingest", str(path)], database_url=database_url, cwd=tmp_path).returncode == 1
+    listed = run(["webhooks", "list"], database_url=database_url, cwd=tmp_path)
+    [log_id] = [line.split()[0].lstrip("#") for line in listed.stdout.splitlines()]
+    other = run(
+        ["webhooks", "replay", log_id, "--source", "import"],
+        database_url=database_url,
+        cwd=tmp_path,
+    )
+    assert other.returncode == 1
+    assert f"not rejected events of import, left as they are: #{log_id}" in other.stderr
+
+
+def test_webhooks_list_shows_a_line_break_or_an_escape_in_an_id_escaped(
+    database_url, tmp_path: Path
+):
+    """A sender's id is shown on its row's line: a line break in it would print a forged row,
+    an escape sequence would reach the terminal."""
+    path = tmp_path / "events.jsonl"
+    forged = "x\n#1  2026-01-01 00:00:00  kpibot  fake  account.upserted  applied"
+    events = [{**make_invoice("2026-01-01", currency="XYZ"), "id": forged}]
+    events.append({**make_invoice("2026-01-02", currency="XYZ"), "id": "y\x1b[2J"})
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    ingested = run(["ingest", str(path)], database_url=database_url, cwd=tmp_path)
+    assert "\x1b" not in ingested.stderr and "(x\n" not in ingested.stderr
+    listed = run(["webhooks", "list"], database_url=database_url, cwd=tmp_path)
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2 and "\x1b" not in listed.stdout
+    assert json.dumps(forged) in listed.stdout and '"y\\u001b[2J"' in listed.stdout
+
+
+def test_a_database_that_cannot_be_reached_is_a_one_line_error(tmp_path: Path):
+    url = "postgresql+psycopg://kpibot:s3cret-pw@127.0.0.1:1/kpibot"
+    listed = run(["webhooks", "list"], database_url=url, cwd=tmp_path)
+    assert listed.returncode == 1
+    [line] = listed.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot open postgresql+psycopg://kpibot:***@127.0.0.1:1/kpibot")
+    assert "s3cret-pw" not in listed.stderr
+
+
 def test_a_replayed_event_without_an_id_is_named_by_its_log_id(database_url, tmp_path: Path):
     path = tmp_path / "events.jsonl"
     no_id = {k: v for k, v in make_invoice("2026-01-01").items() if k != "id"}
