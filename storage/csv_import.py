@@ -362,7 +362,7 @@ def _located(
 ) -> Iterator[Located]:
     context = _Context(import_kind(kind), source_name, ZoneInfo(timezone), now or datetime.now(UTC))
     numbered: Iterable[tuple[int, dict[str, str]]] = (
-        ((rows.line_num, row) for row in rows)
+        ((rows.line_num - _line_breaks(row), row) for row in rows)
         if isinstance(rows, csv.DictReader)
         else enumerate(rows, start=2)
     )
@@ -370,6 +370,16 @@ def _located(
     numbered = ((line, row) for line, row in numbered if not _blank(row))
     build = {"accounts": _account_events, "usage": _usage_events}.get(kind, _keyed_events)
     return build(iter(numbered), context)
+
+
+def _line_breaks(row: dict[Any, Any]) -> int:
+    """How many line breaks the row's quoted values hold: the reader's `line_num` is the row's
+    last line, and a row is named by its first."""
+    return sum(
+        (cell or "").count("\n") or (cell or "").count("\r")
+        for value in row.values()
+        for cell in (value if isinstance(value, list) else [value])
+    )
 
 
 def _blank(row: dict[Any, Any]) -> bool:

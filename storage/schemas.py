@@ -330,5 +330,13 @@ def describe(error: ValidationError, *, prefix: str = "") -> str:
                 f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
             )
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "decimal_parsing" and isinstance(item["input"], str):
+            # A spreadsheet's amount ('1,234.50', '49,90', '€12'): say what to write instead.
+            given = item["input"]
+            shown = repr(given) if len(given) <= 40 else repr(given[:40]) + "…"
+            message = (
+                f"{shown} is not a number: write digits with a dot for the decimals, without "
+                "thousands separators or currency sign (1234.50)"
+            )
         parts.append(f"{path}: {message}" if path else message)
     return "; ".join(parts)

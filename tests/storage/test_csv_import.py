@@ -237,14 +237,17 @@ def test_importing_the_same_file_again_changes_nothing(session_factory, tmp_path
 
 
 def test_a_bad_row_is_rejected_with_its_line_and_the_others_applied(session_factory, tmp_path):
-    text = INVOICES + "acc-1,inv-3,12.00,USD,2026-13-01\nacc-1,inv-4,abc,USD,2026-03-01\n"
+    text = INVOICES + 'acc-1,inv-3,12.00,USD,2026-13-01\nacc-1,inv-4,"1,234.50",USD,2026-03-01\n'
     text += "acc-1,,5.00,USD,2026-03-01\n"
     path = _csv(tmp_path, text)
     report = import_csv(session_factory, "invoices", path, config=UTC_CONFIG)
     assert (report.applied, report.rejected) == (2, 3)
     reasons = [r.reason for r in report.rejections]
     assert reasons[0].startswith("line 4: paid_at: '2026-13-01' is not an ISO date")
-    assert reasons[1].startswith("line 5: data.amount:")  # the schema's own validation
+    assert reasons[1] == (  # the schema's own validation, saying what to write instead
+        "line 5: data.amount: '1,234.50' is not a number: write digits with a dot for the "
+        "decimals, without thousands separators or currency sign (1234.50)"
+    )
     assert reasons[2] == "line 6: invoice_id: required but empty"
     assert [r.event_id for r in report.rejections][:2] == [
         "import:invoice:inv-3",
@@ -261,7 +264,7 @@ def test_a_bad_row_is_rejected_with_its_line_and_the_others_applied(session_fact
         "rejected",
     ]
 
-    fixed = path.read_text().replace("2026-13-01", "2026-03-01").replace(",abc,", ",7.50,")
+    fixed = path.read_text().replace("2026-13-01", "2026-03-01").replace('"1,234.50"', "7.50")
     path.write_text(fixed)
     again = import_csv(session_factory, "invoices", path, config=UTC_CONFIG)
     assert (again.applied, again.duplicate, again.rejected) == (2, 2, 1)
@@ -511,6 +514,13 @@ def test_blank_lines_before_the_header_are_skipped_and_counted_in_line_numbers(
     report = import_csv(session_factory, "invoices", path, config=UTC_CONFIG)
     assert (report.applied, report.rejected) == (2, 1)
     assert report.rejections[0].reason.startswith("line 6: data.amount:")
+    # A row is named by its first line, where a quoted value spans several.
+    spanning = tmp_path / "spanning.csv"
+    spanning.write_text(
+        INVOICES.lstrip("\n") + 'acc-1,"inv\n4",abc,USD,2026-03-01\nacc-1,inv-5,abc,USD,2026-03-01\n'
+    )
+    report = import_csv(session_factory, "invoices", spanning, config=UTC_CONFIG)
+    assert [r.reason[:7] for r in report.rejections] == ["line 4:", "line 6:"]
     blank = tmp_path / "blank.csv"
     blank.write_text("\n \n")
     with pytest.raises(ValueError, match=r"blank\.csv is empty"):
