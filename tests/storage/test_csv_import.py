@@ -517,7 +517,9 @@ def test_blank_lines_before_the_header_are_skipped_and_counted_in_line_numbers(
     # A row is named by its first line, where a quoted value spans several.
     spanning = tmp_path / "spanning.csv"
     spanning.write_text(
-        INVOICES.lstrip("\n") + 'acc-1,"inv\n4",abc,USD,2026-03-01\nacc-1,inv-5,abc,USD,2026-03-01\n'
+        INVOICES.lstrip("\n")
+        + 'acc-1,"inv\n4",abc,USD,2026-03-01\n'
+        + "acc-1,inv-5,abc,USD,2026-03-01\n"
     )
     report = import_csv(session_factory, "invoices", spanning, config=UTC_CONFIG)
     assert [r.reason[:7] for r in report.rejections] == ["line 4:", "line 6:"]
