@@ -33,6 +33,7 @@ MAX_PHONE = 64  # characters of a contact's phone number
 MAX_EMAIL = 320  # characters of an email address (RFC 5321's limit)
 MAX_COMMENT = 10_000  # characters of a survey comment
 MAX_TYPE = 64  # characters of an event type (the event log's type column)
+MAX_LABEL = 64  # characters of an account's segment or plan
 # The times an event may carry: any real one, and far from the calendar's ends, where moving an
 # instant to another time zone (the reporting day) would overflow.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -129,8 +130,8 @@ class AccountUpserted(_Data):
     account_id: Id
     name: Name | None = None
     owner_email: Email | None = None
-    segment: Annotated[str, StringConstraints(max_length=64)] | None = None
-    plan: Annotated[str, StringConstraints(max_length=64)] | None = None
+    segment: Annotated[str, StringConstraints(max_length=MAX_LABEL)] | None = None
+    plan: Annotated[str, StringConstraints(max_length=MAX_LABEL)] | None = None
     currency: Currency | None = None
     domains: Annotated[list[Domain], Field(max_length=100)] = []
     contacts: Annotated[list[ContactData], Field(max_length=1000)] = []

@@ -16,7 +16,9 @@ What kpibot does with each call:
   `context.traits.company.id`. A call with no account is logged as ignored.
 - `group` → `account.upserted` with `merge: true` for `groupId`, from the traits `name`, `plan`,
   `segment`, `owner_email`, `currency`, `website` (its host is added to the account's domains);
-  other scalar traits are added to `attributes`. A merge sets only what the call gives: the
+  other scalar traits are added to `attributes`. A name, plan or segment longer than kpibot keeps
+  is shortened; an owner that is no email address and a currency that is no ISO 4217 code are
+  left out (the call's other traits still count). A merge sets only what the call gives: the
   owner, contacts and other fields another source set are kept (storage/account_state.py).
 - `identify` → `account.upserted` with `merge: true` adding one contact to the user's account
   (found as for `track`, with the call's own `traits` first: `traits.account_id`,
@@ -29,7 +31,8 @@ What kpibot does with each call:
   digest of its body) → ignored.
 
 Ambiguities: Segment's help centre says that with batching on, `X-Signature` covers only the first
-event of the batch, so batches cannot be verified: turn batching off. The signature carries no
+event of the batch, so batches cannot be verified: turn batching off. (The signature is checked
+before the body is read: a batch is answered 401, whose reason says so.) The signature carries no
 timestamp, so replays are caught only by the event id (`messageId`).
 """
 
@@ -44,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from storage.schemas import MAX_NAME, MAX_PHONE
+from storage.schemas import MAX_LABEL, MAX_NAME, MAX_PHONE, known_currencies
 from storage.sources.base import Delivery, SourceEvent, WebhookRejected, constant_time_equal
 from storage.sources.fields import (
     body_id,
@@ -75,7 +78,11 @@ class SegmentSource:
             raise WebhookRejected(401, "missing X-Signature header (set the shared secret)")
         digest = hmac.new(secret.encode(), delivery.body, hashlib.sha1).hexdigest()
         if not constant_time_equal(digest, given):
-            raise WebhookRejected(401, "bad X-Signature (is SEGMENT_WEBHOOK_SECRET the secret?)")
+            raise WebhookRejected(
+                401,
+                "bad X-Signature (is SEGMENT_WEBHOOK_SECRET the secret? With batching on, Segment "
+                "signs only a batch's first call: turn batching off)",
+            )
 
     def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
         """Return the delivery's one event: usage, an account, or an ignored call."""
@@ -179,12 +186,17 @@ def _group(payload: dict[str, Any], message_id: str, at: datetime) -> dict[str, 
     traits = _object(payload.get("traits"))
     # A merge: Segment keeps a trait the call does not send, and so does kpibot.
     data: dict[str, Any] = {"account_id": account_id, "merge": True}
-    for name in ("name", "plan", "segment", "currency"):
-        if text(traits.get(name)) is not None and isinstance(traits[name], str):
-            data[name] = traits[name].strip()
-    owner = traits.get("owner_email", traits.get("ownerEmail"))
-    if isinstance(owner, str) and owner.strip():
-        data["owner_email"] = owner.strip()
+    # Free-text traits kpibot cannot keep whole are shortened, and a currency or an owner it
+    # cannot read is left out: one such trait must not cost the call its others.
+    for name, limit in (("name", MAX_NAME), ("plan", MAX_LABEL), ("segment", MAX_LABEL)):
+        if isinstance(traits.get(name), str) and (value := clipped(traits[name], limit)):
+            data[name] = value
+    currency = traits.get("currency")
+    if isinstance(currency, str) and currency.strip().upper() in known_currencies():
+        data["currency"] = currency.strip().upper()
+    owner = optional_email(traits.get("owner_email", traits.get("ownerEmail")))
+    if owner is not None:
+        data["owner_email"] = owner
     domain = _domain(traits.get("website"))
     if domain is not None:
         data["domains"] = [domain]

@@ -189,6 +189,21 @@ def test_a_group_call_gives_only_the_traits_it_carries() -> None:
     assert parse_event(event.native).data.model_fields_set == {"account_id", "merge", "plan"}
 
 
+def test_a_trait_kpibot_cannot_keep_costs_the_group_call_nothing_else() -> None:
+    # Segment's group traits are free text: an over-long plan is shortened, and an owner or a
+    # currency kpibot cannot read is left out, while the call's name, website… still count.
+    [event] = mapped(group(plan="p" * 100, owner_email="n/a", currency="US Dollar"))
+    assert event.reason is None
+    data = parse_event(event.native).data
+    assert (data.name, data.plan, data.domains) == ("Initech", "p" * 64, ["initech.example"])
+    assert "owner_email" not in event.native["data"] and "currency" not in event.native["data"]
+    [event] = mapped(group(currency=" eur ", owner_email=" CSM@ourco.example "))
+    assert (event.native["data"]["currency"], event.native["data"]["owner_email"]) == (
+        "EUR",
+        "csm@ourco.example",
+    )
+
+
 def test_non_scalar_traits_are_left_out_of_the_attributes() -> None:
     [event] = mapped(group(address={"city": "Austin"}, ownerEmail=None, owner_email=None))
     data = event.native["data"]
