@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     typeform_csat_scale: str | None = Field(
         None, validation_alias=_env("KPIBOT_TYPEFORM_CSAT_SCALE")
     )
+    # Delighted's CSAT scale: 5-point (Delighted's default) or 3-point; its payload does not say.
+    delighted_csat_scale: Literal["1-5", "1-3"] = Field(
+        "1-5", validation_alias=_env("KPIBOT_DELIGHTED_CSAT_SCALE")
+    )
     webhook_group_window_ms: float = Field(
         10.0, ge=0, le=1_000, validation_alias=_env("KPIBOT_WEBHOOK_GROUP_WINDOW_MS")
     )
@@ -231,7 +235,8 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret else None
 
     def source_options(self, source: str) -> dict[str, str]:
-        """A webhook source's own settings (which Typeform fields hold the score and email)."""
+        """A webhook source's own settings (which Typeform fields hold the score and email,
+        Delighted's CSAT scale, Segment's time zone)."""
         if source == "typeform":
             return {
                 "score_ref": self.typeform_score_ref,
@@ -240,6 +245,8 @@ class Settings(BaseSettings):
                 "kind": self.typeform_kind,
                 "csat_scale": self.typeform_csat_scale or "",
             }
+        if source == "delighted":
+            return {"csat_scale": self.delighted_csat_scale}
         if source == "segment":
             return {"timezone": self.timezone}
         return {}

@@ -18,8 +18,10 @@ Where the documentation is not explicit, and what kpibot does:
   then replaces the earlier state of the same response whatever the order of arrival.
 - the account comes from a person property named like `account_id` (`Account ID`, `accountId`…,
   compared without case, spaces or punctuation); otherwise kpibot attributes by the email.
-- `nps` maps to NPS 0-10, `csat` to CSAT 1-5; other survey types (CES, eNPS, PMF, 5-star,
-  smileys, thumbs) are logged as ignored (`delighted.survey_response.created.ces`).
+- `nps` maps to NPS 0-10, `csat` to CSAT 1-5, or 1-3 with the `csat_scale` option (Delighted
+  offers 5-point and 3-point CSAT, and its payload does not say which); other survey types (CES,
+  eNPS, PMF, 5-star, smileys, thumbs) are logged as ignored
+  (`delighted.survey_response.created.ces`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from storage.sources.fields import body_id, clipped, native_event, optional_emai
 SIGNATURE_HEADER = "x-delighted-webhook-signature"
 RESPONSE_EVENTS = frozenset({"survey_response.created", "survey_response.updated"})
 SCALES = {"nps": (0, 10), "csat": (1, 5)}
+# The `csat_scale` option: KPIBOT_DELIGHTED_CSAT_SCALE
+CSAT_SCALES = {"1-5": (1, 5), "1-3": (1, 3)}
 
 
 class DelightedSource:
@@ -77,14 +81,18 @@ class DelightedSource:
         if event_type not in RESPONSE_EVENTS:
             event_id = given_id or body_id(delivery.body)
             return [SourceEvent(event_id, raw, _ignored(event_id, event_type, delivery))]
-        mapped = _response(payload, event_type, given_id)
+        csat = CSAT_SCALES[delivery.options.get("csat_scale", "1-5")]  # settings check it
+        mapped = _response(payload, event_type, given_id, {**SCALES, "csat": csat})
         if isinstance(mapped, str):
             return [SourceEvent(given_id, raw, None, mapped)]
         return [SourceEvent(mapped["id"], raw, mapped)]
 
 
 def _response(
-    payload: dict[str, Any], event_type: str, given_id: str | None
+    payload: dict[str, Any],
+    event_type: str,
+    given_id: str | None,
+    scales: dict[str, tuple[int, int]],
 ) -> dict[str, Any] | str:
     """Return the native event of a response, or the reason it cannot be mapped."""
     data = payload.get("event_data")
@@ -108,7 +116,7 @@ def _response(
     if not isinstance(survey_type, str) or not survey_type.strip():
         return "event_data.survey_type: missing (nps, csat, …)"
     kind = survey_type.strip().lower()
-    if kind not in SCALES:
+    if kind not in scales:
         return native_event(event_id, f"delighted.{event_type}.{kind}", moment, {})
     score = data.get("score")
     if isinstance(score, bool) or not isinstance(score, int):
@@ -116,7 +124,7 @@ def _response(
     person = data.get("person")
     if not isinstance(person, dict):
         person = {}
-    low, high = SCALES[kind]
+    low, high = scales[kind]
     fields: dict[str, Any] = {
         "response_id": f"delighted-{response_id}",
         "kind": kind,

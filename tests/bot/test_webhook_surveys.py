@@ -129,6 +129,16 @@ def test_a_delighted_detractor_is_an_nps_response_of_its_account(server: Any) ->
     assert count(server, SurveyResponse) == 1  # the update replaced the response
 
 
+def test_a_delighted_three_point_csat_is_stored_on_the_configured_scale(web_server: Any) -> None:
+    server = web_server(delighted_api_key=DELIGHTED_KEY, delighted_csat_scale="1-3")
+    ingest(server.factory, [make_account("acc-42")])
+    payload = delighted_response(3, None, 1763891400)
+    payload["event_data"]["survey_type"] = "csat"
+    assert post(server, "delighted", payload).status_code == 200
+    stored = response(server, "delighted-5435")
+    assert (stored.kind, stored.score, stored.scale_min, stored.scale_max) == ("csat", 3, 1, 3)
+
+
 def test_a_delighted_response_counts_on_the_day_it_was_answered_whatever_its_updates(
     server: Any,
 ) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,9 +64,9 @@ def response_event(**changes: Any) -> dict[str, Any]:
     return event
 
 
-def mapped(event: Any) -> list[Any]:
+def mapped(event: Any, options: dict[str, str] | None = None) -> list[Any]:
     body = json.dumps(event).encode()
-    return source.events(event, signed(body))
+    return source.events(event, replace(signed(body), options=options or {}))
 
 
 # Signatures
@@ -170,6 +171,16 @@ def test_without_delighted_event_id_the_id_is_type_response_and_time() -> None:
     [event] = mapped(body)
     assert event.event_id == "survey_response.updated:5435:1763892000"
     assert event.native["id"] == event.event_id
+
+
+def test_a_three_point_csat_project_is_stored_on_its_scale() -> None:
+    # Delighted offers 3-point CSAT too, and its payload does not say which: the setting does.
+    [event] = mapped(response_event(survey_type="csat", score=3), {"csat_scale": "1-3"})
+    parsed = parse_event(event.native)
+    assert isinstance(parsed.data, SurveyResponded)
+    assert (parsed.data.score, parsed.data.scale) == (3, (1, 3))
+    [nps] = mapped(response_event(survey_type="nps", score=3), {"csat_scale": "1-3"})
+    assert (nps.native["data"]["scale_min"], nps.native["data"]["scale_max"]) == (0, 10)
 
 
 def test_csat_is_stored_on_a_one_to_five_scale() -> None:
