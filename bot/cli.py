@@ -425,9 +425,20 @@ def webhooks() -> None:
     "--status", type=click.Choice(["queued", "applied", "ignored", "rejected"]), help="Only these."
 )
 @click.option("--source", help="Only this source (kpibot, stripe, delighted, …, import).")
-@click.option("--limit", default=50, show_default=True, help="How many, newest first.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="How many, newest first.",
+)
+@click.option(
+    "--before", type=click.IntRange(1), help="Only events older than this #id (the next page)."
+)
 @click.pass_obj
-def webhooks_list(settings: Settings, status: str | None, source: str | None, limit: int) -> None:
+def webhooks_list(
+    settings: Settings, status: str | None, source: str | None, limit: int, before: int | None
+) -> None:
     """List received events with their fate; rejected ones with the reason."""
     from storage.db import session_scope
     from storage.deliveries import list_events
@@ -437,13 +448,15 @@ def webhooks_list(settings: Settings, status: str | None, source: str | None, li
         _database(settings, create=False) as factory,
         session_scope(factory) as session,
     ):
-        rows = list_events(session, status=status, source=source, limit=limit)
+        rows = list_events(session, status=status, source=source, limit=limit, before=before)
     if not rows:
         click.echo("no events")
     for row in rows:
         when = row.received_at.strftime("%Y-%m-%d %H:%M:%S")
         fields = [f"#{row.id}", when, row.source, row.event_id or "-", row.type or "-", row.status]
         click.echo("  ".join(_shown(text) for text in [*fields, row.reason or ""]).rstrip())
+    if len(rows) == limit:  # there may be older ones
+        click.echo(f"older ones: the same command with --before {rows[-1].id}", err=True)
 
 
 def _shown(text: str) -> str:

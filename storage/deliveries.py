@@ -85,10 +85,18 @@ class LoggedEvent:
 
 
 def list_events(
-    session: Session, *, status: str | None = None, source: str | None = None, limit: int = 50
+    session: Session,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
 ) -> list[LoggedEvent]:
-    """Return the latest logged events, newest first, optionally of one status or source."""
+    """Return the latest logged events, newest first, optionally of one status or source, and
+    only those logged before the event log id `before` (the next page of a listing)."""
     query = select(EventLog).order_by(col(EventLog.id).desc()).limit(limit)
+    if before is not None:
+        query = query.where(col(EventLog.id) < before)
     if status:
         query = query.where(col(EventLog.status) == status)
     if source:

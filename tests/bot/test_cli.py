@@ -150,6 +150,25 @@ def test_webhooks_list_shows_a_line_break_or_an_escape_in_an_id_escaped(
     assert json.dumps(forged) in listed.stdout and '"y\\u001b[2J"' in listed.stdout
 
 
+def test_webhooks_list_pages_with_before(database_url, tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    events = [
+        {**make_invoice(f"2026-01-0{n}", currency="XYZ"), "id": f"bad-{n}"} for n in (1, 2, 3)
+    ]
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    run(["ingest", str(path)], database_url=database_url, cwd=tmp_path)
+    first = run(["webhooks", "list", "--limit", "2"], database_url=database_url, cwd=tmp_path)
+    ids = [line.split()[0].lstrip("#") for line in first.stdout.splitlines()]
+    assert [line.split()[4] for line in first.stdout.splitlines()] == ["bad-3", "bad-2"]
+    assert f"the same command with --before {ids[-1]}" in first.stderr
+    older = ["webhooks", "list", "--limit", "2", "--before", ids[-1]]
+    second = run(older, database_url=database_url, cwd=tmp_path)
+    assert [line.split()[4] for line in second.stdout.splitlines()] == ["bad-1"]
+    assert "--before" not in second.stderr  # the last page
+    zero = run(["webhooks", "list", "--limit", "0"], database_url=database_url, cwd=tmp_path)
+    assert zero.returncode == 2 and "--limit" in zero.stderr
+
+
 def test_a_database_that_cannot_be_reached_is_a_one_line_error(tmp_path: Path):
     url = "postgresql+psycopg://kpibot:s3cret-pw@127.0.0.1:1/kpibot"
     listed = run(["webhooks", "list"], database_url=url, cwd=tmp_path)
