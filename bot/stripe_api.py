@@ -10,7 +10,8 @@ Subscriptions and Coupons), the Stripe route writes them out before mapping the 
   objects now on the subscription, by id. An id of the event that is no longer there (the
   discount was removed since) stays an id, and is skipped as before;
 - `GET /v1/coupons/{id}` for each coupon given as an id, expanding `currency_options` (an amount
-  off in other currencies, which Stripe leaves out otherwise), kept in memory: a coupon's terms
+  off in other currencies) and `applies_to` (the products it is limited to), which Stripe leaves
+  out otherwise; kept in memory: a coupon's terms
   (`percent_off`, `amount_off`, `duration`) never change once created.
 
 The event is then logged as expanded, so a replay maps it again without the API. Stripe's API
@@ -33,8 +34,9 @@ log = logging.getLogger("kpibot.stripe_api")
 
 STRIPE_API_URL = "https://api.stripe.com"
 TIMEOUT_SECONDS = 5.0  # per request: the route answers within Stripe's 20 s wait
-# A Coupon's fields Stripe leaves out unless expanded: what an amount off is in each currency
-COUPON_EXPANDS = ("currency_options",)
+# A Coupon's fields Stripe leaves out unless expanded: what an amount off is in each currency,
+# and the products it is limited to
+COUPON_EXPANDS = ("currency_options", "applies_to")
 
 
 class StripeApiUnavailable(Exception):

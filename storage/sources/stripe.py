@@ -268,10 +268,15 @@ def _invoice(invoice: _At) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class _Discount:
-    """A recurring discount in force: a percentage, or an amount off in minor units."""
+    """A recurring discount in force: a percentage, or an amount off in minor units; on the
+    items of `products` only (a coupon's `applies_to`), or on all (None)."""
 
     percent: Decimal | None = None
     amount: Decimal | None = None
+    products: frozenset[str] | None = None
+
+    def applies(self, line: _Line) -> bool:
+        return self.products is None or line.product in self.products
 
 
 def _apply(discounts: list[_Discount], billed: Decimal, factor: Decimal) -> Decimal:
@@ -284,6 +289,26 @@ def _apply(discounts: list[_Discount], billed: Decimal, factor: Decimal) -> Deci
     return billed
 
 
+def _apply_to_lines(
+    discounts: list[_Discount], lines: list[_Line], nets: list[Decimal], factor: Decimal
+) -> list[Decimal]:
+    """Apply the subscription's discounts in order to each line's net amount: a percentage to
+    each line it applies to, an amount off (`factor` times) shared by those lines in proportion
+    to their amounts (the same total as taking it off their sum)."""
+    nets = list(nets)
+    for discount in discounts:
+        eligible = [i for i, line in enumerate(lines) if discount.applies(line)]
+        if discount.percent is not None:
+            for i in eligible:
+                nets[i] = nets[i] * (100 - discount.percent) / 100
+            continue
+        base = sum((nets[i] for i in eligible), Decimal(0))
+        off = min(base, (discount.amount or 0) * factor)
+        for i in eligible:
+            nets[i] -= off * nets[i] / base if base else 0
+    return nets
+
+
 @dataclass(frozen=True)
 class _Line:
     """A licensed subscription item: unit price (minor units), quantity, period, own discounts."""
@@ -293,6 +318,7 @@ class _Line:
     interval: str
     interval_count: int
     discounts: list[_Discount]
+    product: str | None = None
 
     def per_month(self) -> Decimal:
         months, per = _PER_MONTH[self.interval]
@@ -336,12 +362,12 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     # Item discounts apply before the subscription's. An amount off comes off every invoice,
     # and items of different periods are invoiced apart: it counts once per period of the most
     # often invoiced item (whatever the order of the items).
-    net = sum(
-        (_apply(line.discounts, g, f) for line, g, f in zip(lines, gross, factors, strict=True)),
-        Decimal(0),
-    )
+    nets = [
+        _apply([d for d in line.discounts if d.applies(line)], g, f)
+        for line, g, f in zip(lines, gross, factors, strict=True)
+    ]
     own = _discounts(sub, currency, now)
-    net = _apply(own, net, max(factors, default=Decimal(1)))
+    net = sum(_apply_to_lines(own, lines, nets, max(factors, default=Decimal(1))), Decimal(0))
     single = len(lines) == 1
     data: dict[str, Any] = {
         **state,
@@ -351,7 +377,11 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
         "quantity": lines[0].quantity if single else 1,
     }
     if net != total:
-        only_percent = len(own) == 1 and own[0].percent is not None
+        only_percent = (
+            len(own) == 1
+            and own[0].percent is not None
+            and all(own[0].applies(line) for line in lines)
+        )
         if only_percent and not any(line.discounts for line in lines):
             data["discount_percent"] = format(own[0].percent, "f")
         else:
@@ -374,12 +404,16 @@ def _line(item: _At, currency: str, now: int) -> _Line | None:
     if transform is not None:  # package pricing: billed per started (or completed) package
         packages, left = divmod(quantity, transform.whole("divide_by", least=1))
         quantity = packages + (1 if left and transform.opt("round", str) == "up" else 0)
+    product = price.value.get("product")
+    if isinstance(product, dict):  # expanded
+        product = product.get("id")
     return _Line(
         _unit_amount(_in_currency(price, currency)),
         quantity,
         interval,
         interval_count,
         _discounts(item, currency, now),
+        product if isinstance(product, str) else None,
     )
 
 
@@ -452,7 +486,7 @@ def _discount(discount: _At, currency: str, now: int) -> _Discount | None:
         value = Decimal(str(percent))
         if not value.is_finite() or not 0 <= value <= 100:
             raise BadField(coupon.at("percent_off"), "must be between 0 and 100")
-        return _Discount(percent=value)
+        return _Discount(percent=value, products=_products(coupon))
     if coupon.value.get("amount_off") is None:
         raise BadField(coupon.at("percent_off"), "missing (a coupon has percent_off or amount_off)")
     amount_off = coupon.whole("amount_off")
@@ -462,4 +496,14 @@ def _discount(discount: _At, currency: str, now: int) -> _Discount | None:
         if option is None:
             return None
         amount_off = option.whole("amount_off")
-    return _Discount(amount=Decimal(amount_off))
+    return _Discount(amount=Decimal(amount_off), products=_products(coupon))
+
+
+def _products(coupon: _At) -> frozenset[str] | None:
+    """The products a coupon is limited to (`applies_to.products`, which Stripe includes only
+    when expanded), or None: all."""
+    applies_to = coupon.expanded("applies_to")
+    products = applies_to.value.get("products") if applies_to is not None else None
+    if not isinstance(products, list) or not products:
+        return None
+    return frozenset(p for p in products if isinstance(p, str))

@@ -88,6 +88,21 @@ def test_an_amount_off_coupon_in_another_currency_is_read_with_its_currency_opti
     assert native(expanded)["data"]["discount_amount"] == "4"
 
 
+def test_a_coupon_is_read_with_the_products_it_is_limited_to() -> None:
+    with FakeStripe() as stripe:
+        stripe.coupons["co_a"] = coupon(
+            id="co_a", percent_off=50, applies_to={"products": ["prod_A"]}
+        )
+        a = item(price(10000, price_id="price_a", product="prod_A"), 1, item_id="si_a")
+        b = item(price(10000, price_id="price_b", product="prod_B"), 1, item_id="si_b")
+        stripe.subscriptions[SUBSCRIPTION_ID] = subscription(
+            a, b, discounts=[_clover("di_a", "co_a")]
+        )
+        obj = subscription(a, b, discounts=["di_a"])
+        expanded = _expand(stripe, stripe_event("customer.subscription.updated", obj))
+    assert native(expanded)["data"]["discount_amount"] == "50"  # half of A's 100 only
+
+
 def test_a_subscription_stripe_does_not_have_leaves_the_event_as_it_is() -> None:
     with FakeStripe() as stripe:
         payload = _event(subscription_discounts=["di_1"], item_discounts=[])

@@ -552,6 +552,36 @@ def test_a_multi_currency_price_counts_its_amount_in_the_subscription_currency()
     assert (ended["status"], ended["amount"]) == ("canceled", "0")
 
 
+def test_a_coupon_limited_to_some_products_lowers_only_their_items():
+    # Two $100 items; a coupon whose applies_to names only product A takes off A's part.
+    a = item(price(10000, price_id="price_a", product="prod_A"), 1, item_id="si_a")
+    b = item(price(10000, price_id="price_b", product="prod_B"), 1, item_id="si_b")
+    half = coupon(percent_off=50, applies_to={"products": ["prod_A"]})
+    data = native(
+        stripe_event(
+            "customer.subscription.updated", subscription(a, b, discounts=[discount(half)])
+        )
+    )["data"]
+    assert (data["amount"], data["discount_amount"]) == ("200", "50")
+    assert mrr(data) == Decimal("150")
+    # An amount off is taken off the products it applies to only, up to what they cost.
+    ten = coupon(
+        percent_off=None, amount_off=15000, currency="usd", applies_to={"products": ["prod_B"]}
+    )
+    data = native(
+        stripe_event("customer.subscription.updated", subscription(a, b, discounts=[discount(ten)]))
+    )["data"]
+    assert mrr(data) == Decimal("100")
+    # Without applies_to (as a webhook gives a coupon unless expanded), it lowers every item.
+    del half["applies_to"]
+    data = native(
+        stripe_event(
+            "customer.subscription.updated", subscription(a, b, discounts=[discount(half)])
+        )
+    )["data"]
+    assert mrr(data) == Decimal("100")
+
+
 def test_an_item_discount_applies_to_its_item_only():
     plus = item(price(1000, price_id="price_addon"), 1, item_id="si_addon")
     plus["discounts"] = [discount(coupon(percent_off=50), subscription_item="si_addon")]
