@@ -319,10 +319,15 @@ class _Line:
     interval_count: int
     discounts: list[_Discount]
     product: str | None = None
+    tax: Decimal = Decimal(0)  # the percentage of inclusive tax rates in its amounts
 
     def per_month(self) -> Decimal:
         months, per = _PER_MONTH[self.interval]
         return Decimal(months) / (per * self.interval_count)
+
+    def untaxed(self, amount: Decimal) -> Decimal:
+        """`amount` without the inclusive tax it holds (tax is not MRR)."""
+        return amount * 100 / (100 + self.tax) if self.tax else amount
 
 
 def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
@@ -346,7 +351,12 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
         "currency": currency,
     }
     try:
-        lines = [line for item in items if (line := _line(item, currency, now)) is not None]
+        default_rates = sub.objects("default_tax_rates")
+        lines = [
+            line
+            for item in items
+            if (line := _line(item, currency, now, default_rates)) is not None
+        ]
     except BadField:
         if status in PAYING_STATUSES:
             raise
@@ -358,7 +368,6 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     interval, interval_count = next(iter(periods)) if len(periods) == 1 else ("month", 1)
     factors = [Decimal(1) if len(periods) == 1 else line.per_month() for line in lines]
     gross = [line.unit * line.quantity * f for line, f in zip(lines, factors, strict=True)]
-    total = sum(gross, Decimal(0))
     # Item discounts apply before the subscription's. An amount off comes off every invoice,
     # and items of different periods are invoiced apart: it counts once per period of the most
     # often invoiced item (whatever the order of the items).
@@ -367,11 +376,15 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
         for line, g, f in zip(lines, gross, factors, strict=True)
     ]
     own = _discounts(sub, currency, now)
-    net = sum(_apply_to_lines(own, lines, nets, max(factors, default=Decimal(1))), Decimal(0))
+    nets = _apply_to_lines(own, lines, nets, max(factors, default=Decimal(1)))
+    # Amounts of tax-inclusive rates hold their tax: it comes out of each line, after discounts
+    # (Stripe discounts the inclusive amount and taxes what is left).
+    total = sum((line.untaxed(g) for line, g in zip(lines, gross, strict=True)), Decimal(0))
+    net = sum((line.untaxed(n) for line, n in zip(lines, nets, strict=True)), Decimal(0))
     single = len(lines) == 1
     data: dict[str, Any] = {
         **state,
-        "amount": _major(lines[0].unit if single else total, currency),
+        "amount": _major(lines[0].untaxed(lines[0].unit) if single else total, currency),
         "interval": interval,
         "interval_count": interval_count,
         "quantity": lines[0].quantity if single else 1,
@@ -389,8 +402,9 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     return data
 
 
-def _line(item: _At, currency: str, now: int) -> _Line | None:
-    """The item's recurring charge, or None for a metered price (usage is not MRR)."""
+def _line(item: _At, currency: str, now: int, default_rates: list[_At]) -> _Line | None:
+    """The item's recurring charge, or None for a metered price (usage is not MRR); its tax
+    rates are its own `tax_rates`, else the subscription's `default_tax_rates`."""
     price = item.obj("price")
     recurring = price.obj("recurring")
     if recurring.opt("usage_type", str) == "metered":
@@ -414,7 +428,25 @@ def _line(item: _At, currency: str, now: int) -> _Line | None:
         interval_count,
         _discounts(item, currency, now),
         product if isinstance(product, str) else None,
+        _inclusive_tax(item.objects("tax_rates") or default_rates),
     )
+
+
+def _inclusive_tax(rates: list[_At]) -> Decimal:
+    """The percentage the inclusive ones of these Tax Rates add up to (exclusive rates are
+    charged on top of the price, so they are not in its amount)."""
+    total = Decimal(0)
+    for rate in rates:
+        if rate.value.get("inclusive") is not True:
+            continue
+        percentage = rate.value.get("percentage")
+        if isinstance(percentage, bool) or not isinstance(percentage, int | float):
+            raise BadField(rate.at("percentage"), f"must be a number, not {_json_type(percentage)}")
+        value = Decimal(str(percentage))
+        if not value.is_finite() or not 0 <= value <= 100:
+            raise BadField(rate.at("percentage"), "must be between 0 and 100")
+        total += value
+    return total
 
 
 def _in_currency(price: _At, currency: str) -> _At:

@@ -582,6 +582,40 @@ def test_a_coupon_limited_to_some_products_lowers_only_their_items():
     assert mrr(data) == Decimal("100")
 
 
+def tax_rate(percentage: float, *, inclusive: bool) -> dict[str, Any]:
+    """A Tax Rate, as a subscription or its item carries it."""
+    return {
+        "id": "txr_1MzS4RLkdIwHu7ixwvpZVWUW",
+        "object": "tax_rate",
+        "active": True,
+        "display_name": "VAT",
+        "inclusive": inclusive,
+        "jurisdiction": "FR",
+        "percentage": percentage,
+    }
+
+
+def test_an_inclusive_tax_rate_is_taken_out_of_mrr():
+    # KPIS.md: taxes are not MRR. A 120 EUR price with 20 % VAT included is 100 of MRR.
+    vat = tax_rate(20.0, inclusive=True)
+    taxed = item(price(12000, currency="eur"), 3) | {"tax_rates": [vat]}
+    data = native(
+        stripe_event("customer.subscription.updated", subscription(taxed, currency="eur"))
+    )["data"]
+    assert (data["amount"], data["quantity"]) == ("100", 3)
+    assert mrr(data) == Decimal("300")
+    # The subscription's default rates stand for an item without its own, after discounts.
+    plain = item(price(12000, currency="eur"), 1)
+    sub = subscription(
+        plain, currency="eur", default_tax_rates=[vat], discounts=[discount(coupon(percent_off=50))]
+    )
+    data = native(stripe_event("customer.subscription.updated", sub))["data"]
+    assert mrr(data) == Decimal("50")
+    # An exclusive rate is charged on top of the price: the price is MRR as it is.
+    sub = subscription(plain, currency="eur", default_tax_rates=[tax_rate(20.0, inclusive=False)])
+    assert mrr(native(stripe_event("customer.subscription.updated", sub))["data"]) == Decimal("120")
+
+
 def test_an_item_discount_applies_to_its_item_only():
     plus = item(price(1000, price_id="price_addon"), 1, item_id="si_addon")
     plus["discounts"] = [discount(coupon(percent_off=50), subscription_item="si_addon")]
