@@ -319,6 +319,16 @@ def import_(settings: Settings, kind: str, file: str) -> None:
                 raise click.ClickException(str(error)) from None
     click.echo(f"{file}: {_summary(report)}")
     _show_rejections(report)
+    for kept in report.kept[:SHOWN_REJECTIONS]:
+        click.echo(f"  not replaced ({_shown(kept.event_id or '')}): {kept.reason}", err=True)
+    if report.kept:
+        more = len(report.kept) - SHOWN_REJECTIONS
+        click.echo(
+            (f"  … and {more} more; " if more > 0 else "  ")
+            + f"{len(report.kept)} row(s) counted as duplicates have other values than the rows "
+            "stored under their key, which stay (docs/import.md: Importing again)",
+            err=True,
+        )
     if report.rejected:
         sys.exit(1)
 

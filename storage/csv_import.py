@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import chain
 from os import PathLike
@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from storage.apply import IngestConfig
-from storage.db import dumps
+from storage.db import dumps, session_scope
 from storage.ingest import (
     BATCH_SIZE,
     IngestReport,
@@ -34,6 +36,7 @@ from storage.ingest import (
     batched,
     ingest_in_batches,
 )
+from storage.tables import EventLog
 
 IMPORT_SOURCE = "import"
 IMPORT_KINDS = ("accounts", "subscriptions", "invoices", "responses", "usage")
@@ -209,6 +212,14 @@ def csv_events(
         yield item
 
 
+@dataclass
+class ImportReport(IngestReport):
+    """What an import did; `kept` names the rows that were duplicates of a stored row by their
+    key but not by their values: the stored one stays (see docs/import.md, Importing again)."""
+
+    kept: list[Rejection] = field(default_factory=list)
+
+
 def import_csv(
     factory: sessionmaker[Session],
     kind: str,
@@ -217,14 +228,14 @@ def import_csv(
     config: IngestConfig,
     progress: Callable[[int], None] | None = None,
     batch_size: int = BATCH_SIZE,
-) -> IngestReport:
+) -> ImportReport:
     """Import a CSV file of `kind` through the ingestion service; return what happened.
 
     The header is checked before any row is stored; `progress(n)` counts rows as they are stored,
     and every rejection's reason names the CSV line(s) it came from.
     """
     import_kind(kind)
-    report = IngestReport()
+    report = ImportReport()
     with _open(path_or_file) as (lines, name):
         reader = _reader(lines, name)
         check_header(kind, reader.fieldnames or ())
@@ -240,6 +251,7 @@ def import_csv(
                     batch_size=len(batch),
                 )
                 part.rejections = [_with_lines(r, batch[r.index]) for r in part.rejections]
+                report.kept.extend(_kept(factory, batch, part.outcomes, offset))
                 report.add(part, offset=offset)
                 offset += len(batch)
                 if progress:
@@ -252,6 +264,42 @@ def import_csv(
         except csv.Error as error:
             raise ValueError(f"{name} line {reader.line_num}: {error}") from None
     return report
+
+
+def _kept(
+    factory: sessionmaker[Session], batch: list[Located], outcomes: list[str], offset: int
+) -> list[Rejection]:
+    """The duplicates of `batch` whose stored event says otherwise (same key, other values):
+    an invoice, a subscription state or a response is a fact, and is not replaced by a row."""
+    duplicates = {
+        item["id"]: (index, lines, item)
+        for index, ((lines, item), outcome) in enumerate(zip(batch, outcomes, strict=True))
+        if outcome == "duplicate" and isinstance(item, dict)
+    }
+    if not duplicates:
+        return []
+    kept = []
+    with session_scope(factory) as session:
+        for part in batched(sorted(duplicates), 500):
+            stored = session.execute(
+                select(col(EventLog.event_id), col(EventLog.body)).where(
+                    col(EventLog.source) == IMPORT_SOURCE, col(EventLog.event_id).in_(part)
+                )
+            )
+            for event_id, body in stored:
+                index, lines, item = duplicates[event_id]
+                before = json.loads(body)
+                if (before.get("data"), before.get("occurred_at")) == (
+                    item["data"],
+                    item["occurred_at"],
+                ):
+                    continue
+                where = before.get("import") or {}
+                reason = f"{_where(lines)}: already stored with other values" + (
+                    f" (from {where['file']} line {where['line']})" if "file" in where else ""
+                )
+                kept.append(Rejection(index + offset, event_id, reason))
+    return sorted(kept, key=lambda r: r.index)
 
 
 def _with_lines(rejection: Rejection, located: Located) -> Rejection:

@@ -408,6 +408,13 @@ def test_import_backfills_a_csv_and_reimporting_changes_nothing(database_url, tm
         ["webhooks", "list", "--status", "rejected"], database_url=database_url, cwd=tmp_path
     )
     assert "import:invoice:inv-2" in listed.stdout and "data.amount" in listed.stdout
+    path.write_text(path.read_text().replace("inv-1,10.00", "inv-1,12.00"))
+    corrected = run(["import", "invoices", str(path)], database_url=database_url, cwd=tmp_path)
+    assert "0 applied, 1 duplicate" in corrected.stdout
+    assert (
+        "not replaced (import:invoice:inv-1): line 2: already stored with other values "
+        "(from invoices.csv line 2)" in corrected.stderr
+    )
 
 
 def _seed_book(database_url, tmp_path: Path) -> None:

@@ -236,6 +236,31 @@ def test_importing_the_same_file_again_changes_nothing(session_factory, tmp_path
     assert import_csv(session_factory, kind, path, config=UTC_CONFIG).duplicate == first.total
 
 
+def test_a_row_with_other_values_than_the_stored_one_is_named_as_not_replaced(
+    session_factory, tmp_path
+):
+    """An invoice is a fact: a corrected row imported again does not replace it, and the report
+    says so instead of counting it as a plain duplicate."""
+    import_csv(
+        session_factory, "invoices", _csv(tmp_path, INVOICES, "first.csv"), config=UTC_CONFIG
+    )
+    corrected = INVOICES.replace("acc-1,inv-1,50.00", "acc-1,inv-1,55.00")
+    again = import_csv(
+        session_factory, "invoices", _csv(tmp_path, corrected, "second.csv"), config=UTC_CONFIG
+    )
+    assert (again.applied, again.duplicate) == (0, 2)
+    [kept] = again.kept
+    assert (kept.index, kept.event_id) == (0, "import:invoice:inv-1")
+    assert kept.reason == "line 2: already stored with other values (from first.csv line 2)"
+    amounts = [i.amount for i in _rows(session_factory, Invoice, Invoice.invoice_id)]
+    assert amounts == [Decimal("50.00"), Decimal("150.00")]  # the stored one stays
+    # The same rows again, from another file: plain duplicates.
+    same = import_csv(
+        session_factory, "invoices", _csv(tmp_path, INVOICES, "copy.csv"), config=UTC_CONFIG
+    )
+    assert (same.duplicate, same.kept) == (2, [])
+
+
 def test_a_bad_row_is_rejected_with_its_line_and_the_others_applied(session_factory, tmp_path):
     text = INVOICES + 'acc-1,inv-3,12.00,USD,2026-13-01\nacc-1,inv-4,"1,234.50",USD,2026-03-01\n'
     text += "acc-1,,5.00,USD,2026-03-01\n"
