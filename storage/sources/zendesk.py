@@ -18,9 +18,13 @@ template of docs/webhooks/zendesk.md:
 Legacy CSAT is binary: `good` (or `good_with_comment`, or English text starting "Good" as
 `{{satisfaction.current_rating}}` renders it) is stored as CSAT 5 on a 1-5 scale, `bad` as 1;
 `offered` / `unoffered` are logged as ignored. One rating per ticket: the response id is
-`zendesk-<ticket id>`, so a changed rating replaces the earlier one (a comment added within the
-same minute too: the event id holds a digest of the comment, see `_event_id`). The account is the
-organization's external id when Zendesk fills it, else the response is attributed by the email.
+`zendesk-<ticket id>`, so a changed rating replaces the earlier one. Deliveries are
+de-duplicated by `X-Zendesk-Webhook-Invocation-Id` (one per trigger firing, kept by its retries):
+a rating changed back within the minute (good, bad, good) is then not taken for the first
+delivery again. Without that header, by ticket, score, time and a digest of the comment
+(`_event_id`): `updated_at` only goes to the minute, and a comment is often added within it.
+The account is the organization's external id when Zendesk fills it, else the response is
+attributed by the email.
 Event-subscribed webhooks (`"type": "zen:event-type:…"`) are accepted and logged as ignored.
 """
 
@@ -45,6 +49,9 @@ from storage.sources.fields import body_id, clipped, instant, native_event, opti
 
 SIGNATURE_HEADER = "x-zendesk-webhook-signature"
 TIMESTAMP_HEADER = "x-zendesk-webhook-signature-timestamp"
+# One id per trigger firing, the same on its retries (developer.zendesk.com/documentation/
+# webhooks/anatomy-of-a-webhook-request/)
+INVOCATION_HEADER = "x-zendesk-webhook-invocation-id"
 EVENT_PREFIX = "zen:event-type:"
 GOOD, BAD = 5, 1  # legacy CSAT is good/bad: the two ends of a 1-5 scale
 SCORES = {
@@ -94,13 +101,13 @@ class ZendeskSource:
             when = instant(payload.get("time")) or delivery.received_at
             name = "zendesk." + kind.removeprefix(EVENT_PREFIX)
             return [SourceEvent(event_id, raw, native_event(event_id, name, when, {}))]
-        mapped = _rating(payload)
+        mapped = _rating(payload, text(delivery.header(INVOCATION_HEADER)))
         if isinstance(mapped, str):  # logged under a digest of the body: retries count once
             return [SourceEvent(body_id(delivery.body), raw, None, mapped)]
         return [SourceEvent(mapped["id"], raw, mapped)]
 
 
-def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
+def _rating(payload: dict[str, Any], invocation: str | None) -> dict[str, Any] | str:
     """Return the native event of the body's rating, or the reason it cannot be mapped."""
     ticket_id = text(payload.get("ticket_id"))
     if ticket_id is None:
@@ -119,7 +126,11 @@ def _rating(payload: dict[str, Any]) -> dict[str, Any] | str:
         return "satisfaction_rating.score: missing (good or bad)"
     score_text = label.strip().lower()
     comment = text(rating.get("comment"))
-    event_id = _event_id(ticket_id, score_text, updated_at, comment)
+    if invocation is not None and len(invocation) <= 200:
+        # One trigger firing, whatever the times in its body; its retries keep it.
+        event_id = f"zendesk-invocation-{invocation}"
+    else:
+        event_id = _event_id(ticket_id, score_text, updated_at, comment)
     if score_text in NOT_RATED:
         return native_event(event_id, f"zendesk.satisfaction.{score_text}", updated_at, {})
     score = SCORES.get(score_text)

@@ -36,14 +36,20 @@ def typeform_headers(body: bytes, secret: str = TYPEFORM_SECRET) -> dict[str, st
 
 
 def zendesk_headers(
-    body: bytes, secret: str = ZENDESK_SECRET, at: datetime | None = None
+    body: bytes,
+    secret: str = ZENDESK_SECRET,
+    at: datetime | None = None,
+    invocation: str | None = None,
 ) -> dict[str, str]:
     timestamp = (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
-    return {
+    headers = {
         "x-zendesk-webhook-signature": base64.b64encode(digest).decode(),
         "x-zendesk-webhook-signature-timestamp": timestamp,
     }
+    if invocation is not None:  # as Zendesk sends it: one per trigger firing
+        headers["x-zendesk-webhook-invocation-id"] = invocation
+    return headers
 
 
 def segment_headers(body: bytes, secret: str = SEGMENT_SECRET) -> dict[str, str]:
@@ -263,6 +269,22 @@ def test_a_comment_added_to_a_zendesk_rating_within_the_minute_is_kept(server: A
     assert post(server, "zendesk", commented).json()["queued"] == 1
     assert post(server, "zendesk", commented).json()["duplicate"] == 1  # a retry counts once
     assert response(server, "zendesk-35436").comment == "No callback."
+
+
+def test_a_zendesk_rating_changed_back_within_the_minute_ends_as_last_given(server: Any) -> None:
+    # good, bad, good in one minute: the third body is the first's again, and only Zendesk's
+    # invocation id tells them apart; a retry keeps its invocation's id and counts once.
+    good = {
+        "ticket_id": "35436",
+        "updated_at": "2026-11-22T16:05Z",
+        "requester_email": "dana@initech.example",
+        "satisfaction_rating": {"score": "good", "comment": ""},
+    }
+    bad = {**good, "satisfaction_rating": {"score": "bad", "comment": ""}}
+    for n, payload in enumerate([good, bad, good], start=1):
+        assert post(server, "zendesk", payload, invocation=f"83502055{n}").json()["queued"] == 1
+    assert post(server, "zendesk", good, invocation="835020553").json()["duplicate"] == 1
+    assert response(server, "zendesk-35436").score == 5
 
 
 def test_a_stale_zendesk_signature_is_refused(server: Any) -> None:
