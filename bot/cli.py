@@ -585,7 +585,12 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     _collect_less_often()
     try:
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
         uvicorn.Server(config).run(sockets=[listener])
     finally:
@@ -595,6 +600,11 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
 
 
 LISTEN_BACKLOG = 2_048  # connections the system holds until they are accepted (uvicorn's own)
+# On SIGTERM, requests in flight get this long to finish (a batch's commit takes a second or two);
+# then they are cut, as a sender that trickles its body would otherwise hold the stop forever.
+# Under the 30 s most supervisors wait before they kill. A cut request gets no answer: its
+# sender retries, and what it had stored is then a duplicate.
+SHUTDOWN_GRACE_SECONDS = 20
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -15,6 +15,7 @@ Starlette's middleware and router (`_WebApp`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -59,7 +60,24 @@ from storage.sources.base import Delivery, WebhookRejected
 from storage.sources.registry import get_source
 
 MAX_BODY_BYTES = 1024 * 1024
+# A body must arrive within this long: a sender that trickles one (or stops half way) holds its
+# buffer and a connection, and is answered 408 instead. Providers send 1 MiB in well under a second.
+BODY_SECONDS = 30.0
+# The bytes of the bodies held at once (each until its delivery is answered), at most: a delivery
+# that would pass it is answered 503 at once, so that unsigned senders (400 bodies of 1 MiB, each
+# stopped before its last byte) cannot hold more memory than this. 96 batches of 1 MiB, or tens of
+# thousands of single events.
+BODY_BYTES_IN_FLIGHT = 96 * MAX_BODY_BYTES
+SOON = ((b"retry-after", b"1"),)  # a 503's header: retry in a second
 log = logging.getLogger("kpibot.web")
+
+
+class _Disconnected(Exception):
+    """The sender closed the connection before its body arrived: nobody to answer."""
+
+
+class _TooSlow(Exception):
+    """The body did not arrive within `BODY_SECONDS`."""
 
 
 @dataclass
@@ -188,14 +206,27 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
     if settings.slack_mode != "offline":
         slack = create_app(settings, make_session_factory(read_only(engine)), **slack_options)
 
+    in_flight = 0  # the bytes reserved by the deliveries being read or stored
+
     async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal in_flight
         name = scope["path_params"]["source"]
         started = time.perf_counter()
-        try:
-            answer = await _webhook(scope, receive, name, settings, queue, metrics, stripe_api)
-        except Exception:  # a bug: the sender retries, and /metrics counts the 500
-            log.exception("webhook %s: the delivery failed", name[:40])
-            answer = _error(500, "internal error: nothing was stored; retry later")
+        # What the body may hold: its declared length (the server reads no more), else the limit.
+        reserved = min(_declared_length(scope) or MAX_BODY_BYTES, MAX_BODY_BYTES)
+        if in_flight + reserved > BODY_BYTES_IN_FLIGHT:
+            answer = _Answer(503, {"error": "too many deliveries at once: retry shortly"}, SOON)
+        else:
+            in_flight += reserved
+            try:
+                answer = await _webhook(scope, receive, name, settings, queue, metrics, stripe_api)
+            except _Disconnected:
+                return  # nothing was stored, and nobody to answer or to count as refused
+            except Exception:  # a bug: the sender retries, and /metrics counts the 500
+                log.exception("webhook %s: the delivery failed", name[:40])
+                answer = _error(500, "internal error: nothing was stored; retry later")
+            finally:
+                in_flight -= reserved
         if get_source(name) is not None:
             metrics.delivered(name, answer.status, time.perf_counter() - started)
         await answer.send(send)
@@ -222,7 +253,10 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
                 else "Slack is not configured here: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"
             )
             return _refused(404, why)
-        body = await _receive_body(request.headers, request.receive)
+        try:
+            body = await _receive_body(request.headers, request.receive)
+        except (_Disconnected, _TooSlow):
+            return _refused(408, "the body did not arrive")
         if body is None:
             return _refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
         try:
@@ -291,8 +325,9 @@ class _WebApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            source = scope["path"].removeprefix(WEBHOOK_PREFIX)
-            if source != scope["path"] and source and "/" not in source:
+            # (A URL pasted with a trailing slash is the same route: senders follow no redirect.)
+            source = scope["path"].removeprefix(WEBHOOK_PREFIX).removesuffix("/")
+            if scope["path"].startswith(WEBHOOK_PREFIX) and source and "/" not in source:
                 scope["path_params"] = {"source": source}
                 await self._webhook(scope, receive, send)
                 return
@@ -346,7 +381,10 @@ async def _webhook(
     if source is None or not secret:
         return _error(404, f"no webhook source '{name[:40]}' is configured here")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    body = await _receive_body(headers, receive)
+    try:
+        body = await _receive_body(headers, receive)
+    except _TooSlow:
+        return _error(408, f"the body did not arrive within {BODY_SECONDS:g} s")
     if body is None:
         return _error(413, f"the body is over {MAX_BODY_BYTES} bytes")
     delivery = Delivery(
@@ -386,9 +424,7 @@ async def _webhook(
     try:
         report = await queue.ingest(name, items, delivery.received_at)
     except DatabaseBusy:
-        return _Answer(
-            503, {"error": "the database is busy: retry shortly"}, ((b"retry-after", b"1"),)
-        )
+        return _Answer(503, {"error": "the database is busy: retry shortly"}, SOON)
     except Exception as error:
         if fault_of_the_events(error):
             raise
@@ -411,28 +447,41 @@ async def _webhook(
     )
 
 
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, when it gives a valid one."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 def _error(status: int, reason: str) -> _Answer:
     return _Answer(status, {"error": reason})
 
 
 async def _receive_body(headers: Mapping[str, str], receive: Receive) -> bytes | None:
-    """Read a request's body, stopping as soon as it passes the limit (None then)."""
+    """Read a request's body, stopping as soon as it passes the limit (None then); raise
+    `_Disconnected` when the sender leaves first, `_TooSlow` after `BODY_SECONDS`."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return None
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""  # the sender is gone: answered as any body that is not signed
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise _TooSlow from None
 
 
 def _refused(status: int, reason: str) -> JSONResponse:

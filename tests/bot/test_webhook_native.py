@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -283,3 +285,57 @@ def test_a_lone_surrogate_anywhere_is_never_a_500(server, raw):
     response = post(server, None, raw=(raw % LONE_SURROGATE).encode())
     assert response.status_code in (200, 422), response.text
     assert count(server, EventLog) <= 1
+
+
+# Senders that misbehave: what they cost the server, and what they are answered
+
+
+def _open_upload(server, declared: int, sent: bytes) -> socket.socket:
+    """A connection whose request declares `declared` body bytes and has sent only `sent`."""
+    host, port = server.url.removeprefix("http://").split(":")
+    link = socket.create_connection((host, int(port)), timeout=10)
+    head = (
+        f"POST /webhooks/kpibot HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {declared}\r\n\r\n"
+    )
+    link.sendall(head.encode() + sent)
+    return link
+
+
+def test_a_url_with_a_trailing_slash_is_the_same_route(server):
+    """Senders follow no redirect: Stripe or Zapier given `/webhooks/kpibot/` must not get a 307."""
+    response = post(server, make_subscription("2026-01-01"), path="/webhooks/kpibot/")
+    assert response.status_code == 200, response.text
+    assert count(server, EventLog) == 1
+
+
+def test_a_sender_that_leaves_before_its_body_is_not_counted_as_refused(server):
+    link = _open_upload(server, 1_000, b'{"id": ')
+    link.close()
+    time.sleep(0.3)
+    exposition = httpx.get(server.url + "/metrics").text
+    assert 'status="401"' not in exposition  # (a wrong secret would be; see above)
+    assert post(server, make_subscription("2026-01-01")).status_code == 200  # still serving
+    assert count(server, EventLog) == 1
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408(server, monkeypatch):
+    monkeypatch.setattr("bot.web.BODY_SECONDS", 0.5)
+    with _open_upload(server, 1_000, b'{"id": ') as link:
+        answer = link.recv(4096)  # sent once the time is up, whatever the sender does
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert count(server, EventLog) == 0
+
+
+def test_bodies_past_the_memory_budget_are_503_until_they_are_done(server, monkeypatch):
+    """Unsigned senders that stop before their last byte hold their buffers: past the budget,
+    a delivery is refused at once (503, retry in a second) instead of growing the server."""
+    monkeypatch.setattr("bot.web.BODY_BYTES_IN_FLIGHT", 2_000_000)  # the two below fill it
+    holding = [_open_upload(server, 1_000_000, b"x" * 100_000) for _ in range(2)]
+    time.sleep(0.3)
+    refused = post(server, make_subscription("2026-01-01"), settle=False)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    for link in holding:
+        link.close()
+    time.sleep(0.3)
+    assert post(server, make_subscription("2026-01-01")).status_code == 200
