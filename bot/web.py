@@ -381,6 +381,9 @@ async def _webhook(
     if source is None or not secret:
         return _error(404, f"no webhook source '{name[:40]}' is configured here")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # signatures are made over the body as sent: unzipped
+        return _error(415, f"the body is encoded ({encoding[:20]}): send it uncompressed")
     try:
         body = await _receive_body(headers, receive)
     except _TooSlow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import time
@@ -339,3 +340,12 @@ def test_bodies_past_the_memory_budget_are_503_until_they_are_done(server, monke
         link.close()
     time.sleep(0.3)
     assert post(server, make_subscription("2026-01-01")).status_code == 200
+
+
+def test_a_compressed_body_is_415_not_a_puzzling_400(server):
+    body = gzip.compress(json.dumps(make_subscription("2026-01-01")).encode())
+    headers = {**standard_headers(body), "content-encoding": "gzip"}
+    response = httpx.post(server.url + "/webhooks/kpibot", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json() == {"error": "the body is encoded (gzip): send it uncompressed"}
+    assert count(server, EventLog) == 0
