@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -251,6 +251,7 @@ def import_csv(
                     batch_size=len(batch),
                 )
                 part.rejections = [_with_lines(r, batch[r.index]) for r in part.rejections]
+                _name_the_file(factory, name, part.rejections)
                 report.kept.extend(_kept(factory, batch, part.outcomes, offset))
                 report.add(part, offset=offset)
                 offset += len(batch)
@@ -264,6 +265,28 @@ def import_csv(
         except csv.Error as error:
             raise ValueError(f"{name} line {reader.line_num}: {error}") from None
     return report
+
+
+def _name_the_file(
+    factory: sessionmaker[Session], name: str, rejections: list[Rejection]
+) -> None:
+    """Keep each rejected row's reason in the event log with its file and line(s), as the import
+    prints it: `kpibot webhooks list` then says where the row to fix is."""
+    located = [{"logged": r.event_id, "why": f"{name} {r.reason}"} for r in rejections if r.event_id]
+    if not located:
+        return
+    table = EventLog.__table__
+    statement = (
+        update(table)
+        .where(
+            table.c.source == IMPORT_SOURCE,
+            table.c.event_id == bindparam("logged"),
+            table.c.status == "rejected",
+        )
+        .values(reason=bindparam("why"))
+    )
+    with session_scope(factory) as session:
+        session.connection().execute(statement, located)
 
 
 def _kept(

@@ -288,6 +288,16 @@ def test_a_bad_row_is_rejected_with_its_line_and_the_others_applied(session_fact
         "rejected",
         "rejected",
     ]
+    with session_scope(session_factory) as session:  # as `kpibot webhooks list` shows them
+        stored = session.scalars(
+            select(EventLog.reason).where(EventLog.status == "rejected").order_by(EventLog.id)
+        ).all()
+    assert [reason.split(":")[0] for reason in stored] == [
+        "data.csv line 4",
+        "data.csv line 5",
+        "data.csv line 6",
+    ]
+    assert stored[1] == f"data.csv {reasons[1]}"
 
     fixed = path.read_text().replace("2026-13-01", "2026-03-01").replace('"1,234.50"', "7.50")
     path.write_text(fixed)
