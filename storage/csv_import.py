@@ -267,12 +267,12 @@ def import_csv(
     return report
 
 
-def _name_the_file(
-    factory: sessionmaker[Session], name: str, rejections: list[Rejection]
-) -> None:
+def _name_the_file(factory: sessionmaker[Session], name: str, rejections: list[Rejection]) -> None:
     """Keep each rejected row's reason in the event log with its file and line(s), as the import
     prints it: `kpibot webhooks list` then says where the row to fix is."""
-    located = [{"logged": r.event_id, "why": f"{name} {r.reason}"} for r in rejections if r.event_id]
+    located = [
+        {"logged": r.event_id, "why": f"{name} {r.reason}"} for r in rejections if r.event_id
+    ]
     if not located:
         return
     table = EventLog.__table__
