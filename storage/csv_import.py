@@ -36,7 +36,7 @@ from storage.ingest import (
     batched,
     ingest_in_batches,
 )
-from storage.tables import EventLog
+from storage.tables import EventLog, table_of
 
 IMPORT_SOURCE = "import"
 IMPORT_KINDS = ("accounts", "subscriptions", "invoices", "responses", "usage")
@@ -275,7 +275,7 @@ def _name_the_file(factory: sessionmaker[Session], name: str, rejections: list[R
     ]
     if not located:
         return
-    table = EventLog.__table__
+    table = table_of(EventLog)
     statement = (
         update(table)
         .where(
