@@ -71,7 +71,7 @@ def test_replaying_a_csv_row_that_could_not_be_read_keeps_it_as_it_was(session_f
         before.id,
         before.event_id,
         "rejected",
-        "line 2: amount: required but empty",
+        "invoices.csv line 2: amount: required but empty",  # as the import logged it
     )
 
 
