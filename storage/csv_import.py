@@ -270,11 +270,15 @@ def import_csv(
 def _name_the_file(factory: sessionmaker[Session], name: str, rejections: list[Rejection]) -> None:
     """Keep each rejected row's reason in the event log with its file and line(s), as the import
     prints it: `kpibot webhooks list` then says where the row to fix is."""
-    located = [
-        {"logged": r.event_id, "why": f"{name} {r.reason}"} for r in rejections if r.event_id
-    ]
-    if not located:
-        return
+    located = [(r.event_id, f"{name} {r.reason}") for r in rejections if r.event_id]
+    if located:
+        with session_scope(factory) as session:
+            locate_rejections(session, located)
+
+
+def locate_rejections(session: Session, reasons: list[tuple[str, str]]) -> None:
+    """Set the reason of these rejected imported events (event id, reason naming the file and
+    line) in the event log."""
     table = table_of(EventLog)
     statement = (
         update(table)
@@ -285,8 +289,20 @@ def _name_the_file(factory: sessionmaker[Session], name: str, rejections: list[R
         )
         .values(reason=bindparam("why"))
     )
-    with session_scope(factory) as session:
-        session.connection().execute(statement, located)
+    session.connection().execute(
+        statement, [{"logged": event_id, "why": why} for event_id, why in reasons]
+    )
+
+
+def location(body: str) -> str | None:
+    """Where an imported event's row was, as its stored body says ("data.csv line 5"), or None."""
+    try:
+        where = json.loads(body).get("import")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(where, dict) or "file" not in where or "line" not in where:
+        return None
+    return f"{where['file']} line {where['line']}"
 
 
 def _kept(

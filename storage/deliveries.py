@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from storage.apply import IngestConfig, chunks, hold_off_rebuild
-from storage.csv_import import IMPORT_SOURCE
+from storage.csv_import import IMPORT_SOURCE, locate_rejections, location
 from storage.db import fault_of_the_events, session_scope
 from storage.ingest import (
     IngestReport,
@@ -202,8 +202,11 @@ def _replay(
     items: list[Any] = []
     replaced: list[int] = []
     kept: list[tuple[int, str]] = []  # rows that stay as they are, still rejected: the reason
+    rows_at: dict[str, str] = {}  # an imported event's id → where its row was (file and line)
     for *columns, reason in rows:
         row = LoggedRow(*columns)
+        if source == IMPORT_SOURCE and row.event_id and (where := location(row.body)):
+            rows_at[row.event_id] = where
         if _csv_row(row):  # not an event: the file is fixed and imported again instead
             mapped: list[Any] = [Malformed(row.body, reason or _CSV_ROW, row.event_id)]
         else:
@@ -229,6 +232,14 @@ def _replay(
     # order in which every applying transaction takes its locks (`storage.deferred`).
     for part in chunks(replaced):
         session.connection().execute(_DELETE_LOGGED, {"ids": list(part)})
+    if rows_at:  # an imported row still rejected keeps saying where it is, as the import said
+        report.rejections = [
+            replace(r, reason=f"{rows_at[r.event_id]}: {r.reason}") if r.event_id in rows_at else r
+            for r in report.rejections
+        ]
+        locate_rejections(
+            session, [(r.event_id, r.reason) for r in report.rejections if r.event_id in rows_at]
+        )
     mark_rejected(session, kept)
     record_changes(session, changes)
     report.add(

@@ -75,6 +75,19 @@ def test_replaying_a_csv_row_that_could_not_be_read_keeps_it_as_it_was(session_f
     )
 
 
+def test_a_replayed_csv_row_still_rejected_keeps_saying_where_it_is(session_factory, tmp_path):
+    path = tmp_path / "invoices.csv"
+    path.write_text("account_id,invoice_id,amount,currency,paid_at\nacc-1,inv-1,5,XYZ,2026-01-02\n")
+    assert import_csv(session_factory, "invoices", path, config=IngestConfig()).rejected == 1
+    for _ in range(2):
+        report = replay_rejected(session_factory, config=IngestConfig())
+        [rejection] = report.rejections
+        assert rejection.reason.startswith("invoices.csv line 2: data.currency: unknown currency")
+    with session_scope(session_factory) as session:
+        [row] = list_events(session, status="rejected")
+    assert row.reason == rejection.reason
+
+
 def test_replaying_an_event_without_an_id_that_stays_rejected_keeps_its_row(session_factory):
     """Without an id nothing can take its place: were the replay's outcome logged, every replay
     would add a row (a new log id, a new receipt time) and drop the one the operator listed."""
