@@ -279,22 +279,12 @@ class _Discount:
         return self.products is None or line.product in self.products
 
 
-def _apply(discounts: list[_Discount], billed: Decimal, factor: Decimal) -> Decimal:
-    """Apply discounts in order; an amount off counts `factor` times (its periods per period)."""
-    for discount in discounts:
-        if discount.percent is not None:
-            billed = billed * (100 - discount.percent) / 100
-        else:
-            billed = max(Decimal(0), billed - (discount.amount or 0) * factor)
-    return billed
-
-
 def _apply_to_lines(
     discounts: list[_Discount], lines: list[_Line], nets: list[Decimal], factor: Decimal
 ) -> list[Decimal]:
-    """Apply the subscription's discounts in order to each line's net amount: a percentage to
-    each line it applies to, an amount off (`factor` times) shared by those lines in proportion
-    to their amounts (the same total as taking it off their sum)."""
+    """Apply discounts in order to each line's net amount: a percentage to each line it applies
+    to, an amount off (`factor` times: its periods per period) shared by those lines in
+    proportion to their amounts (the same total as taking it off their sum, down to 0)."""
     nets = list(nets)
     for discount in discounts:
         eligible = [i for i, line in enumerate(lines) if discount.applies(line)]
@@ -372,7 +362,7 @@ def _subscription(sub: _At, deleted: bool, now: int) -> dict[str, Any]:
     # and items of different periods are invoiced apart: it counts once per period of the most
     # often invoiced item (whatever the order of the items).
     nets = [
-        _apply([d for d in line.discounts if d.applies(line)], g, f)
+        _apply_to_lines(line.discounts, [line], [g], f)[0]
         for line, g, f in zip(lines, gross, factors, strict=True)
     ]
     own = _discounts(sub, currency, now)
