@@ -294,10 +294,11 @@ def locate_rejections(session: Session, reasons: list[tuple[str, str]]) -> None:
     )
 
 
-def location(body: str) -> str | None:
-    """Where an imported event's row was, as its stored body says ("data.csv line 5"), or None."""
+def location(body: str | dict[str, Any]) -> str | None:
+    """Where an imported event's row was, as its stored body (text, or decoded) says
+    ("data.csv line 5"), or None."""
     try:
-        where = json.loads(body).get("import")
+        where = (json.loads(body) if isinstance(body, str) else body).get("import")
     except (ValueError, AttributeError):
         return None
     if not isinstance(where, dict) or "file" not in where or "line" not in where:
@@ -333,9 +334,9 @@ def _kept(
                     item["occurred_at"],
                 ):
                     continue
-                where = before.get("import") or {}
+                where = location(before)
                 reason = f"{_where(lines)}: already stored with other values" + (
-                    f" (from {where['file']} line {where['line']})" if "file" in where else ""
+                    f" (from {where})" if where else ""
                 )
                 kept.append(Rejection(index + offset, event_id, reason))
     return sorted(kept, key=lambda r: r.index)
@@ -462,20 +463,19 @@ def _located(
 def _line_breaks(row: dict[Any, Any]) -> int:
     """How many line breaks the row's quoted values hold: the reader's `line_num` is the row's
     last line, and a row is named by its first."""
-    return sum(
-        (cell or "").count("\n") or (cell or "").count("\r")
-        for value in row.values()
-        for cell in (value if isinstance(value, list) else [value])
-    )
+    return sum(cell.count("\n") or cell.count("\r") for cell in _all_cells(row))
 
 
 def _blank(row: dict[Any, Any]) -> bool:
     """Whether every cell of the row, extra ones included, is empty."""
-    return not any(
-        (cell or "").strip()
-        for value in row.values()
-        for cell in (value if isinstance(value, list) else [value])
-    )
+    return not any(cell.strip() for cell in _all_cells(row))
+
+
+def _all_cells(row: dict[Any, Any]) -> Iterator[str]:
+    """The row's cells as text, the extra ones past the header's columns included."""
+    for value in row.values():
+        for cell in value if isinstance(value, list) else [value]:
+            yield cell or ""
 
 
 def _cells(row: dict[Any, Any], spec: ImportKind) -> dict[str, str]:
