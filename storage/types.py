@@ -74,10 +74,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         SQLite DATETIME processing give, which a test checks."""
         if value is None:
             return None
-        if value.tzinfo is None:
+        offset = value.utcoffset()
+        if offset is None:
             raise ValueError("naive datetimes are not stored: give a time zone")
-        # 'YYYY-MM-DD HH:MM:SS.ffffff' and then '+00:00', left out (cheaper than a naive copy)
-        return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+        if offset:
+            value -= offset  # the same wall time in UTC (the time zone, still attached, unused)
+        # Formatted by hand: half the cost of `astimezone` and `isoformat`, on every instant a
+        # busy server writes.
+        return _SQLITE_INSTANT % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
+
+
+_SQLITE_INSTANT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # what SQLAlchemy's SQLite DATETIME writes
 
 
 class DecimalText(TypeDecorator[Decimal]):

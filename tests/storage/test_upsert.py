@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import StatementError
@@ -274,7 +275,13 @@ def test_a_bulk_write_stores_what_sqlalchemys_own_statement_stores(engine, sessi
 
 @given(
     instant=st.datetimes(
-        min_value=datetime(1970, 1, 2), max_value=datetime(2999, 12, 30), timezones=st.timezones()
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2999, 12, 30),
+        timezones=st.one_of(
+            st.timezones(),
+            st.builds(timezone, st.timedeltas(timedelta(hours=-23), timedelta(hours=23))),
+            st.just(TypeAdapter(datetime).validate_python("2026-03-01T09:00:00Z").tzinfo),
+        ),
     )
 )
 @settings(max_examples=300, deadline=None)
