@@ -135,7 +135,9 @@ _DIALECTS = ("postgresql", "sqlite")
 # moved to it) counts as no MRR for this one, from its instant on.
 #
 # Both statements read only the starting accounts' rows, through the indexes, whatever the tables
-# hold. SQLite's planner does that with plain joins. PostgreSQL's hashed the whole tables (each
+# hold: each subscription's last instant before the start (one probe of its index), then its
+# versions from that instant on, never the older ones (a long history costs nothing more). SQLite's
+# planner does that with plain joins. PostgreSQL's hashed the whole tables (each
 # group read every version and movement of the store: 20 ms a group on the reference data, and
 # growing with the store), so there each account's rows are read by LATERAL subqueries, the last
 # one kept a subquery (OFFSET 0) so that the planner cannot merge it back into a hash join.
@@ -147,9 +149,9 @@ _VERSIONS_SINCE_SQL = {
         "  CASE WHEN v.account_id = owned.account_id THEN v.mrr ELSE '0' END AS mrr"
         " FROM owned JOIN subscription_version AS v"
         "  ON v.subscription_id = owned.subscription_id"
-        " WHERE v.effective_at >= owned.since OR NOT EXISTS (SELECT 1"
-        "  FROM subscription_version AS n WHERE n.subscription_id = v.subscription_id"
-        "  AND n.effective_at > v.effective_at AND n.effective_at < owned.since)"
+        "  AND v.effective_at >= coalesce((SELECT max(n.effective_at)"
+        "  FROM subscription_version AS n WHERE n.subscription_id = owned.subscription_id"
+        "  AND n.effective_at < owned.since), owned.since)"
     ),
     "postgresql": (
         " SELECT start.account_id, v.subscription_id, v.effective_at, v.currency,"
