@@ -31,8 +31,9 @@ from slack_sdk.http_retry import RateLimitErrorRetryHandler
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.console import render, visible_width
-from storage.db import session_scope
+from storage.db import read_only_factory, session_scope
 from storage.outbox import (
+    any_due,
     claim_due,
     enqueue,
     mark_printed,
@@ -110,10 +111,18 @@ def utc_now() -> datetime:
 
 
 class _QueueingNotifier:
-    """`send` for both notifiers: queue in the outbox (once per dedupe key), then hand over."""
+    """`send` for both notifiers: queue in the outbox (once per dedupe key), then hand over;
+    `_due` for their `deliver_due`, which polls."""
 
     _factory: sessionmaker[Session]
+    _reader: sessionmaker[Session]  # read-only sessions on the same database (`_due`)
     _clock: Clock
+
+    def _due(self, now: datetime) -> bool:
+        """Whether a row is due, read without a lock: most polls find none, and claiming is a
+        write (on SQLite, the write lock every webhook needs, and a wait during a rebuild)."""
+        with session_scope(self._reader) as session:
+            return any_due(session, now=now)
 
     def send(
         self,
@@ -161,6 +170,7 @@ class ConsoleNotifier(_QueueingNotifier):
         clock: Clock = utc_now,
     ) -> None:
         self._factory, self._stream = factory, stream
+        self._reader = read_only_factory(factory)
         self._width, self._color, self._clock = width, color, clock
         self._lock = threading.Lock()
 
@@ -174,7 +184,7 @@ class ConsoleNotifier(_QueueingNotifier):
         """Print the pending rows others queued (e.g. an alert stored with its response)."""
         now = now or self._clock()
         printed = 0
-        while True:
+        while self._due(now):
             with session_scope(self._factory) as session:
                 rows = claim_due(session, now=now, limit=limit)
                 for row in rows:
@@ -182,8 +192,9 @@ class ConsoleNotifier(_QueueingNotifier):
             for row in rows:
                 self._print(row, now)
             printed += len(rows)
-            if len(rows) < limit:
-                return printed
+            if len(rows) < limit:  # (rows another replica holds are left to it)
+                break
+        return printed
 
     def _print(self, row: OutboxMessage, now: datetime) -> None:
         heading = f"── {now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC · {row.kind} → {_who(row)} "
@@ -233,6 +244,7 @@ class SlackNotifier(_QueueingNotifier):
                 "RateLimitErrorRetryHandler"
             )
         self._factory, self._client = factory, client
+        self._reader = read_only_factory(factory)
         self._fallback, self._batch, self._clock = fallback_channel, batch_size, clock
         self._emails: dict[str, tuple[str, datetime]] = {}
 
@@ -243,7 +255,7 @@ class SlackNotifier(_QueueingNotifier):
         """Claim and send the rows due at `now`, batch after batch; return how many were sent."""
         now = now or self._clock()
         delivered = 0
-        while True:
+        while self._due(now):
             with session_scope(self._factory) as session:
                 rows = claim_due(session, now=now, limit=self._batch)
             if not rows:
@@ -259,6 +271,7 @@ class SlackNotifier(_QueueingNotifier):
                 if outcome.rate_limited:
                     return delivered
                 delivered += outcome.sent
+        return delivered
 
     def _attempt(self, row: OutboxMessage, now: datetime) -> _Outcome:
         """Make one delivery attempt of `row`; Slack and network failures become outcomes."""

@@ -290,6 +290,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Return a factory of read-only sessions (`read_only`) on the engine of `factory`."""
+    return make_session_factory(read_only(factory.kw["bind"]))
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Yield a session that commits on success and rolls back on any error."""

@@ -7,7 +7,8 @@ Delivery claims due rows with a lease instead of holding a transaction open acro
 (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent claimers skip each other's rows; SQLite: the
 write lock taken at BEGIN IMMEDIATE serialises claimers), commits, and the deliverer then records
 the outcome in another short transaction. A deliverer that dies mid-send leaves its rows to be
-claimed again once the lease has passed, so a message is retried, not lost.
+claimed again once the lease has passed, so a message is retried, not lost. Deliverers poll with
+`any_due` first, a read that takes no lock, and claim only when a row is due.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def enqueue(
     if not inserted:
         return None
     return session.get(OutboxMessage, inserted[0].id)
+
+
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Tell whether a pending row is due at `now`: a read, for a read-only session, so that a
+    deliverer polling an empty outbox takes no lock (`claim_due` is a write: on SQLite it takes
+    the one write lock, which every webhook and import also needs, and waits for it during a
+    rebuild)."""
+    due = (
+        select(col(OutboxMessage.id))
+        .where(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now)
+        .limit(1)
+    )
+    return session.scalar(due) is not None
 
 
 def claim_due(

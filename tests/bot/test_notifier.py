@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import io
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.http_retry import all_builtin_retry_handlers
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.notifier import ConsoleNotifier, SlackNotifier
-from storage.db import session_scope
+from storage.db import make_session_factory, session_scope, waiting_at_most
 from storage.outbox import enqueue, list_messages
 from storage.tables import OutboxMessage
 from tests.fake_slack import FakeSlack
@@ -354,3 +358,45 @@ def test_the_console_prints_messages_queued_elsewhere(session_factory):
     assert console.deliver_due() == 0
     assert "queued with its survey response" in stream.getvalue()
     assert rows(session_factory)[0].status == "printed"
+
+
+@pytest.mark.parametrize("kind", ["slack", "console"])
+def test_a_poll_of_an_outbox_with_nothing_due_takes_no_lock(engine, slack, client, kind):
+    """Deliverers poll every second. With nothing due, a poll must not wait for what claiming
+    needs: SQLite's one write lock, held by a webhook group, an import or a rebuild for minutes;
+    on PostgreSQL, the outbox's row locks (here a table lock that blocks them)."""
+    with session_scope(make_session_factory(engine)) as session:
+        enqueue(session, kind="kpi", target="C0KPI", target_kind="channel", message=MESSAGE, now=T0)
+    impatient = make_session_factory(waiting_at_most(engine, 0.3))
+    deliverer = (
+        notifier(impatient, client)
+        if kind == "slack"
+        else ConsoleNotifier(impatient, io.StringIO(), clock=lambda: T0)
+    )
+    later = T0 - timedelta(minutes=1)  # the queued row is not due yet then
+    with _outbox_locked(engine):
+        started = time.monotonic()
+        assert deliverer.deliver_due(later) == 0
+        assert time.monotonic() - started < 0.3
+    assert deliverer.deliver_due(T0) == 1  # and once due, it is claimed and delivered
+    assert [r.status for r in rows(impatient)] == ["sent" if kind == "slack" else "printed"]
+
+
+@contextmanager
+def _outbox_locked(engine: Engine) -> Iterator[None]:
+    """Hold what claiming outbox rows needs, from another connection, until the block ends."""
+    if engine.dialect.name == "sqlite":
+        holder = sqlite3.connect(engine.url.database or "", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.rollback()
+            holder.close()
+        return
+    with engine.connect() as connection:
+        connection.execute(text("LOCK TABLE outbox IN EXCLUSIVE MODE"))  # reads pass
+        try:
+            yield
+        finally:
+            connection.rollback()
