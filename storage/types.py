@@ -55,7 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
+        if value.utcoffset() is None:  # naive, or a time zone that gives no offset
             raise ValueError("naive datetimes are not stored: give a time zone")
         utc = value.astimezone(UTC)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
@@ -79,7 +79,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetimes are not stored: give a time zone")
         if offset:
             value -= offset  # the same wall time in UTC (the time zone, still attached, unused)
-        # Formatted by hand: half the cost of `astimezone` and `isoformat`, on every instant a
+        # Formatted by hand: a third less than `astimezone` and `isoformat`, on every instant a
         # busy server writes.
         return _SQLITE_INSTANT % (
             value.year,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -291,9 +291,23 @@ def test_the_sqlite_text_of_an_instant_is_sqlalchemys(instant):
     assert UTCDateTime.sqlite_text(instant) == processed(instant)
 
 
-def test_a_naive_instant_is_refused_by_the_bulk_sqlite_text():
+class _NoOffset(tzinfo):
+    """A time zone that gives no offset: its instants are as naive as those without one."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "instant", [datetime(2026, 3, 1, 9), datetime(2026, 3, 1, 9, tzinfo=_NoOffset())]
+)
+def test_a_naive_instant_is_refused_by_both_sqlite_texts(instant):
+    # (SQLAlchemy's way would take a zone without an offset for the machine's local time.)
+    dialect = sqlite.dialect()
     with pytest.raises(ValueError, match="naive"):
-        UTCDateTime.sqlite_text(datetime(2026, 3, 1, 9))
+        UTCDateTime.sqlite_text(instant)
+    with pytest.raises(ValueError, match="naive"):
+        UTCDateTime().process_bind_param(instant, dialect)
 
 
 def _subscription(n: int, **leave_out: bool) -> dict[str, Any]:
