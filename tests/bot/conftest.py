@@ -14,6 +14,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.http_protocol import LimitedHttpToolsProtocol
 from bot.settings import Settings
 from bot.web import create_web
 from storage.db import make_engine, make_session_factory
@@ -69,6 +70,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 port=port,
                 log_level="warning",
                 lifespan="on" if lifespan else "off",
+                http=LimitedHttpToolsProtocol,  # as `kpibot serve` runs it
             )
         )
         thread = threading.Thread(target=server.run, daemon=True)

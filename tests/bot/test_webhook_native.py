@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import select as readiness  # (`select` is SQLAlchemy's here)
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -340,6 +341,49 @@ def test_bodies_past_the_memory_budget_are_503_until_they_are_done(server, monke
         link.close()
     time.sleep(0.3)
     assert post(server, make_subscription("2026-01-01")).status_code == 200
+
+
+def test_a_header_without_end_is_431_and_its_connection_closed(server):
+    """httptools keeps a header until it ends: one connection sending a header without end grew
+    the server by a gigabyte. Past 64 KiB of head the request is refused, its connection closed."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as link:
+        link.sendall(f"POST /webhooks/kpibot HTTP/1.1\r\nhost: {host}\r\nx-pad: ".encode())
+        sent = 0
+        # 8 KiB at a time, never ending the header, until the server answers (each piece read
+        # by it before the next is sent: writing past its close would reset the connection
+        # before its answer could be read).
+        while sent < 2_000_000 and not readiness.select([link], [], [], 0.05)[0]:
+            link.sendall(b"a" * 8192)
+            sent += 8192
+        answer = b""
+        while chunk := link.recv(4096):
+            answer += chunk
+    assert sent < 400_000  # refused after 64 KiB and at most two reads more
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert answer.endswith(b"the request's line and headers are over 64 KiB")
+    assert count(server, EventLog) == 0
+    assert post(server, make_subscription("2026-01-01")).status_code == 200  # still serving
+
+
+def test_heads_under_the_limit_pass_request_after_request_on_one_connection(server):
+    """The limit counts a head's bytes, not a connection's: large heads, and bodies far larger
+    than the limit, pass one after the other over one kept-alive connection."""
+    padding = {"x-pad": "a" * 60_000}  # just under the limit with the other headers
+    with httpx.Client() as client:  # one connection, kept alive
+        for n in range(3):
+            body = json.dumps(
+                {
+                    "events": [
+                        make_invoice("2026-01-02", invoice_id=f"i-{n}-{k}") for k in range(400)
+                    ]
+                }
+            ).encode()  # ~100 KB
+            assert len(body) > 64 * 1024
+            headers = {**standard_headers(body), **padding}
+            response = client.post(server.url + "/webhooks/kpibot", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+    assert count(server, EventLog) == 1_200
 
 
 def test_a_compressed_body_is_415_not_a_puzzling_400(server):

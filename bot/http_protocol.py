@@ -1,0 +1,72 @@
+"""The HTTP/1.1 protocol `kpibot serve` runs its web application with: uvicorn's httptools one,
+with a limit on the size of a request's head.
+
+httptools, uvicorn's fast parser, sets no limit on a request's line and headers: it keeps what it
+has of a header until the header ends, so one connection sending a header without end grew the
+server by a gigabyte. A reverse proxy limits heads (nginx: 4 buffers of 8 KB), but a small team
+may expose `kpibot serve` without one. Here the bytes received while a request's head is
+incomplete are counted, and past `HEAD_BYTES` the request is answered 431 and its connection
+closed. uvicorn's other parser (h11) has such a limit, but costs more CPU on every request.
+
+Counting is per read from the socket (httptools does not say where in a read a head ends): a read
+that begins a head is not counted, and one that ends it does not count, so a head is refused
+between `HEAD_BYTES` and two reads (256 KiB each at most) more. The aim is a bound on memory, not
+an exact size.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+# Providers' heads are a few KB (Stripe's, with its signature, under 2 KB); the largest header
+# (a Standard Webhooks signature list while a secret is rotated) is well under 1 KB.
+HEAD_BYTES = 64 * 1024
+_TOO_LARGE = f"the request's line and headers are over {HEAD_BYTES // 1024} KiB"
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request whose head is over `HEAD_BYTES` (431)."""
+
+    # The bytes of the request's head received so far: None while no head is incomplete (before
+    # a request begins, and from the end of its head on).
+    _head_bytes: int | None = None
+    _refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        head_before = self._head_bytes is not None
+        super().data_received(data)  # parsing may begin a head (0) or complete it (None)
+        if self._head_bytes is None or self.transport.is_closing():
+            return
+        if head_before:  # a head, incomplete before this read and after it: all of it is head
+            self._head_bytes += len(data)
+        if self._head_bytes > HEAD_BYTES:
+            self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        super().on_headers_complete()
+
+    def _refuse(self) -> None:
+        """Answer 431 and close, as uvicorn answers a request it cannot parse (400)."""
+        self._refused = True
+        self.logger.warning("a request's head is over %d bytes: answered 431", HEAD_BYTES)
+        content = [STATUS_LINE[431]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: " + str(len(_TOO_LARGE)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                _TOO_LARGE.encode("ascii"),
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
