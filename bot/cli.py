@@ -556,7 +556,7 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     """Open the store, say what is served where, and serve on `listener` until stopped."""
     import uvicorn
 
-    from bot.http_protocol import LimitedHttpToolsProtocol
+    from bot.http_protocol import HttpProtocol
     from bot.status import store_status
     from bot.web import create_web, describe_app
     from storage.migrate import upgrade
@@ -592,7 +592,7 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
             log_level=settings.log_level.lower(),
             proxy_headers=True,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-            http=LimitedHttpToolsProtocol,
+            http=HttpProtocol,
         )
         uvicorn.Server(config).run(sockets=[listener])
     finally:

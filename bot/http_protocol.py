@@ -1,5 +1,5 @@
 """The HTTP/1.1 protocol `kpibot serve` runs its web application with: uvicorn's httptools one,
-with a limit on the size of a request's head.
+with a limit on the size of a request's head, and an answer for senders that half-close.
 
 httptools, uvicorn's fast parser, sets no limit on a request's line and headers: it keeps what it
 has of a header until the header ends, so one connection sending a header without end grew the
@@ -12,6 +12,10 @@ Counting is per read from the socket (httptools does not say where in a read a h
 that begins a head is not counted, and one that ends it does not count, so a head is refused
 between `HEAD_BYTES` and two reads (256 KiB each at most) more. The aim is a bound on memory, not
 an exact size.
+
+A sender may close its side of the connection once its request is sent (a half-close, as some
+scripts do); uvicorn then closed the whole connection, so the events were stored but the sender
+got no answer, and sent them again. The answer is now written, and the connection closed after it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ HEAD_BYTES = 64 * 1024
 _TOO_LARGE = f"the request's line and headers are over {HEAD_BYTES // 1024} KiB"
 
 
-class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request whose head is over `HEAD_BYTES` (431)."""
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request whose head is over `HEAD_BYTES` (431), and
+    answering a request whose sender half-closed the connection after it."""
 
     # The bytes of the request's head received so far: None while no head is incomplete (before
     # a request begins, and from the end of its head on).
@@ -43,6 +48,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         if self._head_bytes > HEAD_BYTES:
             self._refuse()
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's type
+        """The sender will send no more: answer its request if it has all arrived, then close
+        (True keeps the connection open for the answer); else close now, as uvicorn does (a
+        request cut short is then a disconnected one: nothing is stored)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body and not cycle.response_complete:
+            cycle.keep_alive = False  # "connection: close", and closed once answered
+            return True
+        return None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -14,7 +14,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.http_protocol import LimitedHttpToolsProtocol
+from bot.http_protocol import HttpProtocol
 from bot.settings import Settings
 from bot.web import create_web
 from storage.db import make_engine, make_session_factory
@@ -70,7 +70,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 port=port,
                 log_level="warning",
                 lifespan="on" if lifespan else "off",
-                http=LimitedHttpToolsProtocol,  # as `kpibot serve` runs it
+                http=HttpProtocol,  # as `kpibot serve` runs it
             )
         )
         thread = threading.Thread(target=server.run, daemon=True)

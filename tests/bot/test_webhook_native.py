@@ -366,6 +366,38 @@ def test_a_header_without_end_is_431_and_its_connection_closed(server):
     assert post(server, make_subscription("2026-01-01")).status_code == 200  # still serving
 
 
+def test_a_sender_that_half_closes_after_its_request_is_answered(server):
+    """Some scripts close their side once the request is sent: the events are stored, and the
+    answer must reach them (else they send the events again, as duplicates)."""
+    body = json.dumps(make_subscription("2026-01-01")).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    head = "".join(f"{k}: {v}\r\n" for k, v in standard_headers(body).items())
+    with socket.create_connection((host, int(port)), timeout=10) as link:
+        link.sendall(
+            f"POST /webhooks/kpibot HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(body)}\r\n"
+            f"{head}\r\n".encode()
+            + body
+        )
+        link.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := link.recv(4096):  # until the server closes its side too
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b"connection: close" in answer.lower()
+    counts = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert counts["applied"] + counts["queued"] == 1 and counts["rejected"] == 0
+    assert count(server, EventLog) == 1
+
+
+def test_a_sender_that_half_closes_before_its_body_is_done_stores_nothing(server):
+    with _open_upload(server, 1_000, b'{"id": ') as link:
+        link.shutdown(socket.SHUT_WR)
+        assert link.recv(4096) == b""  # closed at once: no 30 s wait for the rest
+    time.sleep(0.3)
+    assert count(server, EventLog) == 0
+    assert post(server, make_subscription("2026-01-01")).status_code == 200  # still serving
+
+
 def test_heads_under_the_limit_pass_request_after_request_on_one_connection(server):
     """The limit counts a head's bytes, not a connection's: large heads, and bodies far larger
     than the limit, pass one after the other over one kept-alive connection."""
