@@ -35,11 +35,8 @@ class HttpProtocol(HttpToolsProtocol):
     # The bytes of the request's head received so far: None while no head is incomplete (before
     # a request begins, and from the end of its head on).
     _head_bytes: int | None = None
-    _refused = False
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
         head_before = self._head_bytes is not None
         super().data_received(data)  # parsing may begin a head (0) or complete it (None)
         if self._head_bytes is None or self.transport.is_closing():
@@ -69,7 +66,6 @@ class HttpProtocol(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         """Answer 431 and close, as uvicorn answers a request it cannot parse (400)."""
-        self._refused = True
         self.logger.warning("a request's head is over %d bytes: answered 431", HEAD_BYTES)
         content = [STATUS_LINE[431]]
         for name, value in self.server_state.default_headers:

@@ -164,6 +164,19 @@ class _At:
             raise BadField(self.at(key), f"must be at least {least}")
         return default if value is None else value  # type: ignore[return-value]
 
+    def percentage(self, key: str) -> Decimal | None:
+        """A number from 0 to 100 (a coupon's `percent_off`, a tax rate's `percentage`), exactly
+        as written; None when missing."""
+        value = self.value.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadField(self.at(key), f"must be a number, not {_json_type(value)}")
+        exact = Decimal(str(value))
+        if not exact.is_finite() or not 0 <= exact <= 100:
+            raise BadField(self.at(key), "must be between 0 and 100")
+        return exact
+
     def obj(self, key: str) -> _At:
         return _At(self.need(key, dict), self.at(key))
 
@@ -429,13 +442,10 @@ def _inclusive_tax(rates: list[_At]) -> Decimal:
     for rate in rates:
         if rate.value.get("inclusive") is not True:
             continue
-        percentage = rate.value.get("percentage")
-        if isinstance(percentage, bool) or not isinstance(percentage, int | float):
-            raise BadField(rate.at("percentage"), f"must be a number, not {_json_type(percentage)}")
-        value = Decimal(str(percentage))
-        if not value.is_finite() or not 0 <= value <= 100:
-            raise BadField(rate.at("percentage"), "must be between 0 and 100")
-        total += value
+        percentage = rate.percentage("percentage")
+        if percentage is None:
+            raise BadField(rate.at("percentage"), "must be a number, not null")
+        total += percentage
     return total
 
 
@@ -501,14 +511,9 @@ def _discount(discount: _At, currency: str, now: int) -> _Discount | None:
     end = discount.opt("end", int)
     if duration == "once" or (duration == "repeating" and end is not None and end <= now):
         return None
-    percent = coupon.value.get("percent_off")
+    percent = coupon.percentage("percent_off")
     if percent is not None:
-        if isinstance(percent, bool) or not isinstance(percent, int | float):
-            raise BadField(coupon.at("percent_off"), f"must be a number, not {_json_type(percent)}")
-        value = Decimal(str(percent))
-        if not value.is_finite() or not 0 <= value <= 100:
-            raise BadField(coupon.at("percent_off"), "must be between 0 and 100")
-        return _Discount(percent=value, products=_products(coupon))
+        return _Discount(percent=percent, products=_products(coupon))
     if coupon.value.get("amount_off") is None:
         raise BadField(coupon.at("percent_off"), "missing (a coupon has percent_off or amount_off)")
     amount_off = coupon.whole("amount_off")

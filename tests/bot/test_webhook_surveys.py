@@ -258,13 +258,8 @@ def test_a_zendesk_bad_rating_is_a_csat_response(server: Any) -> None:
 def test_a_comment_added_to_a_zendesk_rating_within_the_minute_is_kept(server: Any) -> None:
     # Zendesk renders {{ticket.updated_at_with_timestamp}} to the minute ("2026-11-22T16:05Z"):
     # the rating, then the same rating with the comment the customer added, share that time.
-    payload = {
-        "ticket_id": "35436",
-        "updated_at": "2026-11-22T16:05Z",
-        "requester_email": "dana@initech.example",
-        "satisfaction_rating": {"score": "bad", "comment": ""},
-    }
-    commented = {**payload, "satisfaction_rating": {"score": "bad", "comment": "No callback."}}
+    payload = _zendesk_rating("bad")
+    commented = _zendesk_rating("bad", "No callback.")
     assert post(server, "zendesk", payload).json()["queued"] == 1
     assert post(server, "zendesk", commented).json()["queued"] == 1
     assert post(server, "zendesk", commented).json()["duplicate"] == 1  # a retry counts once
@@ -274,17 +269,22 @@ def test_a_comment_added_to_a_zendesk_rating_within_the_minute_is_kept(server: A
 def test_a_zendesk_rating_changed_back_within_the_minute_ends_as_last_given(server: Any) -> None:
     # good, bad, good in one minute: the third body is the first's again, and only Zendesk's
     # invocation id tells them apart; a retry keeps its invocation's id and counts once.
-    good = {
-        "ticket_id": "35436",
-        "updated_at": "2026-11-22T16:05Z",
-        "requester_email": "dana@initech.example",
-        "satisfaction_rating": {"score": "good", "comment": ""},
-    }
-    bad = {**good, "satisfaction_rating": {"score": "bad", "comment": ""}}
+    good, bad = _zendesk_rating("good"), _zendesk_rating("bad")
     for n, payload in enumerate([good, bad, good], start=1):
         assert post(server, "zendesk", payload, invocation=f"83502055{n}").json()["queued"] == 1
     assert post(server, "zendesk", good, invocation="835020553").json()["duplicate"] == 1
     assert response(server, "zendesk-35436").score == 5
+
+
+def _zendesk_rating(score: str, comment: str = "") -> dict[str, Any]:
+    """Dana's rating of ticket 35436, as Zendesk's trigger sends it, updated at 16:05 (rendered to
+    the minute, as {{ticket.updated_at_with_timestamp}} is)."""
+    return {
+        "ticket_id": "35436",
+        "updated_at": "2026-11-22T16:05Z",
+        "requester_email": "dana@initech.example",
+        "satisfaction_rating": {"score": score, "comment": comment},
+    }
 
 
 def test_a_stale_zendesk_signature_is_refused(server: Any) -> None:
