@@ -569,7 +569,7 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     sources = [
         s
         for s in ("kpibot", "stripe", "delighted", "typeform", "zendesk", "segment")
-        if settings.source_secret(s)
+        if settings.source_secrets(s)
     ]
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"listening on http://{shown}:{port}: " + ", ".join(describe_app(app)))

@@ -133,17 +133,19 @@ class Settings(BaseSettings):
         here, at start-up: a secret the senders cannot sign with would refuse every delivery."""
         if value is None:
             return None
-        encoded = value.get_secret_value().removeprefix("whsec_")
-        try:
-            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-        except binascii.Error:
-            key = b""
-        if not 24 <= len(key) <= 64:
-            raise ValueError(
-                "must be whsec_ followed by the base64 of 24 to 64 random bytes (make one with "
-                "python -c \"import base64,os; print('whsec_'+base64.b64encode(os.urandom(24))"
-                '.decode())")'
-            )
+        for secret in split_secrets(value.get_secret_value()):  # each, while one is rotated
+            encoded = secret.removeprefix("whsec_")
+            try:
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            except binascii.Error:
+                key = b""
+            if not 24 <= len(key) <= 64:
+                raise ValueError(
+                    "must be whsec_ followed by the base64 of 24 to 64 random bytes (make one "
+                    "with python -c \"import base64,os; print('whsec_'+base64.b64encode("
+                    'os.urandom(24)).decode())"); several, while one is rotated, separated by '
+                    "commas"
+                )
         return value
 
     @field_validator("customer_lifetime_years", "alert_fallback_channel", mode="before")
@@ -222,8 +224,10 @@ class Settings(BaseSettings):
             return "offline"
         return "socket" if self.slack_app_token is not None else "http"
 
-    def source_secret(self, source: str) -> str | None:
-        """The secret of a webhook source (None when unset: its route answers 404)."""
+    def source_secrets(self, source: str) -> tuple[str, ...]:
+        """The secrets a webhook source's deliveries may be signed with: its setting's
+        comma-separated values (several while a secret is rotated, or one per Delighted
+        project); none when unset, and its route answers 404."""
         secret = {
             "kpibot": self.webhook_secret,
             "stripe": self.stripe_webhook_secret,
@@ -232,7 +236,7 @@ class Settings(BaseSettings):
             "zendesk": self.zendesk_webhook_secret,
             "segment": self.segment_webhook_secret,
         }.get(source)
-        return secret.get_secret_value() if secret else None
+        return split_secrets(secret.get_secret_value()) if secret else ()
 
     def source_options(self, source: str) -> dict[str, str]:
         """A webhook source's own settings (which Typeform fields hold the score and email,
@@ -309,6 +313,12 @@ def parse_user_list(text: str) -> frozenset[str]:
         else:
             raise ValueError(f"{item[:60]!r} is neither a Slack user id (U…) nor an email")
     return frozenset(users)
+
+
+def split_secrets(text: str) -> tuple[str, ...]:
+    """A secret setting's secrets: its comma-separated values, stripped, empty ones dropped
+    (a secret itself cannot hold a comma: the documented generators make none)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def load_settings() -> Settings:

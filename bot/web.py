@@ -56,7 +56,7 @@ from storage.db import (
 )
 from storage.deferred import AppliedBatch
 from storage.ingest import OUTCOMES, IngestReport, prepare
-from storage.sources.base import Delivery, WebhookRejected
+from storage.sources.base import Delivery, WebhookRejected, verify_any
 from storage.sources.registry import get_source
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -376,9 +376,9 @@ async def _webhook(
     metrics: WebMetrics,
     stripe_api: StripeDiscounts | None = None,
 ) -> _Answer:
-    secret = settings.source_secret(name)
-    source = get_source(name) if secret else None
-    if source is None or not secret:
+    secrets = settings.source_secrets(name)
+    source = get_source(name) if secrets else None
+    if source is None:
         return _error(404, f"no webhook source '{name[:40]}' is configured here")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     encoding = headers.get("content-encoding", "identity").strip().lower()
@@ -397,7 +397,7 @@ async def _webhook(
         options=settings.source_options(name),
     )
     try:
-        source.verify(delivery, secret)
+        verify_any(source, delivery, secrets)
         try:
             # Strictly UTF-8 (RFC 8259): `json.loads` would guess UTF-16 or UTF-32 from bytes,
             # which the sources, reading the body as UTF-8 text, could not follow.

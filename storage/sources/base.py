@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,6 +70,23 @@ class Source(Protocol):
     def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:
         """Map a verified, decoded delivery to its events; raise `WebhookRejected(422, …)` if
         the body as a whole is unusable (a list where an object belongs, …)."""
+
+
+def verify_any(source: Source, delivery: Delivery, secrets: Sequence[str]) -> None:
+    """Accept a delivery signed with any of `secrets` (two while a secret is rotated: the new
+    one and the one it replaces; or one per sending project); otherwise raise the refusal the
+    first secret met. Every secret is tried, whichever matches: how long the check takes does
+    not tell which one did."""
+    if not secrets:
+        raise WebhookRejected(401, "no secret is configured for this source")
+    refusals = []
+    for secret in secrets:
+        try:
+            source.verify(delivery, secret)
+        except WebhookRejected as refused:
+            refusals.append(refused)
+    if len(refusals) == len(secrets):
+        raise refusals[0]
 
 
 def constant_time_equal(expected: str | bytes, given: str | bytes) -> bool:

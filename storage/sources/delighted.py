@@ -51,15 +51,14 @@ class DelightedSource:
 
     def verify(self, delivery: Delivery, secret: str) -> None:
         """Check `X-Delighted-Webhook-Signature` against an HMAC-SHA256 of the body, made with
-        one of the API keys in `secret` (comma-separated: each Delighted project, an NPS one and
-        a CSAT one say, signs with its own key)."""
+        the API key `secret` (each Delighted project, an NPS one and a CSAT one say, signs with
+        its own key: `DELIGHTED_API_KEY` lists them, and `verify_any` tries each)."""
         given = (delivery.header(SIGNATURE_HEADER) or "").strip()
         if not given:
             raise WebhookRejected(401, "missing X-Delighted-Webhook-Signature header")
         given = given.lower().removeprefix("sha256=")
-        keys = [key.strip() for key in secret.split(",") if key.strip()]
-        signed = [hmac.new(k.encode(), delivery.body, hashlib.sha256).hexdigest() for k in keys]
-        if not any([constant_time_equal(digest, given) for digest in signed]):  # every key, always
+        digest = hmac.new(secret.encode(), delivery.body, hashlib.sha256).hexdigest()
+        if not constant_time_equal(digest, given):
             raise WebhookRejected(
                 401,
                 "bad X-Delighted-Webhook-Signature (is the sending project's API key in "

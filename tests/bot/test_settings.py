@@ -98,4 +98,23 @@ def test_a_webhook_secret_senders_cannot_sign_with_is_refused_at_start(secret: s
 def test_a_standard_webhooks_secret_is_accepted_with_or_without_its_prefix(prefix: str) -> None:
     secret = prefix + base64.b64encode(b"k" * 24).decode()
     settings = Settings(_env_file=None, webhook_secret=secret)  # type: ignore[call-arg]
-    assert settings.source_secret("kpibot") == secret
+    assert settings.source_secrets("kpibot") == (secret,)
+
+
+def test_a_secret_setting_lists_its_secrets_separated_by_commas() -> None:
+    """While a secret is rotated, its setting holds the new one and the old one."""
+    new, old = (("whsec_" + base64.b64encode(k * 24).decode()) for k in (b"n", b"o"))
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, webhook_secret=f" {new} ,{old},", segment_webhook_secret="a, b"
+    )
+    assert settings.source_secrets("kpibot") == (new, old)
+    assert settings.source_secrets("segment") == ("a", "b")
+    assert settings.source_secrets("typeform") == ()  # unset: the route answers 404
+
+
+def test_each_listed_standard_webhooks_secret_must_be_one() -> None:
+    good = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, webhook_secret=f"{good},whsec_short")  # type: ignore[call-arg]
+    assert "separated by commas" in str(refused.value)
+    assert good not in str(refused.value)  # no secret is repeated
