@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from bot.ingest_queue import GroupLimits
 
 DEFAULT_DATABASE_URL = "sqlite:///data/kpibot.db"
+# The settings holding webhook routes' secrets, each a comma-separated list (`split_secrets`).
+WEBHOOK_SECRETS = (
+    "webhook_secret",
+    "stripe_webhook_secret",
+    "delighted_api_key",
+    "typeform_webhook_secret",
+    "zendesk_webhook_secret",
+    "segment_webhook_secret",
+)
 
 
 def _env(name: str) -> AliasChoices:
@@ -125,6 +134,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator(*WEBHOOK_SECRETS, mode="before")
+    @classmethod
+    def _no_listed_secret_is_unset(cls, value: object) -> object:
+        """A webhook secret setting that lists no secret (blanks, commas) is unset: its route
+        answers 404, and `kpibot serve` does not list it, rather than seem on and refuse all."""
+        return None if isinstance(value, str) and not split_secrets(value) else value
 
     @field_validator("webhook_secret")
     @classmethod

@@ -22,6 +22,12 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
+class SignedButRefused(WebhookRejected):
+    """A delivery signed with the secret tried, refused all the same (its signed timestamp is
+    stale or unreadable): with several secrets, this is the reason given, not the mismatch of
+    another secret, which would send the operator after the wrong cause."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One HTTP request as received: lower-cased headers, the exact body bytes, and when."""
@@ -74,9 +80,10 @@ class Source(Protocol):
 
 def verify_any(source: Source, delivery: Delivery, secrets: Sequence[str]) -> None:
     """Accept a delivery signed with any of `secrets` (two while a secret is rotated: the new
-    one and the one it replaces; or one per sending project); otherwise raise the refusal the
-    first secret met. Every secret is tried, whichever matches: how long the check takes does
-    not tell which one did."""
+    one and the one it replaces; or one per sending project); otherwise raise the refusal of the
+    secret it is signed with (`SignedButRefused`: a stale timestamp, say), else the first
+    secret's. Every secret is tried, whichever matches: how long the check takes does not tell
+    which one did."""
     if not secrets:
         raise WebhookRejected(401, "no secret is configured for this source")
     refusals = []
@@ -86,7 +93,8 @@ def verify_any(source: Source, delivery: Delivery, secrets: Sequence[str]) -> No
         except WebhookRejected as refused:
             refusals.append(refused)
     if len(refusals) == len(secrets):
-        raise refusals[0]
+        signed = [r for r in refusals if isinstance(r, SignedButRefused)]
+        raise (signed or refusals)[0]
 
 
 def constant_time_equal(expected: str | bytes, given: str | bytes) -> bool:
@@ -99,4 +107,4 @@ def constant_time_equal(expected: str | bytes, given: str | bytes) -> bool:
 def check_timestamp(signed_at: int, now: datetime, *, window: int = REPLAY_WINDOW_SECONDS) -> None:
     """Refuse (401) a signature timestamp further than `window` seconds from `now`."""
     if abs(now.timestamp() - signed_at) > window:
-        raise WebhookRejected(401, "signature timestamp outside the 5-minute window (replayed?)")
+        raise SignedButRefused(401, "signature timestamp outside the 5-minute window (replayed?)")

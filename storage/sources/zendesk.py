@@ -40,6 +40,7 @@ from typing import Any
 from storage.schemas import MAX_COMMENT, MAX_NAME
 from storage.sources.base import (
     Delivery,
+    SignedButRefused,
     SourceEvent,
     WebhookRejected,
     check_timestamp,
@@ -84,7 +85,7 @@ class ZendeskSource:
             raise WebhookRejected(401, "bad X-Zendesk-Webhook-Signature (check the signing secret)")
         signed_at = instant(stamp)
         if signed_at is None:
-            raise WebhookRejected(401, "X-Zendesk-Webhook-Signature-Timestamp is not a time")
+            raise SignedButRefused(401, "X-Zendesk-Webhook-Signature-Timestamp is not a time")
         check_timestamp(int(signed_at.timestamp()), delivery.received_at)
 
     def events(self, payload: Any, delivery: Delivery) -> list[SourceEvent]:

@@ -112,6 +112,16 @@ def test_a_secret_setting_lists_its_secrets_separated_by_commas() -> None:
     assert settings.source_secrets("typeform") == ()  # unset: the route answers 404
 
 
+@pytest.mark.parametrize("value", ["", " ", ",", " , ,"])
+def test_a_secret_setting_listing_no_secret_is_unset(value: str) -> None:
+    """Not a route that seems on and refuses everything: it is off, and says so (404)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, webhook_secret=value, typeform_webhook_secret=value
+    )
+    assert settings.webhook_secret is None and settings.typeform_webhook_secret is None
+    assert settings.source_secrets("kpibot") == settings.source_secrets("typeform") == ()
+
+
 def test_each_listed_standard_webhooks_secret_must_be_one() -> None:
     good = "whsec_" + base64.b64encode(b"k" * 24).decode()
     with pytest.raises(ValidationError) as refused:
