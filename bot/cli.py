@@ -567,9 +567,10 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     app = create_web(settings, engine)
     click.echo(store_status(app.state.session_factory, settings))
     sources = [
-        s
+        # Several secrets: a rotation under way (or Delighted's projects), seen at each start.
+        f"{s} ({len(secrets)} secrets)" if len(secrets) > 1 else s
         for s in ("kpibot", "stripe", "delighted", "typeform", "zendesk", "segment")
-        if settings.source_secrets(s)
+        if (secrets := settings.source_secrets(s))
     ]
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"listening on http://{shown}:{port}: " + ", ".join(describe_app(app)))

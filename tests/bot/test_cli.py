@@ -350,7 +350,12 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
     request sent right then waits for the app to start instead of being refused."""
     import httpx
 
-    environment = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}"}
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.endswith(("_SECRET", "_API_KEY"))},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "TYPEFORM_WEBHOOK_SECRET": "typeform-new-7f3a, typeform-old-c41d",
+        "SEGMENT_WEBHOOK_SECRET": "segment-only-9b2e",
+    }
     process = subprocess.Popen(  # noqa: S603  (our own CLI)
         [*KPIBOT, "serve", "--port", "0"],
         cwd=tmp_path,
@@ -367,6 +372,11 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
             assert line, "".join(said)  # it stopped before listening
             said.append(line)
         address = said[-1].split()[2].rstrip(":")
+        # The next line says which routes are on. (Read here: what readline buffered would not
+        # reach communicate() below.) A rotation under way shows, and the secrets themselves do
+        # not.
+        sources = process.stdout.readline()
+        assert sources == "webhook sources with a secret: typeform (2 secrets), segment\n"
         assert address.startswith("http://127.0.0.1:") and not address.endswith(":0")
         response = httpx.get(f"{address}/healthz", timeout=30)  # at once: no retry
         assert response.json() == {"status": "ok", "database": "ok"}
@@ -374,6 +384,8 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
         process.terminate()
         output, _ = process.communicate(timeout=10)
     assert "POST /webhooks/{source}" in said[-1] + output
+    everything = "".join(said) + sources + output
+    assert "typeform-new" not in everything and "segment-only" not in everything
 
 
 def test_serve_on_a_port_already_taken_is_a_one_line_error(tmp_path: Path):
