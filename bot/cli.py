@@ -605,8 +605,8 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
 LISTEN_BACKLOG = 2_048  # connections the system holds until they are accepted (uvicorn's own)
 # On SIGTERM, requests in flight get this long to finish (a batch's commit takes a second or two);
 # then they are cut, as a sender that trickles its body would otherwise hold the stop forever.
-# Under the 30 s most supervisors wait before they kill. A cut request gets no answer: its
-# sender retries, and what it had stored is then a duplicate.
+# Under the 30 s most supervisors wait before they kill. A cut webhook delivery is answered 503
+# (`bot.web`): its sender retries, and what it had stored is then a duplicate.
 SHUTDOWN_GRACE_SECONDS = 20
 
 

@@ -69,6 +69,13 @@ BODY_SECONDS = 30.0
 # thousands of single events.
 BODY_BYTES_IN_FLIGHT = 96 * MAX_BODY_BYTES
 SOON = ((b"retry-after", b"1"),)  # a 503's header: retry in a second
+# A delivery cut by the server's stop: its group may have committed meanwhile (a resend then
+# counts once), or not; the sender tries again after the restart.
+STOPPING = (
+    "the server is stopping: this delivery may not have been stored; send it again (a copy "
+    "already stored counts once)"
+)
+STOPPING_HEADERS = ((b"retry-after", b"5"), (b"connection", b"close"))
 log = logging.getLogger("kpibot.web")
 
 
@@ -222,6 +229,12 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
                 answer = await _webhook(scope, receive, name, settings, queue, metrics, stripe_api)
             except _Disconnected:
                 return  # nothing was stored, and nobody to answer or to count as refused
+            except asyncio.CancelledError:
+                # `kpibot serve` is stopping and its grace period is over: uvicorn cancels what
+                # still runs (a body still trickling in, say). Answered here, not re-raised: uvicorn
+                # would log a traceback and a 500, which say "a bug" to an operator.
+                log.warning("webhook %s: cut by the server's stop; answered 503", name[:40])
+                answer = _Answer(503, {"error": STOPPING}, STOPPING_HEADERS)
             except Exception:  # a bug: the sender retries, and /metrics counts the 500
                 log.exception("webhook %s: the delivery failed", name[:40])
                 answer = _error(500, "internal error: nothing was stored; retry later")

@@ -28,6 +28,11 @@ class RunningServer:
     factory: sessionmaker[Session]
     app: Any
     engine: Engine
+    server: uvicorn.Server
+
+    def stop(self) -> None:
+        """Stop as SIGTERM stops `kpibot serve`: requests in flight get the grace period."""
+        self.server.should_exit = True
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until the webhook events the server accepted are applied (see ApplyWorker)."""
@@ -44,7 +49,8 @@ def _free_port() -> int:
 @pytest.fixture
 def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
     """Start servers with settings overrides: `web_server(webhook_secret="whsec_…")`, on the
-    test database or on `database` (a URL).
+    test database or on `database` (a URL); `shutdown_grace`: how long `stop()` lets requests in
+    flight finish (as `kpibot serve`'s SIGTERM; None: as long as they take).
 
     `slack_options` go to the Bolt app's factory (`answer_budget`, `client`); `lifespan=True`
     runs the app's start-up and shut-down (the outbox dispatcher).
@@ -56,6 +62,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
         *,
         lifespan: bool = False,
         database: str | None = None,
+        shutdown_grace: float | None = None,
         **overrides: Any,
     ) -> RunningServer:
         url = database or database_url
@@ -71,6 +78,7 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 log_level="warning",
                 lifespan="on" if lifespan else "off",
                 http=HttpProtocol,  # as `kpibot serve` runs it
+                timeout_graceful_shutdown=shutdown_grace,
             )
         )
         thread = threading.Thread(target=server.run, daemon=True)
@@ -81,7 +89,8 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 raise RuntimeError("the test web server did not start")
             time.sleep(0.01)
         started.append((server, thread, engine, app))
-        return RunningServer(f"http://127.0.0.1:{port}", make_session_factory(engine), app, engine)
+        factory = make_session_factory(engine)
+        return RunningServer(f"http://127.0.0.1:{port}", factory, app, engine, server)
 
     yield start
     for server, thread, engine, app in started:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,33 @@ def test_a_body_in_another_unicode_encoding_is_a_400(web_server: Any, encoding: 
     refused = post(server.url, json.dumps(make_subscription("2026-01-01")).encode(encoding))
     assert refused.status_code == 400, refused.text
     assert "UTF-8" in refused.json()["error"]
+
+
+def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
+    web_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender still sending its body when the grace period ends gets a 503 (providers send
+    again), and the operator's log says so in one line, without a traceback nor a 500."""
+    server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, shutdown_grace=0.3)
+    body = event_body()
+    headers = {**standard_headers(body, secret=TEST_WEBHOOK_SECRET), "content-length": "10000"}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
+        link.sendall(f"POST /webhooks/kpibot HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode())
+        link.sendall(body)  # and never the rest of the 10,000 bytes announced
+        time.sleep(0.2)  # the server is waiting for the rest
+        with caplog.at_level(logging.WARNING):
+            server.stop()
+            answer = b""
+            while chunk := link.recv(65536):
+                answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 503 Service Unavailable", answer
+    head_lines, _, payload = rest.partition(b"\r\n\r\n")
+    assert b"retry-after: 5" in head_lines.lower()
+    assert json.loads(payload)["error"].startswith("the server is stopping")
+    assert "cut by the server's stop; answered 503" in caplog.text
+    assert "Exception in ASGI application" not in caplog.text
+    with session_scope(server.factory) as session:
+        assert session.scalars(select(EventLog)).first() is None
