@@ -26,6 +26,9 @@ What stays true per delivery:
   when applying refuses such an event, for a missing exchange rate, the first copy is answered
   rejected and the other duplicate, where one after the other both would be rejected. The event
   is logged once, as rejected, for a replay either way);
+- a delivery cut by the server's stop (uvicorn cancels what still runs once the grace period is
+  over; the route answers it 503) is withdrawn if it still waits for its group, so it is not
+  stored after that answer; only one whose group is already being stored may still be;
 - when the grouped transaction fails as a whole (a database error, an unexpected exception),
   every delivery of the group is stored again alone, in its own transaction, so each gets the
   outcome it would have had alone (a transient error retried, `DatabaseBusy` when it persists).
@@ -164,11 +167,19 @@ class IngestQueue:
         queue = self._sources.get(source)
         if queue is None or queue.loop is not loop:  # an app served again by a new event loop
             queue = self._sources[source] = _SourceQueue(loop)
-        queue.waiting.append(_Delivery(list(items), received_at, answer, copies))
+        delivery = _Delivery(list(items), received_at, answer, copies)
+        queue.waiting.append(delivery)
         queue.arrived.set()
         if queue.worker is None:
             queue.worker = asyncio.create_task(self._work(source, queue))
-        return await answer
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            # The server is stopping (uvicorn cancels what still runs once the grace period is
+            # over) and the sender is answered 503: a delivery still waiting for its group is
+            # withdrawn, not stored later by `close`. One whose group is being stored stays so.
+            _withdraw(queue.waiting, delivery)
+            raise
 
     async def close(self) -> None:
         """Wait for every group waiting or in flight to be stored and answered."""
@@ -181,6 +192,8 @@ class IngestQueue:
         try:
             while queue.waiting:
                 await self._gather(queue)
+                if not queue.waiting:  # withdrawn meanwhile (see `ingest`)
+                    break
                 group = self._take(queue)
                 queue.expected = max(len(group), (queue.expected or 0) - 1)
                 await self._store(source, group)
@@ -349,6 +362,15 @@ def _valid_body(item: RawEvent | Malformed | Prepared) -> str | None:
     if isinstance(item, Prepared) and item.entry.status != "rejected":
         return item.entry.body
     return None
+
+
+def _withdraw(waiting: deque[_Delivery], delivery: _Delivery) -> None:
+    """Remove this very delivery from `waiting`, if it is still there (compared by identity:
+    two deliveries of the same events are equal, and the other one stays)."""
+    for position, candidate in enumerate(waiting):
+        if candidate is delivery:
+            del waiting[position]
+            return
 
 
 def _answer(delivery: _Delivery, report: IngestReport) -> None:

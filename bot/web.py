@@ -233,6 +233,9 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
                 # `kpibot serve` is stopping and its grace period is over: uvicorn cancels what
                 # still runs (a body still trickling in, say). Answered here, not re-raised: uvicorn
                 # would log a traceback and a 500, which say "a bug" to an operator.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled: an enclosing timeout or group would see none
                 log.warning("webhook %s: cut by the server's stop; answered 503", name[:40])
                 answer = _Answer(503, {"error": STOPPING}, STOPPING_HEADERS)
             except Exception:  # a bug: the sender retries, and /metrics counts the 500

@@ -345,13 +345,19 @@ def test_kpi_misunderstood_is_help_not_a_traceback(database_url, tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
+def _a_credential(name: str) -> bool:
+    """A setting of a secret or of Slack, which a developer's shell may export."""
+    name = name.upper()
+    return name.startswith("SLACK_") or name.endswith(("_SECRET", "_API_KEY", "_TOKEN"))
+
+
 def test_serve_migrates_and_answers_health_checks(tmp_path: Path):
     """It says where it listens once it does (on the port the system chose, for --port 0): a
     request sent right then waits for the app to start instead of being refused."""
     import httpx
 
     environment = {
-        **{k: v for k, v in os.environ.items() if not k.endswith(("_SECRET", "_API_KEY"))},
+        **{k: v for k, v in os.environ.items() if not _a_credential(k)},
         "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
         "TYPEFORM_WEBHOOK_SECRET": "typeform-new-7f3a, typeform-old-c41d",
         "SEGMENT_WEBHOOK_SECRET": "segment-only-9b2e",

@@ -7,6 +7,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,30 @@ def test_a_body_in_another_unicode_encoding_is_a_400(web_server: Any, encoding: 
     assert "UTF-8" in refused.json()["error"]
 
 
+def _in_flight(server: Any) -> None:
+    """Wait until the server handles a request (uvicorn's tasks), at most 10 s."""
+    deadline = time.monotonic() + 10
+    while not server.server.server_state.tasks:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.01)
+
+
+@contextmanager
+def _uvicorn_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Capture uvicorn's own log too (its loggers do not propagate to the root)."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            yield
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+
+
+def _logged_a_traceback(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(record.exc_info for record in caplog.records)
+
+
 def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
     web_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -119,21 +146,45 @@ def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
     headers = {**standard_headers(body, secret=TEST_WEBHOOK_SECRET), "content-length": "10000"}
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as link, _uvicorn_log(caplog):
         link.sendall(f"POST /webhooks/kpibot HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode())
         link.sendall(body)  # and never the rest of the 10,000 bytes announced
-        time.sleep(0.2)  # the server is waiting for the rest
-        with caplog.at_level(logging.WARNING):
-            server.stop()
-            answer = b""
-            while chunk := link.recv(65536):
-                answer += chunk
+        _in_flight(server)
+        server.stop()
+        answer = b""
+        while chunk := link.recv(65536):
+            answer += chunk
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 503 Service Unavailable", answer
     head_lines, _, payload = rest.partition(b"\r\n\r\n")
     assert b"retry-after: 5" in head_lines.lower()
     assert json.loads(payload)["error"].startswith("the server is stopping")
     assert "cut by the server's stop; answered 503" in caplog.text
-    assert "Exception in ASGI application" not in caplog.text
+    assert "timeout graceful shutdown exceeded" in caplog.text  # (uvicorn's: the log is seen)
+    assert not _logged_a_traceback(caplog) and "Exception in ASGI" not in caplog.text
+    with session_scope(server.factory) as session:
+        assert session.scalars(select(EventLog)).first() is None
+
+
+def test_a_delivery_still_waiting_for_its_group_at_the_stop_is_not_stored_after_its_503(
+    web_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Answered 503 means: send it again. The group it waited for is not stored afterwards by
+    the stop's own flush of the waiting groups (the app's shut-down, as `kpibot serve` runs)."""
+    server = web_server(
+        webhook_secret=TEST_WEBHOOK_SECRET,
+        shutdown_grace=0.3,
+        lifespan=True,
+        webhook_group_window_ms=1_000,  # the first group waits this long for others
+    )
+    with ThreadPoolExecutor(1) as pool, _uvicorn_log(caplog):
+        sent = pool.submit(post, server.url, event_body())
+        _in_flight(server)
+        time.sleep(0.1)  # read, parsed, and waiting for its group (a second)
+        server.stop()
+        answer = sent.result(timeout=10)
+    assert answer.status_code == 503, answer.text
+    assert "cut by the server's stop; answered 503" in caplog.text
+    time.sleep(1.5)  # past the group's window: it would have been stored by now
     with session_scope(server.factory) as session:
         assert session.scalars(select(EventLog)).first() is None
