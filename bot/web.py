@@ -230,13 +230,7 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
             except _Disconnected:
                 return  # nothing was stored, and nobody to answer or to count as refused
             except asyncio.CancelledError:
-                # `kpibot serve` is stopping and its grace period is over: uvicorn cancels what
-                # still runs (a body still trickling in, say). Answered here, not re-raised: uvicorn
-                # would log a traceback and a 500, which say "a bug" to an operator.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # handled: an enclosing timeout or group would see none
-                log.warning("webhook %s: cut by the server's stop; answered 503", name[:40])
+                _cut_by_the_stop(f"webhook {name[:40]}")
                 answer = _Answer(503, {"error": STOPPING}, STOPPING_HEADERS)
             except Exception:  # a bug: the sender retries, and /metrics counts the 500
                 log.exception("webhook %s: the delivery failed", name[:40])
@@ -262,6 +256,13 @@ def create_web(settings: Settings, engine: Engine, **slack_options: Any) -> Star
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def slack_events(request: Request) -> Response:
+        try:
+            return await _slack_events(request)
+        except asyncio.CancelledError:
+            _cut_by_the_stop("slack")
+            return _refused(503, "the server is stopping: try again in a moment")
+
+    async def _slack_events(request: Request) -> Response:
         if slack is None or verifier is None or settings.slack_mode != "http":
             why = (
                 "this server talks to Slack over Socket Mode"
@@ -472,6 +473,19 @@ def _declared_length(scope: Scope) -> int | None:
         if name.lower() == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+def _cut_by_the_stop(what: str) -> None:
+    """Say that the server's stop cut this request, which is answered 503 and not re-raised.
+
+    Once `kpibot serve`'s grace period is over, uvicorn cancels what still runs (a body still
+    trickling in, an answer still being computed). Re-raised, the cancellation would make uvicorn
+    log a traceback and answer 500, which say "a bug" to an operator, for a stop as planned.
+    """
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # handled: an enclosing timeout or task group sees no cancellation
+    log.warning("%s: cut by the server's stop; answered 503", what)
 
 
 def _error(status: int, reason: str) -> _Answer:
