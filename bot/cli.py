@@ -7,7 +7,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -368,7 +368,11 @@ def demo() -> None:
 @click.option("--accounts", default=200, show_default=True, help="How many customer accounts.")
 @click.option("--years", default=3, show_default=True, help="Years of history.")
 @click.option("--seed", default=42, show_default=True, help="Random seed: same seed, same data.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of history [today].")
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Last day of history, UTC [yesterday: no event later than now].",
+)
 @click.option("--workers", type=click.IntRange(1, 16), help="Parallel loaders [one per core].")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the store already has events.")
 @click.pass_obj
@@ -403,7 +407,8 @@ def demo_seed(
         accounts=accounts,
         years=years,
         seed=seed,
-        until=until.date() if until else date.today(),
+        # Events fall at UTC times of their day: through yesterday, none is later than now.
+        until=until.date() if until else datetime.now(UTC).date() - timedelta(days=1),
     )
     started = time.perf_counter()
     counted = [0]

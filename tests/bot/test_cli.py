@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.builders import make_account, make_fx, make_invoice, make_subscription
@@ -25,6 +26,20 @@ def run(args, *, database_url, cwd, stdin=None, **env):
         env=environment,
         timeout=120,
     )
+
+
+def test_demo_data_by_default_ends_yesterday_with_nothing_later_than_now(tmp_path: Path):
+    """`make run`'s first start: a history up to now, never an event still to come."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    seeded = run(
+        ["demo", "seed", "--accounts", "20", "--years", "1"], database_url=url, cwd=tmp_path
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    with sqlite3.connect(tmp_path / "demo.db") as connection:
+        (stored,) = connection.execute("SELECT max(occurred_at) FROM event_log").fetchone()
+    latest = datetime.fromisoformat(stored).replace(tzinfo=UTC)  # stored as UTC
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert today - timedelta(days=2) <= latest < today  # (2: the seed may end just before 0:00)
 
 
 def test_ingest_reports_counts_and_rejections(database_url, tmp_path: Path):
