@@ -562,6 +562,7 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     import uvicorn
 
     from bot.http_protocol import HttpProtocol
+    from bot.settings import WEBHOOK_SECRETS
     from bot.status import store_status
     from bot.web import create_web, describe_app
     from storage.migrate import upgrade
@@ -574,7 +575,7 @@ def _serve(settings: Settings, listener: socket.socket, host: str) -> None:
     sources = [
         # Several secrets: a rotation under way (or Delighted's projects), seen at each start.
         f"{s} ({len(secrets)} secrets)" if len(secrets) > 1 else s
-        for s in ("kpibot", "stripe", "delighted", "typeform", "zendesk", "segment")
+        for s in WEBHOOK_SECRETS
         if (secrets := settings.source_secrets(s))
     ]
     shown = f"[{host}]" if ":" in host else host

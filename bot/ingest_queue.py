@@ -51,6 +51,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -95,7 +96,7 @@ class DatabaseBusy(Exception):
 GroupObserver = Callable[[str, int, bool], None]  # source, deliveries in the group, fell back
 
 
-@dataclass
+@dataclass(eq=False)  # one delivery is itself only, whatever it holds (`ingest` withdraws it)
 class _Delivery:
     items: list[Any]
     received_at: datetime
@@ -178,7 +179,8 @@ class IngestQueue:
             # The server is stopping (uvicorn cancels what still runs once the grace period is
             # over) and the sender is answered 503: a delivery still waiting for its group is
             # withdrawn, not stored later by `close`. One whose group is being stored stays so.
-            _withdraw(queue.waiting, delivery)
+            with suppress(ValueError):  # (no longer waiting: its group is being stored)
+                queue.waiting.remove(delivery)
             raise
 
     async def close(self) -> None:
@@ -362,15 +364,6 @@ def _valid_body(item: RawEvent | Malformed | Prepared) -> str | None:
     if isinstance(item, Prepared) and item.entry.status != "rejected":
         return item.entry.body
     return None
-
-
-def _withdraw(waiting: deque[_Delivery], delivery: _Delivery) -> None:
-    """Remove this very delivery from `waiting`, if it is still there (compared by identity:
-    two deliveries of the same events are equal, and the other one stays)."""
-    for position, candidate in enumerate(waiting):
-        if candidate is delivery:
-            del waiting[position]
-            return
 
 
 def _answer(delivery: _Delivery, report: IngestReport) -> None:

@@ -23,15 +23,16 @@ if TYPE_CHECKING:
     from bot.ingest_queue import GroupLimits
 
 DEFAULT_DATABASE_URL = "sqlite:///data/kpibot.db"
-# The settings holding webhook routes' secrets, each a comma-separated list (`split_secrets`).
-WEBHOOK_SECRETS = (
-    "webhook_secret",
-    "stripe_webhook_secret",
-    "delighted_api_key",
-    "typeform_webhook_secret",
-    "zendesk_webhook_secret",
-    "segment_webhook_secret",
-)
+# Each webhook route (source) and the setting holding its secrets, a comma-separated list
+# (`split_secrets`), in the order `kpibot serve` lists the routes that are on.
+WEBHOOK_SECRETS = {
+    "kpibot": "webhook_secret",
+    "stripe": "stripe_webhook_secret",
+    "delighted": "delighted_api_key",
+    "typeform": "typeform_webhook_secret",
+    "zendesk": "zendesk_webhook_secret",
+    "segment": "segment_webhook_secret",
+}
 
 
 def _env(name: str) -> AliasChoices:
@@ -135,7 +136,7 @@ class Settings(BaseSettings):
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator(*WEBHOOK_SECRETS, mode="before")
+    @field_validator(*WEBHOOK_SECRETS.values(), mode="before")
     @classmethod
     def _no_listed_secret_is_unset(cls, value: object) -> object:
         """A webhook secret setting that lists no secret (blanks, commas) is unset: its route
@@ -244,14 +245,8 @@ class Settings(BaseSettings):
         """The secrets a webhook source's deliveries may be signed with: its setting's
         comma-separated values (several while a secret is rotated, or one per Delighted
         project); none when unset, and its route answers 404."""
-        secret = {
-            "kpibot": self.webhook_secret,
-            "stripe": self.stripe_webhook_secret,
-            "delighted": self.delighted_api_key,
-            "typeform": self.typeform_webhook_secret,
-            "zendesk": self.zendesk_webhook_secret,
-            "segment": self.segment_webhook_secret,
-        }.get(source)
+        setting = WEBHOOK_SECRETS.get(source)
+        secret: SecretStr | None = getattr(self, setting) if setting else None
         return split_secrets(secret.get_secret_value()) if secret else ()
 
     def source_options(self, source: str) -> dict[str, str]:

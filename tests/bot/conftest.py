@@ -34,6 +34,29 @@ class RunningServer:
         """Stop as SIGTERM stops `kpibot serve`: requests in flight get the grace period."""
         self.server.should_exit = True
 
+    def wait_in_flight(self, timeout: float = 10.0) -> None:
+        """Wait until the server is handling a request (uvicorn's tasks)."""
+        deadline = time.monotonic() + timeout
+        while not self.server.server_state.tasks:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no request reached the server")
+            time.sleep(0.01)
+
+    def stopped_while_sending(self, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        """POST `body` to `path` announcing 100 bytes more, never sent; stop the server while
+        it waits for them; return all it answered."""
+        announced = {**headers, "content-length": str(len(body) + 100)}
+        head = "".join(f"{name}: {value}\r\n" for name, value in announced.items())
+        port = int(self.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
+            link.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + body)
+            self.wait_in_flight()
+            self.stop()
+            answer = b""
+            while chunk := link.recv(65536):
+                answer += chunk
+        return answer
+
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until the webhook events the server accepted are applied (see ApplyWorker)."""
         if not self.app.state.apply_worker.wait_idle(timeout):
@@ -79,6 +102,9 @@ def web_server(database_url: str) -> Iterator[Callable[..., RunningServer]]:
                 lifespan="on" if lifespan else "off",
                 http=HttpProtocol,  # as `kpibot serve` runs it
                 timeout_graceful_shutdown=shutdown_grace,
+                # uvicorn's own log setup stops its loggers at theirs; left as Python's, they
+                # reach the root, and `caplog` sees them (an "Exception in ASGI application").
+                log_config=None,
             )
         )
         thread = threading.Thread(target=server.run, daemon=True)

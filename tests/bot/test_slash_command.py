@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -461,25 +460,7 @@ def test_a_slack_request_cut_by_the_servers_stop_is_a_503_without_a_traceback(
 ) -> None:
     server = start_bot(shutdown_grace=0.3)
     body = command_body("mrr")
-    headers = {**slack_headers(body), "content-length": str(len(body) + 100)}
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    port = int(server.url.rsplit(":", 1)[1])
-    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
-    uvicorn_log.addHandler(caplog.handler)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as link:
-            link.sendall(f"POST /slack/events HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode())
-            link.sendall(body)  # and never the 100 bytes more announced
-            deadline = time.monotonic() + 10
-            while not server.server.server_state.tasks and time.monotonic() < deadline:
-                time.sleep(0.01)
-            with caplog.at_level(logging.WARNING):
-                server.stop()
-                answer = b""
-                while chunk := link.recv(65536):
-                    answer += chunk
-    finally:
-        uvicorn_log.removeHandler(caplog.handler)
+    answer = server.stopped_while_sending("/slack/events", slack_headers(body), body)
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable"), answer
     assert b"the server is stopping" in answer
     assert "slack: cut by the server's stop; answered 503" in caplog.text

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,30 +108,6 @@ def test_a_body_in_another_unicode_encoding_is_a_400(web_server: Any, encoding: 
     assert "UTF-8" in refused.json()["error"]
 
 
-def _in_flight(server: Any) -> None:
-    """Wait until the server handles a request (uvicorn's tasks), at most 10 s."""
-    deadline = time.monotonic() + 10
-    while not server.server.server_state.tasks:
-        assert time.monotonic() < deadline, "the request never reached the server"
-        time.sleep(0.01)
-
-
-@contextmanager
-def _uvicorn_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Capture uvicorn's own log too (its loggers do not propagate to the root)."""
-    uvicorn_log = logging.getLogger("uvicorn.error")
-    uvicorn_log.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING):
-            yield
-    finally:
-        uvicorn_log.removeHandler(caplog.handler)
-
-
-def _logged_a_traceback(caplog: pytest.LogCaptureFixture) -> bool:
-    return any(record.exc_info for record in caplog.records)
-
-
 def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
     web_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -143,17 +115,8 @@ def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
     again), and the operator's log says so in one line, without a traceback nor a 500."""
     server = web_server(webhook_secret=TEST_WEBHOOK_SECRET, shutdown_grace=0.3)
     body = event_body()
-    headers = {**standard_headers(body, secret=TEST_WEBHOOK_SECRET), "content-length": "10000"}
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    port = int(server.url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as link, _uvicorn_log(caplog):
-        link.sendall(f"POST /webhooks/kpibot HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode())
-        link.sendall(body)  # and never the rest of the 10,000 bytes announced
-        _in_flight(server)
-        server.stop()
-        answer = b""
-        while chunk := link.recv(65536):
-            answer += chunk
+    headers = standard_headers(body, secret=TEST_WEBHOOK_SECRET)
+    answer = server.stopped_while_sending("/webhooks/kpibot", headers, body)
     status, _, rest = answer.partition(b"\r\n")
     assert status == b"HTTP/1.1 503 Service Unavailable", answer
     head_lines, _, payload = rest.partition(b"\r\n\r\n")
@@ -161,7 +124,7 @@ def test_a_delivery_cut_by_the_servers_stop_is_a_503_to_send_again_not_a_500(
     assert json.loads(payload)["error"].startswith("the server is stopping")
     assert "cut by the server's stop; answered 503" in caplog.text
     assert "timeout graceful shutdown exceeded" in caplog.text  # (uvicorn's: the log is seen)
-    assert not _logged_a_traceback(caplog) and "Exception in ASGI" not in caplog.text
+    assert not any(r.exc_info for r in caplog.records) and "Exception in ASGI" not in caplog.text
     with session_scope(server.factory) as session:
         assert session.scalars(select(EventLog)).first() is None
 
@@ -177,9 +140,9 @@ def test_a_delivery_still_waiting_for_its_group_at_the_stop_is_not_stored_after_
         lifespan=True,
         webhook_group_window_ms=1_000,  # the first group waits this long for others
     )
-    with ThreadPoolExecutor(1) as pool, _uvicorn_log(caplog):
+    with ThreadPoolExecutor(1) as pool:
         sent = pool.submit(post, server.url, event_body())
-        _in_flight(server)
+        server.wait_in_flight()
         time.sleep(0.1)  # read, parsed, and waiting for its group (a second)
         server.stop()
         answer = sent.result(timeout=10)
